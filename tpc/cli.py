@@ -1,0 +1,91 @@
+"""The ``tpc`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tpc import presets
+from tpc.ops import TensorProduct
+
+
+def _load_spec(args: argparse.Namespace) -> tuple[str, TensorProduct, int]:
+    if (args.spec is None) == (args.preset is None):
+        raise ValueError("give either a SPEC file or --preset NAME")
+    if args.preset is not None:
+        preset = presets.get(args.preset)
+        return f"{preset.name}: {preset.description}", preset.tp, args.batch or preset.batch
+    path = Path(args.spec)
+    if not path.is_file():
+        raise ValueError(f"spec file {args.spec!r} does not exist")
+    return str(path), TensorProduct.from_json(path.read_text()), args.batch or 1
+
+
+def describe(title: str, tp: TensorProduct, batch: int) -> str:
+    """Human-readable summary of a spec: irreps, paths, weights, coefficients and FLOPs."""
+    lines = [
+        title,
+        f"  irreps_in1  {tp.irreps_in1}  (dim {tp.irreps_in1.dim})",
+        f"  irreps_in2  {tp.irreps_in2}  (dim {tp.irreps_in2.dim})",
+        f"  irreps_out  {tp.irreps_out}  (dim {tp.irreps_out.dim})",
+        f"  normalization  irrep={tp.irrep_normalization} path={tp.path_normalization}  "
+        f"weights={'shared' if tp.shared_weights else 'per-sample'}",
+        "",
+        f"  {'#':>3}  {path:<26} {'mode':<5} {'weights':>8} {'coeff':>10} {'nnz':>6} {'FLOPs':>10}",
+    ]
+    for number, ins in enumerate(tp.instructions):
+        (m1, ir1), (m2, ir2), (mo, iro) = (tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2],
+                                           tp.irreps_out[ins.i_out])
+        path = f"{m1}x{ir1} x {m2}x{ir2} -> {mo}x{iro}"
+        lines.append(f"  {number:>3}  {path:<22} {ins.connection_mode:<5} {ins.weight_numel:>8} "
+                     f"{ins.coefficient:>10.4g} {tp.path_nnz(ins):>6} {tp.path_flops(ins):>10}")
+    lines += [
+        "",
+        f"  paths {len(tp.instructions)}   weight_numel {tp.weight_numel}   nonzero coefficients {tp.nnz}",
+        f"  FLOPs per sample {tp.flops():,}   at batch {batch}: {tp.flops(batch) / 1e9:.4g} GFLOP",
+        f"  fingerprint {tp.fingerprint}",
+    ]
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    title, tp, batch = _load_spec(args)
+    print(tp.to_json() if args.json else describe(title, tp, batch))
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    for name in presets.names():
+        preset = presets.get(name)
+        print(f"{name:<14} batch {preset.batch:>6}  {preset.description}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tpc", description="Tensor-product compiler for equivariant networks.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="show a tensor product: paths, weights, FLOPs")
+    info.add_argument("spec", nargs="?", help="a spec JSON file (as written by --json)")
+    info.add_argument("--preset", help=f"a named problem: {', '.join(presets.names())}")
+    info.add_argument("--batch", type=int, help="batch size for the FLOP total (default: the preset's)")
+    info.add_argument("--json", action="store_true", help="print the canonical spec JSON instead")
+    info.set_defaults(run=_info)
+    listing = commands.add_parser("presets", help="list the named problems")
+    listing.set_defaults(run=_presets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tpc`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"tpc: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

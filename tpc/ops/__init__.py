@@ -1,0 +1,13 @@
+"""Tensor-product specifications: what to compute, independent of how."""
+
+from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct
+from tpc.ops.tensor_product import MODES, Instruction, TensorProduct
+
+__all__ = [
+    "MODES",
+    "ChannelwiseTensorProduct",
+    "FullyConnectedTensorProduct",
+    "GauntTensorProduct",
+    "Instruction",
+    "TensorProduct",
+]

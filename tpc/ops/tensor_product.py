@@ -1,0 +1,364 @@
+"""The tensor-product specification: what to compute, with e3nn's exact semantics.
+
+A :class:`TensorProduct` is immutable data. It fixes the irreps, the paths (instructions), the
+normalization and the weight layout; it knows nothing of algorithms or schedules. Its
+canonical JSON form and fingerprint identify it in caches and tuning records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from tpc.irreps import Irreps, IrrepsLike
+from tpc.so3 import wigner_3j
+
+SPEC_FORMAT = "tpc.TensorProduct/1"
+IRREP_NORMALIZATIONS = ("component", "norm", "none")
+PATH_NORMALIZATIONS = ("element", "path", "none")
+
+# For each connection mode, the channel indices of x1, x2, the weight and the output of one
+# path, in einsum letters: u runs over mul1, v over mul2, w over mul_out. An unweighted "uuw"
+# path sums over u into a single output channel.
+MODE_INDICES: dict[str, tuple[str, str, str, str]] = {
+    "uvw": ("u", "v", "uvw", "w"),
+    "uvu": ("u", "v", "uv", "u"),
+    "uvv": ("u", "v", "uv", "v"),
+    "uuw": ("u", "u", "uw", "w"),
+    "uuu": ("u", "u", "u", "u"),
+    "uvuv": ("u", "v", "uv", "uv"),
+}
+MODES = tuple(MODE_INDICES)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One path ``irreps_in1[i_in1] x irreps_in2[i_in2] -> irreps_out[i_out]``.
+
+    ``path_weight`` is the factor given by the user (default 1). ``coefficient`` is the scalar
+    that multiplies ``wigner_3j`` in this path once normalization is applied; e3nn stores the
+    same number in its instructions under the name ``path_weight``.
+    """
+
+    i_in1: int
+    i_in2: int
+    i_out: int
+    connection_mode: str
+    has_weight: bool
+    path_weight: float
+    path_shape: tuple[int, ...]
+    coefficient: float
+
+    @property
+    def weight_numel(self) -> int:
+        """Number of weights this path consumes from the flat weight vector."""
+        return math.prod(self.path_shape) if self.has_weight else 0
+
+
+class TensorProduct:
+    """A tensor product of irreps, as ``e3nn.o3.TensorProduct`` defines it.
+
+    ``instructions`` are tuples ``(i_in1, i_in2, i_out, mode, has_weight[, path_weight])``
+    with modes ``uvw, uvu, uvv, uuw, uuu, uvuv``. ``shared_weights=True`` means one weight
+    vector of shape ``(weight_numel,)`` for the whole batch; False means per-sample weights of
+    shape ``(batch, weight_numel)``. The variances ``in1_var, in2_var, out_var`` (one per
+    block, default 1) enter the normalization exactly as in e3nn.
+    """
+
+    def __init__(
+        self,
+        irreps_in1: IrrepsLike,
+        irreps_in2: IrrepsLike,
+        irreps_out: IrrepsLike,
+        instructions: Iterable[Sequence[Any]],
+        irrep_normalization: str = "component",
+        path_normalization: str = "element",
+        in1_var: Sequence[float] | None = None,
+        in2_var: Sequence[float] | None = None,
+        out_var: Sequence[float] | None = None,
+        shared_weights: bool = True,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "irreps_in1", Irreps(irreps_in1))
+        set_(self, "irreps_in2", Irreps(irreps_in2))
+        set_(self, "irreps_out", Irreps(irreps_out))
+        if irrep_normalization not in IRREP_NORMALIZATIONS:
+            raise ValueError(f"irrep_normalization must be one of {IRREP_NORMALIZATIONS}, got {irrep_normalization!r}")
+        if path_normalization not in PATH_NORMALIZATIONS:
+            raise ValueError(f"path_normalization must be one of {PATH_NORMALIZATIONS}, got {path_normalization!r}")
+        if not isinstance(shared_weights, bool):
+            raise TypeError(f"shared_weights must be True or False, got {shared_weights!r}")
+        set_(self, "irrep_normalization", irrep_normalization)
+        set_(self, "path_normalization", path_normalization)
+        set_(self, "shared_weights", shared_weights)
+        set_(self, "in1_var", _variances("in1_var", in1_var, self.irreps_in1))
+        set_(self, "in2_var", _variances("in2_var", in2_var, self.irreps_in2))
+        set_(self, "out_var", _variances("out_var", out_var, self.irreps_out))
+        paths = [self._check_instruction(position, raw) for position, raw in enumerate(instructions)]
+        set_(self, "instructions", tuple(self._normalize(paths)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a TensorProduct is immutable; cannot set {name!r}")
+
+    # -- construction -----------------------------------------------------------------------
+
+    def _check_instruction(self, position: int, raw: Sequence[Any]) -> tuple:
+        where = f"instruction {position} {tuple(raw) if isinstance(raw, (list, tuple)) else raw!r}"
+        if not isinstance(raw, (list, tuple)) or len(raw) not in (5, 6):
+            raise ValueError(f"{where}: expected (i_in1, i_in2, i_out, mode, has_weight[, path_weight])")
+        i_in1, i_in2, i_out, mode, has_weight = raw[:5]
+        path_weight = raw[5] if len(raw) == 6 else 1.0
+        for name, index, irreps in (("i_in1", i_in1, self.irreps_in1), ("i_in2", i_in2, self.irreps_in2),
+                                    ("i_out", i_out, self.irreps_out)):
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(irreps):
+                raise ValueError(f"{where}: {name}={index!r} is not a block index of {irreps} (0..{len(irreps) - 1})")
+        if mode not in MODE_INDICES:
+            raise ValueError(f"{where}: unknown connection mode {mode!r}; supported modes are {MODES}")
+        if not isinstance(has_weight, (bool, np.bool_)):
+            raise ValueError(f"{where}: has_weight must be True or False, got {has_weight!r}")
+        if isinstance(path_weight, bool) or not isinstance(path_weight, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(path_weight) or path_weight < 0:
+            raise ValueError(f"{where}: path_weight must be a finite number >= 0, got {path_weight!r}")
+        (mul1, ir1), (mul2, ir2), (mul_out, ir_out) = (
+            self.irreps_in1[i_in1], self.irreps_in2[i_in2], self.irreps_out[i_out])
+        if ir_out not in ir1 * ir2:
+            raise ValueError(f"{where}: {ir_out} is not in {ir1} x {ir2} (selection rule |l1-l2| <= l <= l1+l2, "
+                             "parity p1*p2)")
+        required = {
+            "uvw": (bool(has_weight), "mode uvw needs has_weight=True"),
+            "uvu": (mul1 == mul_out, f"mode uvu needs mul_in1 == mul_out, got {mul1} and {mul_out}"),
+            "uvv": (mul2 == mul_out, f"mode uvv needs mul_in2 == mul_out, got {mul2} and {mul_out}"),
+            "uuw": (mul1 == mul2 and (has_weight or mul_out == 1),
+                    f"mode uuw needs mul_in1 == mul_in2 (got {mul1}, {mul2}) and, without weights, mul_out == 1"),
+            "uuu": (mul1 == mul2 == mul_out, f"mode uuu needs equal multiplicities, got {mul1}, {mul2}, {mul_out}"),
+            "uvuv": (mul1 * mul2 == mul_out, f"mode uvuv needs mul_in1 * mul_in2 == mul_out, got {mul1}*{mul2} "
+                                             f"and {mul_out}"),
+        }[mode]
+        if not required[0]:
+            raise ValueError(f"{where}: {required[1]}")
+        sizes = {"u": mul1, "v": mul2, "w": mul_out}
+        path_shape = tuple(sizes[letter] for letter in MODE_INDICES[mode][2])
+        return int(i_in1), int(i_in2), int(i_out), mode, bool(has_weight), float(path_weight), path_shape
+
+    def _normalize(self, paths: list[tuple]) -> list[Instruction]:
+        def fan_in(path: tuple) -> float:
+            i_in1, i_in2, _, mode, *_ = path
+            mul1, mul2 = self.irreps_in1[i_in1].mul, self.irreps_in2[i_in2].mul
+            elements = {"uvw": mul1 * mul2, "uvu": mul2, "uvv": mul1, "uuw": mul1, "uuu": 1, "uvuv": 1}[mode]
+            return self.in1_var[i_in1] * self.in2_var[i_in2] * elements
+
+        out = []
+        for path in paths:
+            i_in1, i_in2, i_out, mode, has_weight, path_weight, path_shape = path
+            ir1, ir2, ir_out = (self.irreps_in1[i_in1].ir, self.irreps_in2[i_in2].ir, self.irreps_out[i_out].ir)
+            alpha = {"component": ir_out.dim, "norm": ir1.dim * ir2.dim, "none": 1}[self.irrep_normalization]
+            siblings = [p for p in paths if p[2] == i_out]
+            if self.path_normalization == "element":
+                x = sum(fan_in(p) for p in siblings)
+            elif self.path_normalization == "path":
+                x = fan_in(path) * len(siblings)
+            else:
+                x = 1.0
+            if x > 0:
+                alpha /= x
+            coefficient = math.sqrt(alpha * self.out_var[i_out] * path_weight)
+            out.append(Instruction(i_in1, i_in2, i_out, mode, has_weight, path_weight, path_shape, coefficient))
+        return out
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def weight_numel(self) -> int:
+        """Length of the flat weight vector (per sample when weights are not shared)."""
+        return sum(ins.weight_numel for ins in self.instructions)
+
+    def weight_slices(self) -> list[slice | None]:
+        """Slice of the flat weight vector read by each instruction (None when unweighted)."""
+        out, start = [], 0
+        for ins in self.instructions:
+            if ins.has_weight:
+                out.append(slice(start, start + ins.weight_numel))
+                start += ins.weight_numel
+            else:
+                out.append(None)
+        return out
+
+    def path_nnz(self, ins: Instruction) -> int:
+        """Nonzero coupling coefficients of one path."""
+        ls = (self.irreps_in1[ins.i_in1].ir.l, self.irreps_in2[ins.i_in2].ir.l, self.irreps_out[ins.i_out].ir.l)
+        return int(np.count_nonzero(wigner_3j(*ls)))
+
+    @property
+    def nnz(self) -> int:
+        """Nonzero coupling coefficients summed over paths (the sparse work per channel pair)."""
+        return sum(self.path_nnz(ins) for ins in self.instructions)
+
+    def path_flops(self, ins: Instruction) -> int:
+        """FLOPs of one path for one sample, counted for the direct sparse evaluation.
+
+        Each nonzero coupling coefficient costs 3 FLOPs (two products, one sum) per channel
+        pair the mode combines; each weight application costs 2 FLOPs (multiply-add) per
+        output component; an unweighted sum over channels costs 1 FLOP per term.
+        """
+        mul1, mul2 = self.irreps_in1[ins.i_in1].mul, self.irreps_in2[ins.i_in2].mul
+        dim_out = self.irreps_out[ins.i_out].ir.dim
+        pairs = mul1 if ins.connection_mode in ("uuw", "uuu") else mul1 * mul2
+        flops = 3 * self.path_nnz(ins) * pairs
+        if ins.has_weight:
+            flops += 2 * math.prod(ins.path_shape) * dim_out
+        elif ins.connection_mode in ("uvu", "uvv", "uuw"):
+            flops += pairs * dim_out
+        return flops
+
+    def flops(self, batch: int = 1) -> int:
+        """FLOPs of the whole product for ``batch`` samples (see :meth:`path_flops`)."""
+        return batch * sum(self.path_flops(ins) for ins in self.instructions)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain-data form (the inverse of :meth:`from_dict`)."""
+        return {
+            "format": SPEC_FORMAT,
+            "irreps_in1": str(self.irreps_in1),
+            "irreps_in2": str(self.irreps_in2),
+            "irreps_out": str(self.irreps_out),
+            "instructions": [[i.i_in1, i.i_in2, i.i_out, i.connection_mode, i.has_weight, i.path_weight]
+                             for i in self.instructions],
+            "irrep_normalization": self.irrep_normalization,
+            "path_normalization": self.path_normalization,
+            "in1_var": list(self.in1_var),
+            "in2_var": list(self.in2_var),
+            "out_var": list(self.out_var),
+            "shared_weights": self.shared_weights,
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, no spaces, floats written so they read back exactly."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TensorProduct":
+        """Rebuild a spec from :meth:`to_dict` output; malformed data raises ValueError."""
+        if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
+            raise ValueError(f"not a tensor-product spec: expected a dict with format {SPEC_FORMAT!r}")
+        try:
+            return cls(
+                data["irreps_in1"], data["irreps_in2"], data["irreps_out"],
+                [tuple(ins) for ins in data["instructions"]],
+                irrep_normalization=data["irrep_normalization"],
+                path_normalization=data["path_normalization"],
+                in1_var=data["in1_var"], in2_var=data["in2_var"], out_var=data["out_var"],
+                shared_weights=data["shared_weights"],
+            )
+        except KeyError as error:
+            raise ValueError(f"tensor-product spec is missing the field {error.args[0]!r}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "TensorProduct":
+        """Rebuild a spec from :meth:`to_json` output."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"tensor-product spec is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON: equal specs, equal fingerprints."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TensorProduct) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return (f"TensorProduct({str(self.irreps_in1)!r} x {str(self.irreps_in2)!r} -> {str(self.irreps_out)!r}, "
+                f"{len(self.instructions)} paths, weight_numel={self.weight_numel}, "
+                f"shared_weights={self.shared_weights})")
+
+    # -- inputs and the reference -----------------------------------------------------------
+
+    def check_inputs(self, x1: Any, x2: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Validate the arguments of a call and return them as arrays.
+
+        ``x1`` is (batch, irreps_in1.dim), ``x2`` (batch, irreps_in2.dim), ``weight``
+        (weight_numel,) when shared or (batch, weight_numel) per sample, or None when the
+        product has no weights. Raises TypeError for non-float data and ValueError for shapes.
+        """
+        x1 = _float_array("x1", x1)
+        x2 = _float_array("x2", x2)
+        if x1.ndim != 2 or x1.shape[1] != self.irreps_in1.dim:
+            raise ValueError(f"x1 must have shape (batch, {self.irreps_in1.dim}) for {self.irreps_in1}, got {x1.shape}")
+        batch = x1.shape[0]
+        if x2.ndim != 2 or x2.shape != (batch, self.irreps_in2.dim):
+            raise ValueError(f"x2 must have shape ({batch}, {self.irreps_in2.dim}) for {self.irreps_in2} "
+                             f"(batch taken from x1), got {x2.shape}")
+        if x1.dtype != x2.dtype:
+            raise TypeError(f"x1 and x2 must have the same dtype, got {x1.dtype} and {x2.dtype}")
+        expected = (self.weight_numel,) if self.shared_weights else (batch, self.weight_numel)
+        if weight is None:
+            if self.weight_numel:
+                raise ValueError(f"this tensor product has {self.weight_numel} weights: pass weight of shape {expected}")
+            return x1, x2, None
+        weight = _float_array("weight", weight)
+        if weight.shape != expected:
+            sharing = "shared" if self.shared_weights else "per-sample"
+            raise ValueError(f"weight must have shape {expected} ({sharing} weights), got {weight.shape}")
+        if weight.dtype != x1.dtype:
+            raise TypeError(f"weight must have the dtype of x1 ({x1.dtype}), got {weight.dtype}")
+        return x1, x2, weight
+
+    def reference(self, x1: Any, x2: Any, weight: Any = None) -> np.ndarray:
+        """The product in float64 numpy, batch-first, e3nn's flat layout: the numerical truth."""
+        x1, x2, weight = self.check_inputs(x1, x2, weight)
+        x1, x2 = x1.astype(np.float64), x2.astype(np.float64)
+        batch = x1.shape[0]
+        out = np.zeros((batch, self.irreps_out.dim))
+        in1_slices, in2_slices, out_slices = (self.irreps_in1.slices(), self.irreps_in2.slices(),
+                                              self.irreps_out.slices())
+        for ins, w_slice in zip(self.instructions, self.weight_slices()):
+            (mul1, ir1), (mul2, ir2) = self.irreps_in1[ins.i_in1], self.irreps_in2[ins.i_in2]
+            a = x1[:, in1_slices[ins.i_in1]].reshape(batch, mul1, ir1.dim)
+            b = x2[:, in2_slices[ins.i_in2]].reshape(batch, mul2, ir2.dim)
+            coupling = ins.coefficient * wigner_3j(ir1.l, ir2.l, self.irreps_out[ins.i_out].ir.l)
+            idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
+            operands, terms = [a, b, coupling], [f"z{idx1}i", f"z{idx2}j", "ijk"]
+            if ins.has_weight:
+                w = weight[..., w_slice].astype(np.float64)
+                if self.shared_weights:
+                    operands.append(w.reshape(ins.path_shape))
+                    terms.append(idx_w)
+                else:
+                    operands.append(w.reshape((batch,) + ins.path_shape))
+                    terms.append("z" + idx_w)
+            else:
+                idx_out = "" if ins.connection_mode == "uuw" else idx_out
+            result = np.einsum(",".join(terms) + f"->z{idx_out}k", *operands, optimize=True)
+            out[:, out_slices[ins.i_out]] += result.reshape(batch, -1)
+        return out
+
+
+def _variances(name: str, values: Sequence[float] | None, irreps: Irreps) -> tuple[float, ...]:
+    if values is None:
+        return tuple(1.0 for _ in irreps)
+    values = tuple(float(v) for v in values)
+    if len(values) != len(irreps):
+        raise ValueError(f"{name} needs one variance per block of {irreps} ({len(irreps)}), got {len(values)}")
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"{name} must be finite and >= 0, got {values}")
+    return values
+
+
+def _float_array(name: str, value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {array.dtype}")
+    return array
