@@ -33,13 +33,13 @@ def describe(title: str, tp: TensorProduct, batch: int) -> str:
         f"  normalization  irrep={tp.irrep_normalization} path={tp.path_normalization}  "
         f"weights={'shared' if tp.shared_weights else 'per-sample'}",
         "",
-        f"  {'#':>3}  {path:<26} {'mode':<5} {'weights':>8} {'coeff':>10} {'nnz':>6} {'FLOPs':>10}",
+        f"  {'#':>3}  {'path':<26} {'mode':<5} {'weights':>8} {'coeff':>10} {'nnz':>6} {'FLOPs':>10}",
     ]
     for number, ins in enumerate(tp.instructions):
         (m1, ir1), (m2, ir2), (mo, iro) = (tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2],
                                            tp.irreps_out[ins.i_out])
         path = f"{m1}x{ir1} x {m2}x{ir2} -> {mo}x{iro}"
-        lines.append(f"  {number:>3}  {path:<22} {ins.connection_mode:<5} {ins.weight_numel:>8} "
+        lines.append(f"  {number:>3}  {path:<26} {ins.connection_mode:<5} {ins.weight_numel:>8} "
                      f"{ins.coefficient:>10.4g} {tp.path_nnz(ins):>6} {tp.path_flops(ins):>10}")
     lines += [
         "",

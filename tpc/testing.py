@@ -8,8 +8,9 @@ the numerical oracle (it needs the ``test`` extra: torch and e3nn).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -107,14 +108,24 @@ def random_inputs(tp: TensorProduct, batch: int, rng: np.random.Generator,
     return x1, x2, rng.standard_normal(shape).astype(dtype)
 
 
-def e3nn_module(tp: TensorProduct):
-    """The ``e3nn.o3.TensorProduct`` with the same arguments as ``tp`` (float64 buffers)."""
+@contextmanager
+def float64_torch() -> Iterator[None]:
+    """Make torch's default dtype float64 inside the block, so e3nn builds float64 buffers."""
     import torch
-    from e3nn import o3
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def e3nn_module(tp: TensorProduct):
+    """The ``e3nn.o3.TensorProduct`` with the same arguments as ``tp`` (float64 buffers)."""
+    from e3nn import o3
+
+    with float64_torch():
         return o3.TensorProduct(
             str(tp.irreps_in1), str(tp.irreps_in2), str(tp.irreps_out),
             [(i.i_in1, i.i_in2, i.i_out, i.connection_mode, i.has_weight, i.path_weight) for i in tp.instructions],
@@ -122,8 +133,6 @@ def e3nn_module(tp: TensorProduct):
             irrep_normalization=tp.irrep_normalization, path_normalization=tp.path_normalization,
             internal_weights=False, shared_weights=tp.shared_weights,
         )
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def e3nn_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.ndarray | None,

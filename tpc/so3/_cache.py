@@ -38,6 +38,9 @@ def cached_table(name: str, on_disk: Callable[..., bool] = lambda *args: False):
 
         @functools.wraps(compute)
         def wrapper(*args: int) -> np.ndarray:
+            for arg in args:
+                if isinstance(arg, bool) or not isinstance(arg, (int, np.integer)):
+                    raise ValueError(f"{compute.__name__} takes integer arguments, got {args}")
             return lookup(*(int(a) for a in args))
 
         wrapper.cache_clear = lookup.cache_clear  # type: ignore[attr-defined]
