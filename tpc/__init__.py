@@ -1,6 +1,8 @@
 """tpc: an autotuning compiler for the tensor products of equivariant neural networks."""
 
 from tpc import presets, so3
+from tpc._version import __version__
+from tpc.build import compile
 from tpc.irreps import Irrep, Irreps
 from tpc.ops import (
     ChannelwiseTensorProduct,
@@ -9,8 +11,8 @@ from tpc.ops import (
     Instruction,
     TensorProduct,
 )
-
-__version__ = "0.1.0"
+from tpc.runtime import Kernel, load
+from tpc.targets import resolve_target
 
 __all__ = [
     "ChannelwiseTensorProduct",
@@ -19,8 +21,12 @@ __all__ = [
     "Instruction",
     "Irrep",
     "Irreps",
+    "Kernel",
     "TensorProduct",
     "__version__",
+    "compile",
+    "load",
     "presets",
+    "resolve_target",
     "so3",
 ]

@@ -1,0 +1,78 @@
+"""``tpc.compile``: spec -> lowered TE -> scheduled TIR -> native kernel for one target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+import tvm
+
+from tpc.lower import lower_cg
+from tpc.ops import TensorProduct
+from tpc.runtime import Kernel, ScheduleChoice
+from tpc.schedule import apply_schedule, default_config, validate_config
+from tpc.targets import TargetSpec, resolve_target
+
+ALGORITHMS = ("cg",)
+# Block boundaries in the output are `likely` conditions: partitioning turns the output loop
+# into one branch-free loop per block.
+PASS_CONFIG = {"s_tir.LoopPartition": {"partition_const_loop": True}}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything that determines a compiled kernel."""
+
+    tp: TensorProduct
+    target: TargetSpec
+    dtype: str
+    choice: ScheduleChoice = field(compare=False)
+
+
+def choose_schedule(family: str, schedule: Union[None, str, Mapping[str, Any]]) -> ScheduleChoice:
+    """Turn the ``schedule`` argument of :func:`compile` into a checked choice.
+
+    None and "default" give the family's default knobs; a dict of knob values is used as
+    given ("explicit"); a tuning record (a dict with "algorithm" and "config") likewise.
+    """
+    if schedule is None or schedule == "default":
+        return ScheduleChoice("cg", default_config(family), "default")
+    if isinstance(schedule, Mapping):
+        if "config" in schedule:
+            algorithm = schedule.get("algorithm", "cg")
+            if algorithm not in ALGORITHMS:
+                raise ValueError(f"unknown algorithm {algorithm!r}; available: {ALGORITHMS}")
+            return ScheduleChoice(algorithm, validate_config(family, schedule["config"]), "explicit")
+        return ScheduleChoice("cg", validate_config(family, schedule), "explicit")
+    raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
+
+
+def build(request: BuildRequest) -> Kernel:
+    """Lower, schedule and compile one request."""
+    lowered = lower_cg(request.tp, request.dtype)
+    sch = apply_schedule(lowered, request.target.family, request.choice.config)
+    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+        executable = tvm.compile(sch.mod, target=request.target.tvm_target())
+    return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice)
+
+
+def compile(  # noqa: A001 - the public name mirrors tvm.compile
+    tp: TensorProduct,
+    batch: int | None = None,
+    target: Union[str, dict, TargetSpec] = "host",
+    dtype: str = "float32",
+    schedule: Union[None, str, Mapping[str, Any]] = None,
+) -> Kernel:
+    """Compile ``tp`` for ``target`` and ``dtype``.
+
+    The kernel serves every batch size; ``batch`` names the size it will mostly run at (it
+    selects a tuned schedule once schedules are cached). ``schedule``: None or "default" for
+    the default knobs, a dict of knob values, or a tuning record. ``Kernel.schedule`` tells
+    which was used and where it came from.
+    """
+    if not isinstance(tp, TensorProduct):
+        raise TypeError(f"tpc.compile takes a TensorProduct, got {type(tp).__name__}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
+    spec = resolve_target(target)
+    return build(BuildRequest(tp, spec, dtype, choose_schedule(spec.family, schedule)))

@@ -1,0 +1,218 @@
+"""Compiled kernels: call them, save them to one file, load them without the compiler.
+
+A kernel file is a tar archive with ``manifest.json`` (spec, dtype, target, schedule, tpc and
+TVM versions, sha256 of the library) and ``kernel.so``. Loading checks the format, the
+versions, the checksum and that the target can run here before any native code is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import tvm
+
+from tpc._version import __version__
+from tpc.ops import TensorProduct
+from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target
+
+KERNEL_FORMAT = "tpc.Kernel/1"
+MANIFEST = "manifest.json"
+LIBRARY = "kernel.so"
+
+
+@dataclass(frozen=True)
+class ScheduleChoice:
+    """Which schedule a kernel was built with and where it came from.
+
+    ``source`` is "default", "explicit", "user cache" or "shipped".
+    """
+
+    algorithm: str
+    config: dict
+    source: str
+
+
+class Kernel:
+    """A compiled tensor product for one target and dtype; any batch size.
+
+    ``kernel(x1, x2, weight)`` takes numpy arrays or DLPack tensors (torch CPU tensors are
+    used without a copy) and returns the same kind; ``out=`` writes into a given array.
+    """
+
+    def __init__(self, module: Any, tp: TensorProduct, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
+                 executable: Any = None, library: bytes | None = None) -> None:
+        self._module = module
+        self._executable = executable
+        self._library = library
+        self.spec = tp
+        self.target = target
+        self.dtype = dtype
+        self.schedule = schedule
+
+    @classmethod
+    def from_executable(cls, executable: Any, tp: TensorProduct, target: TargetSpec, dtype: str,
+                        schedule: ScheduleChoice) -> "Kernel":
+        """Wrap the result of ``tvm.compile``."""
+        return cls(executable, tp, target, dtype, schedule, executable=executable)
+
+    def __repr__(self) -> str:
+        return (f"Kernel({self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
+                f"algorithm={self.schedule.algorithm}, schedule from {self.schedule.source})")
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def __call__(self, x1: Any, x2: Any, weight: Any = None, *, out: Any = None) -> Any:
+        """The product of one batch; see the class docstring for the argument kinds."""
+        runs, why = self.target.runs_here()
+        if not runs:
+            raise RuntimeError(f"cannot run this kernel here: {why}")
+        views = [_host_view(name, value) for name, value in (("x1", x1), ("x2", x2))]
+        weight_view = None if weight is None else _host_view("weight", weight)
+        v1, v2, weight_view = self.spec.check_inputs(views[0], views[1], weight_view)
+        for name, view in (("x1", v1), ("x2", v2), ("weight", weight_view)):
+            if view is not None and view.dtype != np.dtype(self.dtype):
+                raise TypeError(f"{name} has dtype {view.dtype}, this kernel was compiled for {self.dtype}")
+        batch = v1.shape[0]
+        shape = (batch, self.spec.irreps_out.dim)
+        if out is None:
+            result = np.empty(shape, dtype=self.dtype)
+        else:
+            result = _host_view("out", out)
+            if result.shape != shape or result.dtype != np.dtype(self.dtype):
+                raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
+        if batch:
+            args = [v1, v2] + ([weight_view] if weight_view is not None else []) + [result]
+            self._module["main"](*args)
+        if out is not None:
+            return out
+        return _like(x1, result)
+
+    # -- saving -----------------------------------------------------------------------------
+
+    def library_bytes(self) -> bytes:
+        """The shared library of the kernel (exported on first use)."""
+        if self._library is None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, LIBRARY)
+                self._executable.export_library(path, fcompile=_library_compiler(self.target))
+                self._library = Path(path).read_bytes()
+        return self._library
+
+    def manifest(self) -> dict[str, Any]:
+        """What the kernel file records next to the library."""
+        library = self.library_bytes()
+        return {
+            "format": KERNEL_FORMAT,
+            "spec": self.spec.to_dict(),
+            "dtype": self.dtype,
+            "target": {"name": self.target.name, "family": self.target.family, "tvm": self.target.tvm_dict},
+            "schedule": asdict(self.schedule),
+            "library": LIBRARY,
+            "library_sha256": hashlib.sha256(library).hexdigest(),
+            "tpc_version": __version__,
+            "tvm_version": tvm.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the kernel to one file (written to a temporary name, then renamed)."""
+        path = Path(path)
+        manifest = json.dumps(self.manifest(), indent=1).encode()
+        library = self.library_bytes()
+        tmp = path.with_name(path.name + ".tmp")
+        with tarfile.open(tmp, "w") as archive:
+            for name, data in ((MANIFEST, manifest), (LIBRARY, library)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        os.replace(tmp, path)
+
+
+def load(path: Union[str, os.PathLike]) -> Kernel:
+    """Load a kernel saved with :meth:`Kernel.save`; refuses files it cannot trust or run."""
+    manifest, library = _read_archive(Path(path))
+    if manifest.get("format") != KERNEL_FORMAT:
+        raise ValueError(f"{path}: not a tpc kernel file (format {manifest.get('format')!r})")
+    built_with = (manifest.get("tpc_version"), manifest.get("tvm_version"))
+    if built_with != (__version__, tvm.__version__):
+        raise ValueError(f"{path}: built with tpc {built_with[0]} / TVM {built_with[1]}, this is tpc {__version__} / "
+                         f"TVM {tvm.__version__}; compile it again")
+    if hashlib.sha256(library).hexdigest() != manifest.get("library_sha256"):
+        raise ValueError(f"{path}: library checksum does not match the manifest; the file is corrupt or was modified")
+    try:
+        target = resolve_target(manifest["target"]["tvm"])
+        target = TargetSpec(manifest["target"]["name"], target.family, target.options)
+        tp = TensorProduct.from_dict(manifest["spec"])
+        schedule = ScheduleChoice(**manifest["schedule"])
+        dtype = manifest["dtype"]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path}: corrupt manifest ({error})") from None
+    runs, why = target.runs_here()
+    if not runs:
+        raise ValueError(f"{path}: cannot load this kernel here: {why}")
+    with tempfile.TemporaryDirectory() as folder:
+        library_path = os.path.join(folder, LIBRARY)
+        Path(library_path).write_bytes(library)
+        module = tvm.runtime.load_module(library_path)
+    return Kernel(module, tp, target, dtype, schedule, library=library)
+
+
+def _read_archive(path: Path) -> tuple[dict, bytes]:
+    if not path.is_file():
+        raise ValueError(f"kernel file {path} does not exist")
+    try:
+        with tarfile.open(path, "r") as archive:
+            members = {member.name: member for member in archive.getmembers() if member.isfile()}
+            if MANIFEST not in members or LIBRARY not in members:
+                raise ValueError(f"{path}: not a tpc kernel file (needs {MANIFEST} and {LIBRARY})")
+            manifest = json.loads(archive.extractfile(members[MANIFEST]).read())
+            library = archive.extractfile(members[LIBRARY]).read()
+    except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
+        raise ValueError(f"{path}: not a readable tpc kernel file ({error})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: corrupt manifest")
+    return manifest, library
+
+
+def _library_compiler(target: TargetSpec):
+    """The linker for a target's shared library: the cross gcc for ARM, TVM's default else."""
+    if target.triple == ARM_TRIPLE:
+        from tvm.support import cc
+
+        return cc.cross_compiler("aarch64-linux-gnu-gcc")
+    return None
+
+
+def _host_view(name: str, value: Any) -> np.ndarray:
+    """A zero-copy numpy view of a host array or DLPack tensor, C-contiguous."""
+    if isinstance(value, np.ndarray):
+        view = value
+    elif hasattr(value, "__dlpack__"):
+        try:
+            view = np.from_dlpack(value)
+        except (RuntimeError, TypeError, BufferError) as error:
+            raise TypeError(f"{name} cannot be viewed on the host without a copy: {error}") from None
+    else:
+        raise TypeError(f"{name} must be a numpy array or a DLPack tensor, got {type(value).__name__}")
+    if not view.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (row-major, no strides); make a contiguous copy first")
+    return view
+
+
+def _like(template: Any, result: np.ndarray) -> Any:
+    """Return ``result`` as the same kind of array as ``template`` (torch in, torch out)."""
+    if type(template).__module__.startswith("torch"):
+        import torch
+
+        return torch.from_numpy(result)
+    return result

@@ -1,0 +1,66 @@
+"""CPU schedules (x86 and ARM): parallel over batch tiles, per-path work under the tile.
+
+The output loop over the batch is split into tiles; tiles run in parallel; every path's
+stages are computed at the tile (or per sample inside it) so intermediates stay in cache;
+the output components k are unrolled so the coefficient selection folds into constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from tvm import s_tir
+
+from tpc.lower import Lowered
+from tpc.schedule.space import Knob, validate
+
+KNOBS = (
+    Knob("batch_tile", (1, 2, 4, 8, 16, 32, 64), 8, "samples per parallel task"),
+    Knob("materialize", ("reused", "all"), "reused",
+         "keep the coupling stage z in memory only where it is reused across output channels, or always"),
+    Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
+)
+
+
+def default_config() -> dict[str, Any]:
+    """The default CPU knob values."""
+    return validate(KNOBS, None, "cpu")
+
+
+def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
+    """Schedule a lowered product for a CPU with the given knob values."""
+    config = validate(KNOBS, config, "cpu")
+    sch = s_tir.Schedule(lowered.func)
+    batch_loop, _ = sch.get_loops(sch.get_sblock(lowered.out))
+    tile_loop, sample_loop = sch.split(batch_loop, [None, config["batch_tile"]])
+    # Always parallel: on a single core that costs nothing, and TVM 0.27 kernels whose path
+    # stages sit under a serial batch loop crashed at run time.
+    sch.parallel(tile_loop)
+    # Path stages run per sample inside the tile. (Computing them per whole tile makes TVM
+    # 0.27's lowering fail on the ragged last tile of a symbolic batch.)
+    anchor, depth = sample_loop, 2
+    materialized = [path for path in lowered.paths if path.reuses_z or config["materialize"] == "all"]
+    for path in lowered.paths:
+        if path not in materialized:
+            sch.compute_inline(sch.get_sblock(path.z))
+    stages = [(path, path.y) for path in lowered.paths] + [(path, path.z) for path in materialized]
+    for path, name in stages:  # consumers (y) first, so each z lands before its y
+        block = sch.get_sblock(name)
+        sch.compute_at(block, anchor)
+        if config["unroll_components"]:
+            component = _loop_named(sch, block, depth, path.loop_extents(name), "k")
+            if component is not None:
+                sch.unroll(component)
+    return sch
+
+
+def _loop_named(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]], name: str):
+    """The loop of axis ``name`` below the first ``depth`` loops, or None if it has extent 1.
+
+    compute_at creates one loop per block axis in order and drops axes of extent 1.
+    """
+    loops = sch.get_loops(block)[depth:]
+    kept = [axis for axis, extent in axes if extent > 1]
+    if len(kept) != len(loops):
+        raise RuntimeError(f"unexpected loop nest for {name!r}: axes {axes}, {len(loops)} loops")
+    return loops[kept.index(name)] if name in kept else None

@@ -1,0 +1,131 @@
+"""Target names and their TVM targets: ``host``, ``x86``, ``arm``, ``cuda``.
+
+A :class:`TargetSpec` carries the TVM target dictionary, the family that picks a schedule
+space (``cpu`` or ``cuda``) and a fingerprint (kind, triple, cpu or arch, cores) that keys
+caches and tells whether a saved kernel can run on this machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any, Union
+
+import tvm
+
+TARGET_NAMES = ("host", "x86", "arm", "cuda")
+DEFAULT_CUDA_ARCH = "sm_90"
+ARM_TRIPLE = "aarch64-linux-gnu"
+X86_TRIPLE = "x86_64-linux-gnu"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A resolved compilation target."""
+
+    name: str
+    family: str
+    options: tuple[tuple[str, Any], ...]
+
+    @property
+    def tvm_dict(self) -> dict[str, Any]:
+        """The TVM target as a plain dict (``tvm.target.Target`` accepts it)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in self.options}
+
+    def tvm_target(self) -> "tvm.target.Target":
+        """The TVM target object."""
+        return tvm.target.Target(self.tvm_dict)
+
+    @property
+    def triple(self) -> str | None:
+        """LLVM triple of a CPU target (None for CUDA)."""
+        return self.tvm_dict.get("mtriple") if self.family == "cpu" else None
+
+    @property
+    def fingerprint(self) -> str:
+        """Short stable hash of the target dict, for cache keys."""
+        canonical = json.dumps(self.tvm_dict, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def runs_here(self) -> tuple[bool, str]:
+        """Whether a kernel for this target can run in this process, and why not."""
+        if self.family == "cuda":
+            if tvm.cuda(0).exist:
+                return True, ""
+            return False, "it was built for CUDA and this machine has no CUDA device"
+        host = host_triple()
+        if self.triple != host:
+            return False, f"it was built for {self.triple} and this machine is {host}"
+        return True, ""
+
+
+def host_triple() -> str:
+    """LLVM triple of this machine."""
+    return {"x86_64": X86_TRIPLE, "aarch64": ARM_TRIPLE, "arm64": ARM_TRIPLE}.get(
+        platform.machine(), f"{platform.machine()}-linux-gnu")
+
+
+def host_cores() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _cpu(name: str, triple: str, mcpu: str, cores: int, mattr: tuple[str, ...] = ()) -> TargetSpec:
+    options = [("kind", "llvm"), ("mtriple", triple), ("mcpu", mcpu), ("num-cores", cores)]
+    if mattr:
+        options.append(("mattr", mattr))
+    return TargetSpec(name, "cpu", tuple(options))
+
+
+def resolve_target(target: Union[str, dict, TargetSpec] = "host") -> TargetSpec:
+    """Resolve a target name, ``"cuda:sm_80"``, or a full TVM target dict.
+
+    Unknown names raise ValueError listing the valid ones.
+    """
+    if isinstance(target, TargetSpec):
+        return target
+    if isinstance(target, dict):
+        return _from_dict(target)
+    if not isinstance(target, str):
+        raise TypeError(f"target must be a name or a TVM target dict, got {type(target).__name__}")
+    name, _, arch = target.partition(":")
+    if name == "host":
+        return _cpu("host", host_triple(), tvm.target.codegen.llvm_get_system_cpu(), host_cores())
+    if name == "x86":
+        on_x86 = host_triple() == X86_TRIPLE
+        mcpu = tvm.target.codegen.llvm_get_system_cpu() if on_x86 else "x86-64"
+        return _cpu("x86", X86_TRIPLE, mcpu, host_cores() if on_x86 else 1)
+    if name == "arm":
+        return _cpu("arm", ARM_TRIPLE, arch or "generic", 4, ("+neon",))
+    if name == "cuda":
+        arch = arch or DEFAULT_CUDA_ARCH
+        if not arch.startswith("sm_") or not arch[3:].isdigit():
+            raise ValueError(f"CUDA arch must look like sm_90, got {arch!r}")
+        return TargetSpec("cuda", "cuda", (("kind", "cuda"), ("arch", arch)))
+    raise ValueError(f"unknown target {target!r}; valid targets: {', '.join(TARGET_NAMES)} "
+                     "(cuda:sm_XX picks an arch), or a TVM target dict")
+
+
+def _from_dict(options: dict) -> TargetSpec:
+    try:
+        tvm.target.Target(options)
+    except Exception as error:  # TVM raises its own error types for bad dicts
+        raise ValueError(f"invalid TVM target {options!r}: {error}") from None
+    kind = options.get("kind")
+    if kind == "cuda":
+        return TargetSpec("cuda", "cuda", _freeze(options))
+    if kind == "llvm":
+        options = {"mtriple": host_triple(), **options}
+        name = "arm" if options["mtriple"].startswith("aarch64") else "x86" if options["mtriple"] == X86_TRIPLE else "llvm"
+        return TargetSpec(name, "cpu", _freeze(options))
+    raise ValueError(f"unsupported TVM target kind {kind!r}; tpc compiles for llvm (CPU) and cuda")
+
+
+def _freeze(options: dict) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((key, tuple(value) if isinstance(value, list) else value) for key, value in options.items()))
