@@ -16,9 +16,11 @@ The batch dimension is a symbolic variable: one kernel serves every batch size.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
+import tvm
 from tvm import te, tirx
 
 from tpc.ops import TensorProduct
@@ -136,7 +138,27 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32") -> Lowered:
 
     out = te.compute((batch, tp.irreps_out.dim), assemble, name="out")
     params = [x1, x2] + ([weight] if weight is not None else []) + [out]
-    return Lowered(te.create_prim_func(params), tuple(stages), "out", dtype, weight is not None)
+    func = element_aligned(te.create_prim_func(params), dtype)
+    return Lowered(func, tuple(stages), "out", dtype, weight is not None)
+
+
+def element_aligned(func, dtype: str):
+    """The same PrimFunc with its buffers promised only element alignment.
+
+    TVM assumes 64-byte aligned arguments by default, and LLVM then emits aligned vector
+    loads (AVX-512 ``vmovaps``) that fault on ordinary numpy arrays, whose large buffers are
+    16-byte aligned. TE placeholders cannot say otherwise, so the alignment is rewritten in
+    the function's serialized form and the function read back.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    graph = json.loads(tvm.ir.save_json(func))
+    for node in graph["nodes"]:
+        if node.get("type") == "tirx.BufferType":
+            node["data"]["data_alignment"] = itemsize
+    relaxed = tvm.ir.load_json(json.dumps(graph))
+    if any(param.data_alignment != itemsize for param in relaxed.params):
+        raise RuntimeError("could not relax the argument alignment of the lowered function")
+    return relaxed
 
 
 def _coupling_expression(x1, x2, coupling: np.ndarray, block1: tuple[int, int], block2: tuple[int, int], zero):

@@ -1,0 +1,64 @@
+"""Compiled kernels against e3nn: every foundation case, float32 and float64, any batch."""
+
+import numpy as np
+import pytest
+
+import tpc
+from tpc.testing import e3nn_forward, e3nn_module, foundation_cases, random_inputs, relative_error
+
+CASES = foundation_cases()
+TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_kernel_equals_e3nn_for_every_batch_size(case, dtype):
+    kernel = tpc.compile(case.tp, target="x86", dtype=dtype)
+    module = e3nn_module(case.tp)
+    rng = np.random.default_rng(3)
+    for batch in (1, 7, 1000, 10000):
+        x1, x2, weight = random_inputs(case.tp, batch, rng, dtype)
+        expected = e3nn_forward(case.tp, x1, x2, weight, module=module)
+        result = kernel(x1, x2, weight)
+        assert result.dtype == np.dtype(dtype) and result.shape == expected.shape
+        assert relative_error(result, expected) < TOLERANCE[dtype], f"batch {batch}"
+
+
+@pytest.mark.parametrize("name", ["mace-l2", "nequip", "fc-small", "gaunt-L5"])
+@pytest.mark.parametrize("config", [{}, {"materialize": "all"}, {"batch_tile": 1}, {"unroll_components": False}],
+                         ids=["default", "materialize-all", "tile-1", "no-unroll"])
+def test_presets_with_every_knob_setting(name, config):
+    tp = tpc.presets.get(name).tp
+    kernel = tpc.compile(tp, schedule=config or None)
+    assert kernel.schedule.source == ("explicit" if config else "default")
+    x1, x2, weight = random_inputs(tp, 37, np.random.default_rng(0), np.float32)
+    assert relative_error(kernel(x1, x2, weight), tp.reference(x1, x2, weight)) < 1e-4
+
+
+def test_schedule_choices_are_recorded():
+    tp = tpc.presets.get("fc-small").tp
+    assert tpc.compile(tp).schedule.source == "default"
+    assert tpc.compile(tp, schedule="default").schedule.config["batch_tile"] == 8
+    explicit = tpc.compile(tp, schedule={"batch_tile": 4})
+    assert (explicit.schedule.source, explicit.schedule.config["batch_tile"]) == ("explicit", 4)
+    record = tpc.compile(tp, schedule={"algorithm": "cg", "config": {"batch_tile": 2}})
+    assert record.schedule.config["batch_tile"] == 2 and record.schedule.algorithm == "cg"
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        ({"schedule": {"batch_tile": 3}}, ValueError, "batch_tile"),
+        ({"schedule": {"tile": 3}}, ValueError, "unknown cpu schedule knob"),
+        ({"schedule": {"algorithm": "fourier", "config": {}}}, ValueError, "unknown algorithm"),
+        ({"schedule": 7}, ValueError, "schedule must be"),
+        ({"dtype": "float16"}, ValueError, "dtype must be one of"),
+        ({"target": "tpu"}, ValueError, "valid targets: host, x86, arm, cuda"),
+        ({"batch": 0}, ValueError, "batch must be"),
+    ],
+)
+def test_bad_compile_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tpc.compile(tpc.presets.get("fc-small").tp, **kwargs)
+    with pytest.raises(TypeError, match="TensorProduct"):
+        tpc.compile("1x0e")
