@@ -63,11 +63,15 @@ class Kernel:
     def from_executable(cls, executable: Any, tp: TensorProduct, target: TargetSpec, dtype: str,
                         schedule: ScheduleChoice) -> "Kernel":
         """Wrap the result of ``tvm.compile``."""
-        return cls(executable, tp, target, dtype, schedule, executable=executable)
+        return cls(executable.mod, tp, target, dtype, schedule, executable=executable)
 
     def __repr__(self) -> str:
         return (f"Kernel({self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
                 f"algorithm={self.schedule.algorithm}, schedule from {self.schedule.source})")
+
+    def library_module(self) -> Any:
+        """The TVM runtime module (host code, with any device module imported)."""
+        return self._module
 
     # -- calling ----------------------------------------------------------------------------
 
@@ -76,6 +80,8 @@ class Kernel:
         runs, why = self.target.runs_here()
         if not runs:
             raise RuntimeError(f"cannot run this kernel here: {why}")
+        if self.target.family == "cuda":
+            return self._call_on_device(x1, x2, weight, out)
         views = [_host_view(name, value) for name, value in (("x1", x1), ("x2", x2))]
         weight_view = None if weight is None else _host_view("weight", weight)
         v1, v2, weight_view = self.spec.check_inputs(views[0], views[1], weight_view)
@@ -96,6 +102,36 @@ class Kernel:
         if out is not None:
             return out
         return _like(x1, result)
+
+    def _call_on_device(self, x1: Any, x2: Any, weight: Any, out: Any) -> Any:
+        """CUDA kernels take DLPack tensors that live on the GPU (torch, cupy, TVM)."""
+        tensors = {name: _device_tensor(name, value) for name, value in (("x1", x1), ("x2", x2), ("weight", weight))
+                   if value is not None}
+        batch = int(tensors["x1"].shape[0]) if tensors["x1"].ndim == 2 else -1
+        expected = {"x1": (batch, self.spec.irreps_in1.dim), "x2": (batch, self.spec.irreps_in2.dim),
+                    "weight": (self.spec.weight_numel,) if self.spec.shared_weights else (batch, self.spec.weight_numel)}
+        if self.spec.weight_numel and "weight" not in tensors:
+            raise ValueError(f"this tensor product has {self.spec.weight_numel} weights: pass weight of shape "
+                             f"{expected['weight']}")
+        for name, tensor in tensors.items():
+            if tuple(tensor.shape) != expected[name]:
+                raise ValueError(f"{name} must have shape {expected[name]}, got {tuple(tensor.shape)}")
+            if str(tensor.dtype) != self.dtype:
+                raise TypeError(f"{name} has dtype {tensor.dtype}, this kernel was compiled for {self.dtype}")
+        shape = (batch, self.spec.irreps_out.dim)
+        if out is None:
+            if type(x1).__module__.startswith("torch"):
+                import torch
+
+                out = torch.empty(shape, dtype=getattr(torch, self.dtype), device=x1.device)
+            else:
+                out = tvm.runtime.empty(shape, self.dtype, tensors["x1"].device)
+        result = _device_tensor("out", out)
+        if tuple(result.shape) != shape or str(result.dtype) != self.dtype:
+            raise ValueError(f"out must have shape {shape} and dtype {self.dtype}")
+        if batch:
+            self._module["main"](*tensors.values(), result)
+        return out
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -207,6 +243,19 @@ def _host_view(name: str, value: Any) -> np.ndarray:
     if not view.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (row-major, no strides); make a contiguous copy first")
     return view
+
+
+def _device_tensor(name: str, value: Any) -> Any:
+    """A TVM view of a DLPack tensor on a CUDA device."""
+    if isinstance(value, tvm.runtime.Tensor):
+        tensor = value
+    elif hasattr(value, "__dlpack__"):
+        tensor = tvm.runtime.from_dlpack(value)
+    else:
+        raise TypeError(f"{name} must be a DLPack tensor on the GPU, got {type(value).__name__}")
+    if tensor.device.dlpack_device_type() != tvm.cuda(0).dlpack_device_type():
+        raise TypeError(f"{name} is on {tensor.device}; this kernel runs on CUDA devices")
+    return tensor
 
 
 def _like(template: Any, result: np.ndarray) -> Any:

@@ -1,0 +1,54 @@
+"""CUDA kernels: generated and compiled to cubin everywhere, run where a GPU exists."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tvm
+from tvm.support import nvcc
+
+import tpc
+from tpc.testing import random_inputs, relative_error
+
+HAS_NVCC = shutil.which("nvcc") is not None
+HAS_GPU = tvm.cuda(0).exist
+
+
+def cuda_source(kernel: tpc.Kernel) -> str:
+    (device_module,) = [m for m in kernel.library_module().imports if m.kind == "cuda"]
+    return device_module.inspect_source()
+
+
+@pytest.mark.skipif(not HAS_NVCC, reason="nvcc (CUDA toolkit) not installed")
+@pytest.mark.parametrize("name", ["mace-l2", "fc-small"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cuda_kernel_compiles_to_cubin(name, dtype):
+    kernel = tpc.compile(tpc.presets.get(name).tp, target="cuda:sm_90", dtype=dtype)
+    source = cuda_source(kernel)
+    assert "__global__" in source
+    with kernel.target.tvm_target():
+        cubin = nvcc.compile_cuda(source, target_format="cubin", compiler="nvcc")
+    assert cubin[:4] == b"\x7fELF" and len(cubin) > 1000
+
+
+def test_cuda_kernel_refuses_to_run_without_a_gpu():
+    kernel = tpc.compile(tpc.presets.get("fc-small").tp, target="cuda")
+    if HAS_GPU:
+        pytest.skip("a GPU is present; test_cuda_kernel_on_gpu covers running")
+    x1, x2, weight = random_inputs(kernel.spec, 2, np.random.default_rng(0), np.float32)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        kernel(x1, x2, weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("name", ["mace-l2", "fc-small", "nequip"])
+def test_cuda_kernel_on_gpu(name):
+    tp = tpc.presets.get(name).tp
+    kernel = tpc.compile(tp, target="cuda")
+    x1, x2, weight = random_inputs(tp, 1000, np.random.default_rng(0), np.float32)
+    import torch
+
+    args = [torch.from_numpy(a).cuda() for a in (x1, x2, weight)]
+    result = kernel(*args)
+    assert relative_error(result.cpu().numpy(), tp.reference(x1, x2, weight)) < 1e-4

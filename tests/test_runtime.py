@@ -1,0 +1,155 @@
+"""Calling kernels, and saving/loading them."""
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+import tpc
+from tpc.runtime import LIBRARY, MANIFEST
+from tpc.testing import random_inputs, relative_error
+
+TP = tpc.presets.get("mace-small-l2").tp
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return tpc.compile(TP, target="host")
+
+
+def test_numpy_and_out(kernel, rng):
+    x1, x2, weight = random_inputs(TP, 5, rng, np.float32)
+    expected = TP.reference(x1, x2, weight)
+    out = np.full((5, TP.irreps_out.dim), np.nan, np.float32)
+    assert kernel(x1, x2, weight, out=out) is out
+    assert relative_error(out, expected) < 1e-5
+    assert isinstance(kernel(x1, x2, weight), np.ndarray)
+
+
+def test_torch_tensors_without_copies(kernel, rng):
+    x1, x2, weight = (torch.from_numpy(a) for a in random_inputs(TP, 6, rng, np.float32))
+    result = kernel(x1, x2, weight)
+    assert isinstance(result, torch.Tensor)
+    assert relative_error(result.numpy(), TP.reference(x1.numpy(), x2.numpy(), weight.numpy())) < 1e-5
+    out = torch.empty(6, TP.irreps_out.dim)
+    pointer = out.data_ptr()
+    assert kernel(x1, x2, weight, out=out) is out and out.data_ptr() == pointer
+    np.testing.assert_array_equal(out.numpy(), result.numpy())
+
+
+def test_any_batch_including_empty(kernel, rng):
+    for batch in (0, 1, 3, 129):
+        x1, x2, weight = random_inputs(TP, batch, rng, np.float32)
+        assert kernel(x1, x2, weight).shape == (batch, TP.irreps_out.dim)
+
+
+def test_unaligned_input_views(kernel, rng):
+    x1, x2, weight = random_inputs(TP, 9, rng, np.float32)
+    shifted = np.empty(x1.size + 1, np.float32)[1:].reshape(x1.shape)
+    shifted[...] = x1
+    assert shifted.ctypes.data % 16 != 0
+    assert relative_error(kernel(shifted, x2, weight), TP.reference(x1, x2, weight)) < 1e-5
+
+
+def test_inputs_are_checked_before_tvm_sees_them(kernel, rng):
+    x1, x2, weight = random_inputs(TP, 4, rng, np.float32)
+    cases = [
+        ((x1.astype(np.float64), x2.astype(np.float64), weight.astype(np.float64)), TypeError, "compiled for float32"),
+        ((x1[:, :-2].copy(), x2, weight), ValueError, "x1 must have shape"),
+        ((np.asfortranarray(x1), x2, weight), ValueError, "C-contiguous"),
+        ((x1.tolist(), x2, weight), TypeError, "numpy array or a DLPack tensor"),
+        ((x1, x2, weight[:2]), ValueError, "weight must have shape"),
+        ((x1, x2, None), ValueError, "weights"),
+        ((x1.astype(np.int32), x2, weight), TypeError, "floating-point"),
+        ((torch.from_numpy(x1).requires_grad_(), x2, weight), TypeError, "x1 cannot be viewed"),
+    ]
+    for args, error, message in cases:
+        with pytest.raises(error, match=message):
+            kernel(*args)
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernel(x1, x2, weight, out=np.empty((4, 3), np.float32))
+
+
+def test_save_and_load_in_a_fresh_process(kernel, tmp_path, rng):
+    path = tmp_path / "kernel.tpc"
+    kernel.save(path)
+    x1, x2, weight = random_inputs(TP, 11, rng, np.float32)
+    for name, array in (("x1", x1), ("x2", x2), ("w", weight)):
+        np.save(tmp_path / f"{name}.npy", array)
+    script = f"""
+import sys
+import numpy as np
+import tpc
+kernel = tpc.load({str(path)!r})
+assert "tpc.tune" not in sys.modules
+print(kernel.schedule.source, kernel.target.name)
+out = kernel(*(np.load({str(tmp_path)!r} + f"/{{n}}.npy") for n in ("x1", "x2", "w")))
+np.save({str(tmp_path / "out.npy")!r}, out)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["default", "host"]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), kernel(x1, x2, weight))
+
+
+def _rewrite(path, target, manifest_edit=None, library_edit=None):
+    """Copy a kernel file, changing its manifest or library on the way."""
+    with tarfile.open(path) as archive:
+        manifest = json.loads(archive.extractfile(MANIFEST).read())
+        library = archive.extractfile(LIBRARY).read()
+    if manifest_edit:
+        manifest_edit(manifest)
+    if library_edit:
+        library = library_edit(library)
+    with tarfile.open(target, "w") as archive:
+        for name, data in ((MANIFEST, json.dumps(manifest).encode()), (LIBRARY, library)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_tampered_or_foreign_files_are_refused(kernel, tmp_path):
+    good = tmp_path / "good.tpc"
+    kernel.save(good)
+    assert tpc.load(good).spec == TP
+    flip = tmp_path / "flipped.tpc"
+    _rewrite(good, flip, library_edit=lambda lib: lib[:1000] + bytes([lib[1000] ^ 1]) + lib[1001:])
+    with pytest.raises(ValueError, match="checksum"):
+        tpc.load(flip)
+    old = tmp_path / "old.tpc"
+    _rewrite(good, old, manifest_edit=lambda m: m.update(tvm_version="0.19.0"))
+    with pytest.raises(ValueError, match="TVM 0.19.0"):
+        tpc.load(old)
+    arm = tmp_path / "arm.tpc"
+    _rewrite(good, arm, manifest_edit=lambda m: m["target"].update(
+        name="arm", tvm={"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "generic", "mattr": ["+neon"]}))
+    with pytest.raises(ValueError, match="built for aarch64-linux-gnu"):
+        tpc.load(arm)
+    cuda = tmp_path / "cuda.tpc"
+    _rewrite(good, cuda, manifest_edit=lambda m: m["target"].update(name="cuda", family="cuda",
+                                                                    tvm={"kind": "cuda", "arch": "sm_90"}))
+    if not tpc.resolve_target("cuda").runs_here()[0]:
+        with pytest.raises(ValueError, match="no CUDA device"):
+            tpc.load(cuda)
+    garbage = tmp_path / "garbage.tpc"
+    garbage.write_bytes(b"\x00not a tar file" * 100)
+    with pytest.raises(ValueError, match="not a readable tpc kernel file"):
+        tpc.load(garbage)
+    truncated = tmp_path / "truncated.tpc"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(ValueError):
+        tpc.load(truncated)
+    with pytest.raises(ValueError, match="does not exist"):
+        tpc.load(tmp_path / "missing.tpc")
+
+
+def test_a_kernel_for_another_machine_refuses_to_run(rng):
+    arm = tpc.compile(tpc.presets.get("fc-small").tp, target="arm")
+    x1, x2, weight = random_inputs(arm.spec, 2, rng, np.float32)
+    with pytest.raises(RuntimeError, match="aarch64"):
+        arm(x1, x2, weight)
