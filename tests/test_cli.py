@@ -62,3 +62,16 @@ def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "tpc.cli", "info", "--preset", "x"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "unknown preset" in result.stderr
+
+
+def test_compile_writes_a_loadable_kernel(tmp_path, capsys):
+    path = tmp_path / "fc.tpc"
+    assert main(["compile", "--preset", "fc-small", "--target", "host", "--dtype", "float64", "-o", str(path)]) == 0
+    assert "schedule from default" in capsys.readouterr().out
+    kernel = tpc.load(path)
+    assert kernel.dtype == "float64" and kernel.spec == tpc.presets.get("fc-small").tp
+
+
+def test_compile_reports_bad_targets(tmp_path, capsys):
+    assert main(["compile", "--preset", "fc-small", "--target", "tpu", "-o", str(tmp_path / "k.tpc")]) == 2
+    assert "valid targets" in capsys.readouterr().err

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Sequence
 
 from tpc import presets
+from tpc.build import compile as compile_kernel
+from tpc.lower import DTYPES
 from tpc.ops import TensorProduct
+from tpc.targets import TARGET_NAMES
 
 
 def _load_spec(args: argparse.Namespace) -> tuple[str, TensorProduct, int]:
@@ -56,6 +59,16 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile(args: argparse.Namespace) -> int:
+    title, tp, batch = _load_spec(args)
+    kernel = compile_kernel(tp, batch=batch, target=args.target, dtype=args.dtype)
+    kernel.save(args.output)
+    print(f"{title}\n  compiled for {kernel.target.name} ({kernel.target.tvm_dict}), {kernel.dtype}, "
+          f"schedule from {kernel.schedule.source}: {kernel.schedule.config}\n  wrote {args.output} "
+          f"({Path(args.output).stat().st_size:,} bytes)")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     for name in presets.names():
         preset = presets.get(name)
@@ -72,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--batch", type=int, help="batch size for the FLOP total (default: the preset's)")
     info.add_argument("--json", action="store_true", help="print the canonical spec JSON instead")
     info.set_defaults(run=_info)
+    build = commands.add_parser("compile", help="compile a product for a target and save the kernel file")
+    build.add_argument("spec", nargs="?", help="a spec JSON file (as written by tpc info --json)")
+    build.add_argument("--preset", help="a named problem")
+    build.add_argument("--target", default="host", help=f"one of {', '.join(TARGET_NAMES)} (cuda:sm_XX for an arch)")
+    build.add_argument("--dtype", default="float32", choices=DTYPES)
+    build.add_argument("--batch", type=int, help="the batch size the kernel will mostly run at")
+    build.add_argument("-o", "--output", required=True, help="kernel file to write (load with tpc.load)")
+    build.set_defaults(run=_compile)
     listing = commands.add_parser("presets", help="list the named problems")
     listing.set_defaults(run=_presets)
     return parser
@@ -82,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RuntimeError) as error:
         print(f"tpc: error: {error}", file=sys.stderr)
         return 2
 

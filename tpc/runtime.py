@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any, Union
 
 import numpy as np
 import tvm
+from tvm.support import cc
 
 from tpc._version import __version__
 from tpc.ops import TensorProduct
@@ -28,6 +30,7 @@ from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target
 KERNEL_FORMAT = "tpc.Kernel/1"
 MANIFEST = "manifest.json"
 LIBRARY = "kernel.so"
+ARM_LINKER = "aarch64-linux-gnu-gcc"
 
 
 @dataclass(frozen=True)
@@ -223,9 +226,10 @@ def _read_archive(path: Path) -> tuple[dict, bytes]:
 def _library_compiler(target: TargetSpec):
     """The linker for a target's shared library: the cross gcc for ARM, TVM's default else."""
     if target.triple == ARM_TRIPLE:
-        from tvm.support import cc
-
-        return cc.cross_compiler("aarch64-linux-gnu-gcc")
+        if shutil.which(ARM_LINKER) is None:
+            raise RuntimeError(f"writing an ARM kernel library needs {ARM_LINKER}: "
+                               "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross")
+        return cc.cross_compiler(ARM_LINKER)
     return None
 
 

@@ -319,31 +319,40 @@ class TensorProduct:
     def reference(self, x1: Any, x2: Any, weight: Any = None) -> np.ndarray:
         """The product in float64 numpy, batch-first, e3nn's flat layout: the numerical truth."""
         x1, x2, weight = self.check_inputs(x1, x2, weight)
-        x1, x2 = x1.astype(np.float64), x2.astype(np.float64)
-        batch = x1.shape[0]
-        out = np.zeros((batch, self.irreps_out.dim))
-        in1_slices, in2_slices, out_slices = (self.irreps_in1.slices(), self.irreps_in2.slices(),
-                                              self.irreps_out.slices())
-        for ins, w_slice in zip(self.instructions, self.weight_slices()):
-            (mul1, ir1), (mul2, ir2) = self.irreps_in1[ins.i_in1], self.irreps_in2[ins.i_in2]
-            a = x1[:, in1_slices[ins.i_in1]].reshape(batch, mul1, ir1.dim)
-            b = x2[:, in2_slices[ins.i_in2]].reshape(batch, mul2, ir2.dim)
-            coupling = ins.coefficient * wigner_3j(ir1.l, ir2.l, self.irreps_out[ins.i_out].ir.l)
-            idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
-            operands, terms = [a, b, coupling], [f"z{idx1}i", f"z{idx2}j", "ijk"]
-            if ins.has_weight:
-                w = weight[..., w_slice].astype(np.float64)
-                if self.shared_weights:
-                    operands.append(w.reshape(ins.path_shape))
-                    terms.append(idx_w)
-                else:
-                    operands.append(w.reshape((batch,) + ins.path_shape))
-                    terms.append("z" + idx_w)
+        as64 = [None if a is None else a.astype(np.float64) for a in (x1, x2, weight)]
+        return einsum_forward(self, *as64)
+
+
+def einsum_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """The product path by path with numpy einsum over dense coupling tensors, in x1's dtype.
+
+    Arguments must already be checked (:meth:`TensorProduct.check_inputs`). This is the
+    reference algorithm, and the plain-numpy baseline of the benchmarks.
+    """
+    dtype = x1.dtype
+    batch = x1.shape[0]
+    out = np.zeros((batch, tp.irreps_out.dim), dtype)
+    in1_slices, in2_slices, out_slices = tp.irreps_in1.slices(), tp.irreps_in2.slices(), tp.irreps_out.slices()
+    for ins, w_slice in zip(tp.instructions, tp.weight_slices()):
+        (mul1, ir1), (mul2, ir2) = tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2]
+        a = x1[:, in1_slices[ins.i_in1]].reshape(batch, mul1, ir1.dim)
+        b = x2[:, in2_slices[ins.i_in2]].reshape(batch, mul2, ir2.dim)
+        coupling = (ins.coefficient * wigner_3j(ir1.l, ir2.l, tp.irreps_out[ins.i_out].ir.l)).astype(dtype)
+        idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
+        operands, terms = [a, b, coupling], [f"z{idx1}i", f"z{idx2}j", "ijk"]
+        if ins.has_weight:
+            w = weight[..., w_slice]
+            if tp.shared_weights:
+                operands.append(w.reshape(ins.path_shape))
+                terms.append(idx_w)
             else:
-                idx_out = "" if ins.connection_mode == "uuw" else idx_out
-            result = np.einsum(",".join(terms) + f"->z{idx_out}k", *operands, optimize=True)
-            out[:, out_slices[ins.i_out]] += result.reshape(batch, -1)
-        return out
+                operands.append(w.reshape((batch,) + ins.path_shape))
+                terms.append("z" + idx_w)
+        elif ins.connection_mode == "uuw":
+            idx_out = ""
+        result = np.einsum(",".join(terms) + f"->z{idx_out}k", *operands, optimize=True)
+        out[:, out_slices[ins.i_out]] += result.reshape(batch, -1)
+    return out
 
 
 def _variances(name: str, values: Sequence[float] | None, irreps: Irreps) -> tuple[float, ...]:
