@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 import tvm
@@ -26,7 +26,7 @@ class BuildRequest:
     tp: TensorProduct
     target: TargetSpec
     dtype: str
-    choice: ScheduleChoice = field(compare=False)
+    choice: ScheduleChoice
 
 
 def choose_schedule(family: str, schedule: Union[None, str, Mapping[str, Any]]) -> ScheduleChoice:

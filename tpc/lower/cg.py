@@ -60,8 +60,6 @@ class Lowered:
     func: object
     paths: tuple[PathStages, ...]
     out: str
-    dtype: str
-    has_weight_input: bool
 
 
 def _coupling(tp: TensorProduct, index: int) -> np.ndarray:
@@ -105,7 +103,6 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32") -> Lowered:
             continue
         coupling = _coupling(tp, p)
         start1, start2 = in1_slices[ins.i_in1].start, in2_slices[ins.i_in2].start
-
         coupled = _coupling_expression(x1, x2, coupling, (start1, ir1.dim), (start2, ir2.dim), zero)
         mode = ins.connection_mode
         # te.compute calls its function at once, so closing over loop variables is safe here.
@@ -139,7 +136,7 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32") -> Lowered:
     out = te.compute((batch, tp.irreps_out.dim), assemble, name="out")
     params = [x1, x2] + ([weight] if weight is not None else []) + [out]
     func = element_aligned(te.create_prim_func(params), dtype)
-    return Lowered(func, tuple(stages), "out", dtype, weight is not None)
+    return Lowered(func, tuple(stages), "out")
 
 
 def element_aligned(func, dtype: str):

@@ -49,7 +49,7 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
             continue
         z = sch.get_sblock(path.z)
         spatial = len(sch.get_loops(z)) - 1
-        _bind_spatial(sch, z, spatial, threads, config["unroll_components"] and path.components > 1 and spatial > 1)
+        _bind_spatial(sch, z, spatial, threads, config["unroll_components"] and path.components > 1)
     for path in lowered.paths:
         y = sch.get_sblock(path.y)
         _bind_spatial(sch, y, 2, threads, config["unroll_components"] and path.components > 1)
