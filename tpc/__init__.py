@@ -14,6 +14,15 @@ from tpc.ops import (
 from tpc.runtime import Kernel, load
 from tpc.targets import resolve_target
 
+
+def __getattr__(name: str):
+    """``tpc.tune`` is imported on first use, so loading kernels never imports the tuner."""
+    if name == "tune":
+        import tpc.tune
+
+        return tpc.tune
+    raise AttributeError(f"module 'tpc' has no attribute {name!r}")
+
 __all__ = [
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
@@ -29,4 +38,5 @@ __all__ = [
     "presets",
     "resolve_target",
     "so3",
+    "tune",
 ]

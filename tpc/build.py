@@ -7,16 +7,27 @@ from typing import Any, Mapping, Union
 
 import tvm
 
+from tpc import cache
 from tpc.lower import lower_cg
 from tpc.ops import TensorProduct
 from tpc.runtime import Kernel, ScheduleChoice
-from tpc.schedule import apply_schedule, default_config, validate_config
+from tpc.schedule import apply_schedule, default_config, search_space, validate_config
 from tpc.targets import TargetSpec, resolve_target
 
 ALGORITHMS = ("cg",)
 # Block boundaries in the output are `likely` conditions: partitioning turns the output loop
 # into one branch-free loop per block.
 PASS_CONFIG = {"s_tir.LoopPartition": {"partition_const_loop": True}}
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What a cached schedule is looked up by."""
+
+    tp: TensorProduct
+    batch: int | None
+    dtype: str
+    target: TargetSpec
 
 
 @dataclass(frozen=True)
@@ -29,12 +40,20 @@ class BuildRequest:
     choice: ScheduleChoice
 
 
-def choose_schedule(family: str, schedule: Union[None, str, Mapping[str, Any]]) -> ScheduleChoice:
+def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]) -> ScheduleChoice:
     """Turn the ``schedule`` argument of :func:`compile` into a checked choice.
 
-    None and "default" give the family's default knobs; a dict of knob values is used as
+    None takes the best cached schedule for the key (user cache, then shipped schedules/),
+    else the default; "default" forces the default knobs; a dict of knob values is used as
     given ("explicit"); a tuning record (a dict with "algorithm" and "config") likewise.
     """
+    family = request_key.target.family
+    if schedule is None:
+        space = search_space(family)
+        hit = cache.lookup(request_key.tp.fingerprint, request_key.batch, request_key.dtype,
+                           request_key.target.fingerprint, space.version)
+        if hit is not None and hit.record.algorithm in ALGORITHMS:
+            return ScheduleChoice(hit.record.algorithm, space.validate(hit.record.config), hit.source)
     if schedule is None or schedule == "default":
         return ScheduleChoice("cg", default_config(family), "default")
     if isinstance(schedule, Mapping):
@@ -75,4 +94,5 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
     spec = resolve_target(target)
-    return build(BuildRequest(tp, spec, dtype, choose_schedule(spec.family, schedule)))
+    choice = choose_schedule(CacheKey(tp, batch, dtype, spec), schedule)
+    return build(BuildRequest(tp, spec, dtype, choice))

@@ -8,7 +8,7 @@ from tvm import s_tir
 
 from tpc.lower import Lowered
 from tpc.schedule import cpu, cuda
-from tpc.schedule.space import validate
+from tpc.schedule.space import SearchSpace, validate
 
 FAMILIES = {"cpu": cpu, "cuda": cuda}
 
@@ -26,6 +26,11 @@ def validate_config(family: str, config: Mapping[str, Any] | None) -> dict[str, 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
     """Schedule ``lowered`` for a target family with the given knob values."""
     return _family(family).apply(lowered, config)
+
+
+def search_space(family: str) -> SearchSpace:
+    """The knob space of a target family."""
+    return _family(family).SPACE
 
 
 def _family(family: str):

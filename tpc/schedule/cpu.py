@@ -12,14 +12,17 @@ from typing import Any, Mapping
 from tvm import s_tir
 
 from tpc.lower import Lowered
-from tpc.schedule.space import Knob, validate
+from tpc.schedule.space import Knob, SearchSpace, validate
 
 KNOBS = (
     Knob("batch_tile", (1, 2, 4, 8, 16, 32, 64), 8, "samples per parallel task"),
     Knob("materialize", ("reused", "all"), "reused",
          "keep the coupling stage z in memory only where it is reused across output channels, or always"),
     Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
+    Knob("channel_unroll", (1, 2, 4, 8), 1, "unroll this many channels of each path stage together"),
 )
+
+SPACE = SearchSpace("cpu", KNOBS, version=1)
 
 
 def default_config() -> dict[str, Any]:
@@ -47,10 +50,16 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
     for path, name in stages:  # consumers (y) first, so each z lands before its y
         block = sch.get_sblock(name)
         sch.compute_at(block, anchor)
+        axes = path.loop_extents(name)
         if config["unroll_components"]:
-            component = _loop_named(sch, block, depth, path.loop_extents(name), "k")
+            component = _loop_named(sch, block, depth, axes, "k")
             if component is not None:
                 sch.unroll(component)
+        channel = _loop_named(sch, block, depth, axes, "c")
+        factor = config["channel_unroll"]
+        if factor > 1 and channel is not None and axes[0][1] % factor == 0:
+            _, inner = sch.split(channel, [None, factor])
+            sch.unroll(inner)
     return sch
 
 

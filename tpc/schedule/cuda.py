@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from tvm import s_tir
 
 from tpc.lower import Lowered
-from tpc.schedule.space import Knob, validate
+from tpc.schedule.space import Knob, SearchSpace, validate
 
 KNOBS = (
     Knob("threads_per_block", (32, 64, 128, 256, 512), 128, "threads per thread block"),
@@ -20,6 +20,8 @@ KNOBS = (
          "keep the coupling stage z in global memory only where it is reused, or always"),
     Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
 )
+
+SPACE = SearchSpace("cuda", KNOBS, version=1)
 
 
 def default_config() -> dict[str, Any]:

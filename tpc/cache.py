@@ -1,0 +1,69 @@
+"""The schedule cache: the best measured schedule per (op, batch bucket, dtype, target).
+
+Two places are consulted, in order: the user cache (``$TPC_CACHE/schedules.jsonl``, default
+``~/.cache/tpc``), written by ``tpc tune``, and the repository's ``schedules/`` folder,
+tuned records shipped for the presets. Both hold tuning records; the best successful one
+for the key wins, falling back to the nearest tuned batch size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from tpc.records import Record, append_records, read_records
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "schedules"
+
+
+def cache_root() -> Path:
+    """``$TPC_CACHE`` or ``~/.cache/tpc``."""
+    return Path(os.environ.get("TPC_CACHE") or Path.home() / ".cache" / "tpc")
+
+
+def user_cache_file() -> Path:
+    """The user's schedule cache (JSON lines of tuning records)."""
+    return cache_root() / "schedules.jsonl"
+
+
+def batch_bucket(batch: int) -> int:
+    """Batch sizes are cached by power of two: 10000 and 16000 share the bucket 16384."""
+    return 1 << max(0, math.ceil(math.log2(max(batch, 1))))
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cached schedule and where it was found ("user cache" or "shipped")."""
+
+    record: Record
+    source: str
+
+
+def add_records(records: Iterable[Record]) -> None:
+    """Keep the successful records in the user cache."""
+    append_records(user_cache_file(), [record for record in records if record.ok])
+
+
+def lookup(op: str, batch: Optional[int], dtype: str, target_fingerprint: str, space_version: int) -> Optional[CacheHit]:
+    """The best cached record for the key, or None."""
+    for source, files in (("user cache", [user_cache_file()]), ("shipped", sorted(SHIPPED_DIR.glob("*.jsonl")))):
+        candidates = [
+            record for path in files for record in read_records(path)
+            if record.ok and record.op == op and record.dtype == dtype
+            and record.target_fingerprint == target_fingerprint and record.space_version == space_version
+        ]
+        if candidates:
+            return CacheHit(_best_for_batch(candidates, batch), source)
+    return None
+
+
+def _best_for_batch(records: list[Record], batch: Optional[int]) -> Record:
+    if batch is None:
+        return min(records, key=lambda r: r.seconds)
+    wanted = math.log2(batch_bucket(batch))
+    distance = min(abs(math.log2(batch_bucket(r.batch)) - wanted) for r in records)
+    nearest = [r for r in records if abs(math.log2(batch_bucket(r.batch)) - wanted) == distance]
+    return min(nearest, key=lambda r: r.seconds)

@@ -1,0 +1,21 @@
+"""The autotuner: search space, cost model, search strategies, measurement, records.
+
+``tpc.tune(tp, ...)`` calls :func:`tpc.tune.tuner.tune`: this package is itself callable, so
+that the public name and the package name can be the same without importing the tuner
+whenever ``tpc`` is imported.
+"""
+
+import sys
+import types
+
+from tpc.tune.tuner import STRATEGIES, TuneResult, summary, tune
+
+__all__ = ["STRATEGIES", "TuneResult", "summary", "tune"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs) -> TuneResult:
+        return tune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,143 @@
+"""Measurement: build candidates in parallel, run each in its own process with a time-out.
+
+A :class:`Runner` turns measure inputs into results. :class:`LocalRunner` measures on this
+machine; a remote runner (TVM's RPC tracker and servers) implements the same method. A
+candidate that fails to build, crashes, hangs or computes a wrong result gets an error
+result; it never stops the measurement of the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence
+
+from tpc.targets import host_cores
+
+
+@dataclass(frozen=True)
+class MeasureInput:
+    """One candidate: the spec (as a dict), target dict, dtype, batch, algorithm and knobs."""
+
+    spec: dict
+    target: dict
+    dtype: str
+    batch: int
+    algorithm: str
+    config: dict
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """Median seconds per call, or the error that prevented a measurement."""
+
+    seconds: Optional[float]
+    error: Optional[str] = None
+    build_seconds: Optional[float] = None
+
+
+class Runner(Protocol):
+    """Measures candidates; results come back in the order of the inputs."""
+
+    def measure(self, inputs: Sequence[MeasureInput]) -> list[MeasureResult]:
+        ...
+
+
+@dataclass
+class LocalRunner:
+    """Builds up to ``parallel_builds`` candidates at once, then runs them one by one.
+
+    Each build and each run is a fresh ``python -m tpc.tune.worker`` process, killed (with
+    its threads) after ``build_timeout`` or ``run_timeout`` seconds. Runs first check the
+    output on ``check_batch`` samples against the float64 reference, then time ``repeat``
+    repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median).
+    """
+
+    build_timeout: float = 300.0
+    run_timeout: float = 120.0
+    parallel_builds: int = 0
+    check_batch: int = 13
+    repeat: int = 5
+    min_repeat_ms: int = 40
+
+    def measure(self, inputs: Sequence[MeasureInput]) -> list[MeasureResult]:
+        with tempfile.TemporaryDirectory(prefix="tpc-measure-") as folder:
+            libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(inputs))]
+            builds = self._build_all(inputs, libraries)
+            results = []
+            for candidate, library, built in zip(inputs, libraries, builds):
+                if "error" in built:
+                    results.append(MeasureResult(None, f"build failed: {built['error']}"))
+                    continue
+                ran = self.run_library(library, candidate)
+                results.append(MeasureResult(ran.seconds, ran.error, built.get("build_seconds")))
+            return results
+
+    def run_library(self, library: Path, candidate: MeasureInput) -> MeasureResult:
+        """Check and time one built library in its own process."""
+        job = {**asdict(candidate), "library": str(library), "check_batch": self.check_batch,
+               "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms}
+        answer = _finish(_start("run", job, Path(str(library) + ".run")), self.run_timeout, "run")
+        return MeasureResult(answer.get("seconds"), answer.get("error"))
+
+    def _build_all(self, inputs: Sequence[MeasureInput], libraries: list[Path]) -> list[dict[str, Any]]:
+        width = self.parallel_builds or host_cores()
+        answers: list[Optional[dict[str, Any]]] = [None] * len(inputs)
+        pending = list(range(len(inputs)))
+        running: dict[int, tuple[subprocess.Popen, float]] = {}
+        while pending or running:
+            while pending and len(running) < width:
+                index = pending.pop(0)
+                job = {**asdict(inputs[index]), "library": str(libraries[index])}
+                running[index] = (_start("build", job, Path(str(libraries[index]) + ".build")), time.monotonic())
+            for index, (process, started) in list(running.items()):
+                remaining = self.build_timeout - (time.monotonic() - started)
+                if process.poll() is not None or remaining <= 0:
+                    answers[index] = _finish(process, max(remaining, 0.0), "build")
+                    del running[index]
+            time.sleep(0.05)
+        return [answer or {"error": "not built"} for answer in answers]
+
+
+def _start(command: str, job: dict[str, Any], folder: Path) -> subprocess.Popen:
+    """Start a worker on a job; its job, answer and output live in files in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "job.json").write_text(json.dumps(job))
+    with open(folder / "output.txt", "w") as output:
+        return subprocess.Popen([sys.executable, "-m", "tpc.tune.worker", command, str(folder)],
+                                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _finish(process: subprocess.Popen, timeout: float, what: str) -> dict[str, Any]:
+    """Wait for a worker and read its answer; kill its whole process group on time-out."""
+    folder = Path(process.args[-1])
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{what} timed out after {timeout:.0f} s"}
+    finally:
+        _kill_group(process)
+    if process.returncode != 0:
+        reason = (f"killed by signal {signal.Signals(-process.returncode).name}" if process.returncode < 0
+                  else f"exit status {process.returncode}")
+        return {"error": f"{what} crashed ({reason})"}
+    try:
+        return json.loads((folder / "answer.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"error": f"{what} gave no answer"}
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()

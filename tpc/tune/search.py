@@ -1,0 +1,110 @@
+"""Search strategies: which configurations to measure next.
+
+Both strategies never propose a configuration already measured. ``RandomSearch`` samples
+uniformly; ``ModelSearch`` ranks candidates with the cost model, found by simulated
+annealing on the model's score, and keeps a fraction of random picks (epsilon-greedy).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Protocol, Sequence
+
+import numpy as np
+
+from tpc.schedule.space import SearchSpace
+from tpc.tune.cost_model import CostModel
+from tpc.tune.features import candidate_features
+
+Config = dict[str, Any]
+
+
+class Strategy(Protocol):
+    """Proposes configurations and learns from their measurements."""
+
+    name: str
+
+    def propose(self, count: int, measured: set[str]) -> list[Config]:
+        ...
+
+    def observe(self, configs: Sequence[Config], seconds: Sequence[Optional[float]]) -> None:
+        ...
+
+
+def _unmeasured_samples(space: SearchSpace, rng: np.random.Generator, count: int, excluded: set[str]) -> list[Config]:
+    picked: dict[str, Config] = {}
+    for _ in range(50 * max(count, 1)):
+        if len(picked) >= count:
+            break
+        config = space.sample(rng)
+        key = space.key(config)
+        if key not in excluded and key not in picked:
+            picked[key] = config
+    return list(picked.values())
+
+
+class RandomSearch:
+    """Uniform random configurations."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+
+    def propose(self, count: int, measured: set[str]) -> list[Config]:
+        return _unmeasured_samples(self.space, self.rng, count, measured)
+
+    def observe(self, configs: Sequence[Config], seconds: Sequence[Optional[float]]) -> None:
+        """Random search learns nothing."""
+
+
+class ModelSearch:
+    """Cost-model guided search (XGBoost ranking + simulated annealing + epsilon-greedy)."""
+
+    name = "xgb"
+
+    def __init__(self, space: SearchSpace, model: CostModel, group: str, descriptors: list[float], seed: int = 0,
+                 epsilon: float = 0.2, chains: int = 16, steps: int = 40) -> None:
+        self.space, self.model, self.group, self.descriptors = space, model, group, descriptors
+        self.rng = np.random.default_rng(seed)
+        self.epsilon, self.chains, self.steps = epsilon, chains, steps
+        self.measured: list[tuple[Config, float]] = []
+
+    def _score(self, configs: Sequence[Config]) -> np.ndarray:
+        return self.model.predict([candidate_features(self.space, c, self.descriptors) for c in configs])
+
+    def propose(self, count: int, measured: set[str]) -> list[Config]:
+        if not self.model.trained:
+            return _unmeasured_samples(self.space, self.rng, count, measured)
+        explore = int(round(self.epsilon * count)) if count > 1 else int(self.rng.random() < self.epsilon)
+        ranked = self._anneal(measured)
+        chosen = ranked[: count - explore]
+        taken = measured | {self.space.key(c) for c in chosen}
+        chosen += _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
+        return chosen
+
+    def _anneal(self, measured: set[str]) -> list[Config]:
+        """Unmeasured configurations visited by annealing chains, best model score first."""
+        best_known = [c for c, _ in sorted(self.measured, key=lambda item: item[1])[: self.chains // 2]]
+        starts = best_known + [self.space.sample(self.rng) for _ in range(self.chains - len(best_known))]
+        current, scores = starts, self._score(starts)
+        visited: dict[str, tuple[float, Config]] = {}
+        for step in range(self.steps):
+            temperature = max(1.0 - step / self.steps, 0.05)
+            proposals = [self.space.neighbour(c, self.rng) for c in current]
+            new_scores = self._score(proposals)
+            for index, (config, score) in enumerate(zip(proposals, new_scores)):
+                key = self.space.key(config)
+                if key not in measured:
+                    visited[key] = (float(score), config)
+                if score >= scores[index] or self.rng.random() < math.exp((score - scores[index]) / temperature):
+                    current[index], scores[index] = config, score
+        return [config for _, config in sorted(visited.values(), key=lambda item: -item[0])]
+
+    def observe(self, configs: Sequence[Config], seconds: Sequence[Optional[float]]) -> None:
+        good = [(c, s) for c, s in zip(configs, seconds) if s is not None]
+        self.measured += good
+        if good:
+            self.model.add(self.group, [candidate_features(self.space, c, self.descriptors) for c, _ in good],
+                           [s for _, s in good])

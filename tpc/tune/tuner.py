@@ -1,0 +1,152 @@
+"""``tpc.tune``: measured search over schedules, recorded in a log and in the schedule cache."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from tpc import cache
+from tpc.ops import TensorProduct
+from tpc.records import Record, append_records, read_records
+from tpc.schedule import search_space
+from tpc.targets import TargetSpec, resolve_target
+from tpc.tune.cost_model import CostModel
+from tpc.tune.features import op_descriptors
+from tpc.tune.measure import LocalRunner, MeasureInput, Runner
+from tpc.tune.search import ModelSearch, RandomSearch, Strategy
+
+STRATEGIES = ("xgb", "random")
+DEFAULT_BATCH = 10000
+
+
+@dataclass
+class TuneResult:
+    """What a tuning run found: the best and the default measurement, and every record."""
+
+    records: list[Record]
+    log: Path
+    interrupted: bool = False
+
+    @property
+    def best(self) -> Optional[Record]:
+        ok = [r for r in self.records if r.ok]
+        return min(ok, key=lambda r: r.seconds) if ok else None
+
+    @property
+    def default(self) -> Optional[Record]:
+        return next((r for r in self.records if r.strategy == "default" and r.ok), None)
+
+    @property
+    def speedup(self) -> Optional[float]:
+        """Default seconds over best seconds."""
+        if self.best is None or self.default is None:
+            return None
+        return self.default.seconds / self.best.seconds
+
+
+def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int) -> Path:
+    """``tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl`` under the current directory."""
+    return Path("tuning_logs") / f"{tp.fingerprint[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
+
+
+def _model_path(target: TargetSpec, space_version: int) -> Path:
+    return cache.cache_root() / "models" / f"{target.fingerprint}-space{space_version}.npz"
+
+
+def tune(
+    tp: TensorProduct,
+    batch: Optional[int] = None,
+    target: Union[str, dict, TargetSpec] = "host",
+    dtype: str = "float32",
+    trials: int = 64,
+    strategy: str = "xgb",
+    log: Union[None, str, Path] = None,
+    resume: bool = False,
+    seed: int = 0,
+    runner: Optional[Runner] = None,
+    round_size: int = 8,
+    progress: bool = True,
+) -> TuneResult:
+    """Measure up to ``trials`` schedules of ``tp`` and cache the best.
+
+    The default schedule is measured first. Every measurement is appended to ``log`` as it
+    completes; with ``resume`` the log's earlier measurements for the same key count as
+    trials and are never repeated. Ctrl-C stops after the current measurement round is
+    recorded and returns what was found.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    spec = resolve_target(target)
+    batch = batch or DEFAULT_BATCH
+    space = search_space(spec.family)
+    log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch)
+    runner = runner or LocalRunner()
+    key = (tp.fingerprint, batch, dtype, spec.fingerprint, space.version)
+    previous = [r for r in read_records(log) if resume and
+                (r.op, r.batch, r.dtype, r.target_fingerprint, r.space_version) == key]
+    model = CostModel.load(_model_path(spec, space.version)) if strategy == "xgb" else None
+    searcher: Strategy = (ModelSearch(space, model, tp.fingerprint + f"/{batch}/{dtype}",
+                                      op_descriptors(tp, batch, dtype), seed=seed)
+                          if strategy == "xgb" else RandomSearch(space, seed=seed))
+    searcher.observe([r.config for r in previous], [r.seconds if r.ok else None for r in previous])
+    records = list(previous)
+    measured = {space.key(r.config) for r in records}
+    started, interrupted = time.monotonic(), False
+    try:
+        while len(records) < trials:
+            count = min(round_size, trials - len(records))
+            default = space.default()
+            configs = [default] if space.key(default) not in measured else searcher.propose(count, measured)
+            if not configs:
+                break  # the whole space has been measured
+            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, "cg", c) for c in configs]
+            results = runner.measure(inputs)
+            fresh = [Record(tp.fingerprint, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version, "cg", c,
+                            result.seconds, result.error,
+                            "default" if space.key(c) == space.key(default) else searcher.name, len(records) + i)
+                     for i, (c, result) in enumerate(zip(configs, results))]
+            append_records(log, fresh)
+            cache.add_records(fresh)
+            records += fresh
+            measured |= {space.key(c) for c in configs}
+            searcher.observe(configs, [r.seconds if r.ok else None for r in fresh])
+            if progress:
+                _progress(records, trials, tp.flops(batch), time.monotonic() - started)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if model is not None:
+            model.save(_model_path(spec, space.version))
+        if progress:
+            print(file=sys.stderr)
+    return TuneResult(records, log, interrupted)
+
+
+def _progress(records: list[Record], trials: int, flops: int, elapsed: float) -> None:
+    ok = [r.seconds for r in records if r.ok]
+    best = f"best {min(ok) * 1e3:8.3f} ms {flops / min(ok) / 1e9:7.2f} GFLOP/s" if ok else "no valid kernel yet"
+    errors = sum(not r.ok for r in records)
+    print(f"\r[{len(records):>4}/{trials}] {best}  errors {errors}  elapsed {elapsed:6.0f} s", end="",
+          file=sys.stderr, flush=True)
+
+
+def summary(result: TuneResult, flops: int) -> str:
+    """The final table: default against best, and the speed-up."""
+    lines = [f"{'schedule':<10} {'ms':>10} {'GFLOP/s':>9}  knobs"]
+    for label, record in (("default", result.default), ("best", result.best)):
+        if record is None:
+            lines.append(f"{label:<10} {'-':>10} {'-':>9}  (no successful measurement)")
+        else:
+            lines.append(f"{label:<10} {record.seconds * 1e3:>10.3f} {flops / record.seconds / 1e9:>9.2f}  "
+                         f"{record.config}")
+    speedup = result.speedup
+    errors = sum(not r.ok for r in result.records)
+    lines.append(f"speed-up {speedup:.2f}x over the default" if speedup else "speed-up unknown")
+    lines.append(f"{len(result.records)} trials ({errors} errors), log {result.log}"
+                 + ("; interrupted" if result.interrupted else ""))
+    return "\n".join(lines)
