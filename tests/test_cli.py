@@ -75,3 +75,15 @@ def test_compile_writes_a_loadable_kernel(tmp_path, capsys):
 def test_compile_reports_bad_targets(tmp_path, capsys):
     assert main(["compile", "--preset", "fc-small", "--target", "tpu", "-o", str(tmp_path / "k.tpc")]) == 2
     assert "valid targets" in capsys.readouterr().err
+
+
+def test_tune_and_list(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
+    log = tmp_path / "log.jsonl"
+    assert main(["tune", "--preset", "fc-small", "--batch", "32", "--trials", "2", "--strategy", "random",
+                 "--log", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "best" in out and "2 trials (0 errors)" in out
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "fc-small" in listing and "user cache" in listing

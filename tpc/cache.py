@@ -47,12 +47,20 @@ def add_records(records: Iterable[Record]) -> None:
     append_records(user_cache_file(), [record for record in records if record.ok])
 
 
+def cached_records() -> list[tuple[str, list[Record]]]:
+    """The successful records of the user cache, then of the shipped schedules."""
+    out = []
+    for source, files in (("user cache", [user_cache_file()]), ("shipped", sorted(SHIPPED_DIR.glob("*.jsonl")))):
+        out.append((source, [record for path in files for record in read_records(path) if record.ok]))
+    return out
+
+
 def lookup(op: str, batch: Optional[int], dtype: str, target_fingerprint: str, space_version: int) -> Optional[CacheHit]:
     """The best cached record for the key, or None."""
-    for source, files in (("user cache", [user_cache_file()]), ("shipped", sorted(SHIPPED_DIR.glob("*.jsonl")))):
+    for source, records in cached_records():
         candidates = [
-            record for path in files for record in read_records(path)
-            if record.ok and record.op == op and record.dtype == dtype
+            record for record in records
+            if record.op == op and record.dtype == dtype
             and record.target_fingerprint == target_fingerprint and record.space_version == space_version
         ]
         if candidates:

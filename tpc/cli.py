@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tpc import presets
+from tpc.cache import cached_records
 from tpc.build import compile as compile_kernel
 from tpc.lower import DTYPES
 from tpc.ops import TensorProduct
@@ -69,6 +70,36 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    import tpc.tune
+
+    title, tp, batch = _load_spec(args)
+    print(title, file=sys.stderr)
+    result = tpc.tune.tune(tp, batch=batch, target=args.target, dtype=args.dtype, trials=args.trials,
+                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed)
+    print(tpc.tune.summary(result, tp.flops(batch)))
+    return 130 if result.interrupted else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = {}
+    for source, records in cached_records():
+        for record in records:
+            key = (record.op, record.batch, record.dtype, record.target_fingerprint)
+            if key not in rows or record.seconds < rows[key][1].seconds:
+                rows[key] = (source, record)
+    names = {tp.fingerprint: name for name, tp in ((n, presets.get(n).tp) for n in presets.names())}
+    print(f"{'op':<16} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} knobs")
+    for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
+        target = f"{record.target.get('kind')}/{record.target.get('mtriple', record.target.get('arch', ''))}" \
+                 f"/{record.target.get('mcpu', '')}"
+        print(f"{names.get(op, op[:12]):<16} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
+              f"{source:<11} {record.config}")
+    if not rows:
+        print("(no cached schedules)")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     for name in presets.names():
         preset = presets.get(name)
@@ -93,6 +124,20 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--batch", type=int, help="the batch size the kernel will mostly run at")
     build.add_argument("-o", "--output", required=True, help="kernel file to write (load with tpc.load)")
     build.set_defaults(run=_compile)
+    tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
+    tune.add_argument("spec", nargs="?", help="a spec JSON file")
+    tune.add_argument("--preset", help="a named problem")
+    tune.add_argument("--target", default="host", help=f"one of {', '.join(TARGET_NAMES)}")
+    tune.add_argument("--dtype", default="float32", choices=DTYPES)
+    tune.add_argument("--batch", type=int, help="batch size to tune for (default: the preset's)")
+    tune.add_argument("--trials", type=int, default=64, help="measurements in total (default 64)")
+    tune.add_argument("--strategy", default="xgb", choices=("xgb", "random"))
+    tune.add_argument("--log", help="tuning log (JSON lines); default tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl")
+    tune.add_argument("--resume", action="store_true", help="continue from the log without re-measuring")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.set_defaults(run=_tune)
+    listing_cache = commands.add_parser("list", help="show the cached schedules")
+    listing_cache.set_defaults(run=_list)
     listing = commands.add_parser("presets", help="list the named problems")
     listing.set_defaults(run=_presets)
     return parser

@@ -122,7 +122,7 @@ def _finish(process: subprocess.Popen, timeout: float, what: str) -> dict[str, A
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"{what} timed out after {timeout:.0f} s"}
+        return {"error": f"{what} timed out after {timeout:g} s"}
     finally:
         _kill_group(process)
     if process.returncode != 0:

@@ -1,0 +1,54 @@
+"""The local runner: real builds and runs in separate processes, failures become errors."""
+
+import tvm
+from tvm import te
+
+import tpc
+from tpc.schedule import search_space
+from tpc.tune.measure import LocalRunner, MeasureInput
+
+TP = tpc.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e+2x1o",
+                       [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True), (1, 0, 1, "uvu", True)],
+                       shared_weights=False)
+
+
+def _candidate(config=None, target="host"):
+    return MeasureInput(TP.to_dict(), tpc.resolve_target(target).tvm_dict, "float32", 64, "cg",
+                        {**search_space("cpu").default(), **(config or {})})
+
+
+def _library(tmp_path, name, body):
+    """A real kernel library with the product's signature whose output is ``body(x1, b, c)``."""
+    batch = te.var("batch")
+    x1 = te.placeholder((batch, TP.irreps_in1.dim), "float32", name="x1")
+    x2 = te.placeholder((batch, TP.irreps_in2.dim), "float32", name="x2")
+    weight = te.placeholder((batch, TP.weight_numel), "float32", name="weight")
+    out = te.compute((batch, TP.irreps_out.dim), lambda b, c: body(x1, b, c), name="out")
+    path = tmp_path / f"{name}.so"
+    tvm.compile(te.create_prim_func([x1, x2, weight, out]), target="llvm").export_library(str(path))
+    return path
+
+
+def test_measures_valid_candidates(tmp_path):
+    results = LocalRunner(repeat=2, min_repeat_ms=5).measure([_candidate(), _candidate({"batch_tile": 2})])
+    assert all(r.error is None and 0 < r.seconds < 1 and r.build_seconds > 0 for r in results)
+
+
+def test_wrong_crashing_and_hanging_kernels_become_errors(tmp_path):
+    runner = LocalRunner(run_timeout=5, repeat=2, min_repeat_ms=5)
+    wrong = _library(tmp_path, "wrong", lambda x1, b, c: x1[b, 0] * 0.0)
+    crash = _library(tmp_path, "crash", lambda x1, b, c: x1[(b + 1) << 28, c % 8])
+    k = te.reduce_axis((0, 1 << 28), "k")  # about a minute per call here
+    hang = _library(tmp_path, "hang", lambda x1, b, c: te.sum(x1[b, 0] * x1[b, 1], axis=k))
+    assert "wrong result" in runner.run_library(wrong, _candidate()).error
+    assert "run crashed (killed by signal SIGSEGV)" in runner.run_library(crash, _candidate()).error
+    assert runner.run_library(hang, _candidate()).error == "run timed out after 5 s"
+    missing = runner.run_library(tmp_path / "missing.so", _candidate())
+    assert missing.seconds is None and "missing.so" in missing.error
+
+
+def test_build_failures_become_errors():
+    bad = MeasureInput(TP.to_dict(), {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}, "float32", 64, "cg",
+                       {**search_space("cpu").default(), "batch_tile": 3})
+    (result,) = LocalRunner().measure([bad])
+    assert result.seconds is None and result.error.startswith("build failed: ValueError")

@@ -1,0 +1,77 @@
+import itertools
+
+import numpy as np
+
+import tpc
+from tpc.schedule import search_space
+from tpc.tune.cost_model import CostModel
+from tpc.tune.features import candidate_features, op_descriptors
+from tpc.tune.search import ModelSearch, RandomSearch
+
+SPACE = search_space("cpu")
+
+
+def synthetic_seconds(config):
+    """A made-up objective for the strategies: small tiles and unrolled components are fast."""
+    return 1e-3 * (1 + abs(np.log2(config["batch_tile"]) - 1) + (not config["unroll_components"])
+                   + 0.5 * (config["materialize"] == "all") + 0.1 * config["channel_unroll"])
+
+
+def test_space_sampling_neighbours_and_encoding():
+    rng = np.random.default_rng(0)
+    default = SPACE.default()
+    assert SPACE.validate(default) == default and SPACE.size == 7 * 2 * 2 * 4
+    for _ in range(50):
+        config = SPACE.sample(rng)
+        neighbour = SPACE.neighbour(config, rng)
+        assert SPACE.validate(neighbour) == neighbour
+        assert sum(neighbour[k] != config[k] for k in config) == 1
+        assert all(0 <= x <= 1 for x in SPACE.encode(config))
+    assert SPACE.key({"b": 1, "a": 2}) == SPACE.key({"a": 2, "b": 1})
+
+
+def test_random_search_never_repeats_and_exhausts_the_space():
+    search = RandomSearch(SPACE, seed=1)
+    measured: set[str] = set()
+    while True:
+        batch = search.propose(16, measured)
+        if not batch:
+            break
+        keys = {SPACE.key(c) for c in batch}
+        assert not keys & measured and len(keys) == len(batch)
+        measured |= keys
+    assert len(measured) == SPACE.size
+
+
+def test_model_search_finds_the_optimum_of_a_learnable_objective():
+    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0)
+    measured: set[str] = set()
+    best = []
+    for _ in range(5):
+        configs = search.propose(8, measured)
+        assert not {SPACE.key(c) for c in configs} & measured
+        measured |= {SPACE.key(c) for c in configs}
+        search.observe(configs, [synthetic_seconds(c) for c in configs])
+        best.append(min(s for _, s in search.measured))
+    optimum = min(synthetic_seconds(dict(zip([k.name for k in SPACE.knobs], values)))
+                  for values in itertools.product(*[k.values for k in SPACE.knobs]))
+    assert best[-1] == optimum
+
+
+def test_cost_model_ranks_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    descriptors = [1.0, 2.0]
+    configs = [SPACE.sample(rng) for _ in range(40)]
+    model = CostModel()
+    model.add("g", [candidate_features(SPACE, c, descriptors) for c in configs], [synthetic_seconds(c) for c in configs])
+    fresh = [SPACE.sample(rng) for _ in range(30)]
+    scores = model.predict([candidate_features(SPACE, c, descriptors) for c in fresh])
+    truth = [-synthetic_seconds(c) for c in fresh]
+    assert np.corrcoef(scores, truth)[0, 1] > 0.7
+    model.save(tmp_path / "m.npz")
+    again = CostModel.load(tmp_path / "m.npz")
+    assert again.trained and np.allclose(again.predict([candidate_features(SPACE, fresh[0], descriptors)]),
+                                         model.predict([candidate_features(SPACE, fresh[0], descriptors)]))
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    assert not CostModel.load(tmp_path / "bad.npz").trained

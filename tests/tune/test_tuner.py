@@ -1,0 +1,73 @@
+"""Tuning runs end to end: real builds, real measurements, logs, cache, kill and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tpc
+from tpc import cache
+from tpc.records import read_records
+from tpc.tune.measure import LocalRunner
+
+TP = tpc.presets.get("mace-small-l2").tp
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path / "shipped")
+    return tmp_path
+
+
+def test_tuning_run_logs_caches_and_feeds_compile(isolated):
+    log = isolated / "run.jsonl"
+    result = tpc.tune(TP, batch=256, trials=3, log=log, round_size=2, progress=False,
+                      runner=LocalRunner(repeat=2, min_repeat_ms=5))
+    records = read_records(log)
+    assert len(records) == 3 and records[0].strategy == "default" and all(r.ok for r in records)
+    assert len({tpc.schedule.search_space("cpu").key(r.config) for r in records}) == 3
+    assert result.best.seconds == min(r.seconds for r in records) and result.speedup >= 1.0
+    assert "speed-up" in tpc.tune.summary(result, TP.flops(256))
+    kernel = tpc.compile(TP, batch=256)
+    assert kernel.schedule.source == "user cache" and kernel.schedule.config == result.best.config
+    assert (isolated / "cache" / "models").is_dir()
+
+
+def test_candidates_that_hang_become_error_records_and_tuning_goes_on(isolated):
+    result = tpc.tune(TP, batch=64, trials=2, log=isolated / "slow.jsonl", progress=False, strategy="random",
+                      runner=LocalRunner(run_timeout=0.5))
+    assert len(result.records) == 2 and result.best is None
+    assert all(r.error == "run timed out after 0.5 s" for r in result.records)
+    assert "no successful measurement" in tpc.tune.summary(result, TP.flops(64))
+
+
+def test_sigkill_mid_run_then_resume_keeps_every_finished_record(isolated):
+    log = isolated / "killed.jsonl"
+    command = [sys.executable, "-m", "tpc.cli", "tune", "--preset", "fc-small", "--batch", "64", "--trials", "5",
+               "--strategy", "random", "--log", str(log)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not read_records(log) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # the next round is building
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = read_records(log)
+    assert 1 <= len(before) < 5 and before[0].strategy == "default"
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    after = read_records(log)
+    assert after[: len(before)] == before and len(after) == 5
+    assert len({tpc.schedule.search_space("cpu").key(r.config) for r in after}) == 5
+    assert "speed-up" in resumed.stdout
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        tpc.tune(TP, strategy="grid")
+    with pytest.raises(ValueError, match="trials"):
+        tpc.tune(TP, trials=0)
