@@ -1,9 +1,12 @@
 """Compiled kernels against e3nn: every foundation case, float32 and float64, any batch."""
 
+import zlib
+
 import numpy as np
 import pytest
 
 import tpc
+from tpc.schedule import search_space
 from tpc.testing import e3nn_forward, e3nn_module, foundation_cases, random_inputs, relative_error
 
 CASES = foundation_cases()
@@ -22,6 +25,20 @@ def test_kernel_equals_e3nn_for_every_batch_size(case, dtype):
         result = kernel(x1, x2, weight)
         assert result.dtype == np.dtype(dtype) and result.shape == expected.shape
         assert relative_error(result, expected) < TOLERANCE[dtype], f"batch {batch}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_kernel_with_a_searched_schedule_equals_e3nn(case):
+    """Any configuration the tuner can pick computes the same function (one random one per case)."""
+    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    config = search_space("cpu").sample(rng)
+    dtype = ("float32", "float64")[int(rng.integers(2))]
+    kernel = tpc.compile(case.tp, target="x86", dtype=dtype, schedule=config)
+    module = e3nn_module(case.tp)
+    for batch in (1, 7, 1000):
+        x1, x2, weight = random_inputs(case.tp, batch, rng, dtype)
+        expected = e3nn_forward(case.tp, x1, x2, weight, module=module)
+        assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE[dtype], f"{config} batch {batch}"
 
 
 @pytest.mark.parametrize("name", ["mace-l2", "nequip", "fc-small", "gaunt-L3"])
