@@ -10,6 +10,14 @@ def pytest_configure(config):
     os.environ["TPC_CACHE"] = tempfile.mkdtemp(prefix="tpc-test-cache-")
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_schedules(tmp_path_factory, monkeypatch):
+    """Tests compile with the defaults unless they ask for the repository's shipped schedules."""
+    from tpc import cache
+
+    monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path_factory.mktemp("no-shipped-schedules"))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

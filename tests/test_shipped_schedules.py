@@ -1,0 +1,37 @@
+"""The schedules shipped in the repository: readable, valid, and used where they apply."""
+
+from pathlib import Path
+
+import pytest
+
+import tpc
+from tpc import cache
+from tpc.records import read_records
+from tpc.schedule import search_space
+
+SHIPPED = Path(__file__).parent.parent / "schedules"
+TUNED_PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "mace-l3", "nequip", "fc-small", "gaunt-L2", "gaunt-L3",
+                 "gaunt-L4"]
+
+
+def test_shipped_records_cover_the_presets_and_are_valid():
+    records = [record for path in SHIPPED.glob("*.jsonl") for record in read_records(path)]
+    ops = {record.op for record in records if record.ok}
+    for name in TUNED_PRESETS:
+        assert tpc.presets.get(name).tp.fingerprint in ops, f"no shipped schedule for {name}"
+    space = search_space("cpu")
+    for record in records:
+        assert space.validate(record.config) == record.config and record.space_version == space.version
+
+
+def test_compile_uses_a_shipped_schedule_when_the_target_matches(monkeypatch):
+    monkeypatch.setattr(cache, "SHIPPED_DIR", SHIPPED)
+    tp = tpc.presets.get("fc-small").tp
+    host = tpc.resolve_target("host")
+    matching = [r for path in SHIPPED.glob("*.jsonl") for r in read_records(path)
+                if r.ok and r.op == tp.fingerprint and r.target_fingerprint == host.fingerprint]
+    if not matching:
+        pytest.skip(f"the shipped schedules were tuned for another CPU than this one ({host.tvm_dict})")
+    kernel = tpc.compile(tp, batch=1000)
+    assert kernel.schedule.source == "shipped"
+    assert kernel.schedule.config == min(matching, key=lambda r: r.seconds).config
