@@ -39,9 +39,7 @@ def tpc_run(tp, batch: int, trials: int, strategy: str, seed: int) -> tuple[list
 
 def metaschedule_run(tp, batch: int, trials: int, seed: int) -> tuple[list[float], float, float]:
     """MetaSchedule's per-trial latencies, wall time, and the re-timed latency of its best."""
-    func = lower_cg(tp).func
-    batch_var = func.params[0].shape[0]
-    func = func.specialize({batch_var: batch})
+    func = lower_cg(tp, batch=batch).func
     target = tpc.resolve_target("host").tvm_target()
     with tempfile.TemporaryDirectory() as work_dir:
         start = time.perf_counter()

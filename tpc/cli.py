@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from tpc import presets
-from tpc.cache import cached_records
 from tpc.build import compile as compile_kernel
+from tpc.cache import cached_records
 from tpc.lower import DTYPES
 from tpc.ops import TensorProduct
 from tpc.targets import TARGET_NAMES

@@ -71,3 +71,21 @@ def test_bad_arguments():
         tpc.tune(TP, strategy="grid")
     with pytest.raises(ValueError, match="trials"):
         tpc.tune(TP, trials=0)
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_records(isolated):
+    log = isolated / "interrupted.jsonl"
+    command = [sys.executable, "-m", "tpc.cli", "tune", "--preset", "fc-small", "--batch", "64", "--trials", "9",
+               "--strategy", "random", "--log", str(log)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not read_records(log) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    stdout, _ = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in stdout
+    records = read_records(log)
+    assert 1 <= len(records) < 9 and records[0].strategy == "default"
+    assert f"{len(records)} trials" in stdout

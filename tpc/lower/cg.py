@@ -76,11 +76,14 @@ def _select_component(k, values: list, zero):
     return out
 
 
-def lower_cg(tp: TensorProduct, dtype: str = "float32") -> Lowered:
-    """Lower ``tp`` with the Clebsch-Gordan algorithm for ``dtype`` (float32 or float64)."""
+def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None) -> Lowered:
+    """Lower ``tp`` with the Clebsch-Gordan algorithm for ``dtype`` (float32 or float64).
+
+    The batch is symbolic unless ``batch`` fixes it (tools that need static shapes).
+    """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    batch = te.var("batch")
+    batch = te.var("batch") if batch is None else batch
     x1 = te.placeholder((batch, tp.irreps_in1.dim), dtype, name="x1")
     x2 = te.placeholder((batch, tp.irreps_in2.dim), dtype, name="x2")
     weight = None

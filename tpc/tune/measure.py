@@ -92,17 +92,21 @@ class LocalRunner:
         answers: list[Optional[dict[str, Any]]] = [None] * len(inputs)
         pending = list(range(len(inputs)))
         running: dict[int, tuple[subprocess.Popen, float]] = {}
-        while pending or running:
-            while pending and len(running) < width:
-                index = pending.pop(0)
-                job = {**asdict(inputs[index]), "library": str(libraries[index])}
-                running[index] = (_start("build", job, Path(str(libraries[index]) + ".build")), time.monotonic())
-            for index, (process, started) in list(running.items()):
-                remaining = self.build_timeout - (time.monotonic() - started)
-                if process.poll() is not None or remaining <= 0:
-                    answers[index] = _finish(process, max(remaining, 0.0), "build")
-                    del running[index]
-            time.sleep(0.05)
+        try:
+            while pending or running:
+                while pending and len(running) < width:
+                    index = pending.pop(0)
+                    job = {**asdict(inputs[index]), "library": str(libraries[index])}
+                    running[index] = (_start("build", job, Path(str(libraries[index]) + ".build")), time.monotonic())
+                for index, (process, started) in list(running.items()):
+                    remaining = self.build_timeout - (time.monotonic() - started)
+                    if process.poll() is not None or remaining <= 0:
+                        answers[index] = _finish(process, max(remaining, 0.0), "build")
+                        del running[index]
+                time.sleep(0.05)
+        finally:  # on Ctrl-C, no build is left running
+            for process, _ in running.values():
+                _kill_group(process)
         return [answer or {"error": "not built"} for answer in answers]
 
 
