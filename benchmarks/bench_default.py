@@ -58,7 +58,7 @@ def bench(name: str, batch: int | None) -> dict:
     preset = tpc.presets.get(name)
     tp, batch = preset.tp, batch or preset.batch
     x1, x2, weight = random_inputs(tp, batch, np.random.default_rng(0), np.float32)
-    kernel = tpc.compile(tp, batch=batch, target="x86", dtype="float32")
+    kernel = tpc.compile(tp, batch=batch, target="x86", dtype="float32", schedule="default")
     module = e3nn_module(tp).float()
     tensors = [torch.from_numpy(a) for a in (x1, x2, weight) if a is not None]
 

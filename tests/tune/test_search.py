@@ -20,7 +20,7 @@ def synthetic_seconds(config):
 def test_space_sampling_neighbours_and_encoding():
     rng = np.random.default_rng(0)
     default = SPACE.default()
-    assert SPACE.validate(default) == default and SPACE.size == 7 * 2 * 2 * 4
+    assert SPACE.validate(default) == default and SPACE.size == 7 * 2 * 2 * 4 * 2
     for _ in range(50):
         config = SPACE.sample(rng)
         neighbour = SPACE.neighbour(config, rng)

@@ -20,9 +20,11 @@ KNOBS = (
          "keep the coupling stage z in memory only where it is reused across output channels, or always"),
     Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
     Knob("channel_unroll", (1, 2, 4, 8), 1, "unroll this many channels of each path stage together"),
+    Knob("reduction_order", ("outer", "inner"), "outer",
+         "loops of a path's channel sum (uvw: u, v) outside its output loops, so weights are read contiguously"),
 )
 
-SPACE = SearchSpace("cpu", KNOBS, version=1)
+SPACE = SearchSpace("cpu", KNOBS, version=2)
 
 
 def default_config() -> dict[str, Any]:
@@ -51,6 +53,9 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         block = sch.get_sblock(name)
         sch.compute_at(block, anchor)
         axes = path.loop_extents(name)
+        if name == path.y and config["reduction_order"] == "outer" and any(n > 1 for n in path.reductions):
+            _reduction_outside(sch, block, depth, axes, config["unroll_components"])
+            continue
         if config["unroll_components"]:
             component = _loop_named(sch, block, depth, axes, "k")
             if component is not None:
@@ -61,6 +66,24 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
             _, inner = sch.split(channel, [None, factor])
             sch.unroll(inner)
     return sch
+
+
+def _reduction_outside(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]], unroll: bool) -> None:
+    """Run a path's channel sum outermost: ``for u, v: for k: for w: y[k, w] += W[u, v, w] z[u, v, k]``.
+
+    The stage's buffer is laid out (k, channel) so the innermost loop walks weights and
+    outputs contiguously; the initialisation becomes its own loop nest.
+    """
+    loops = sch.get_loops(block)[depth:]
+    kept = [axis for axis, extent in axes if extent > 1]
+    if len(kept) != len(loops):
+        raise RuntimeError(f"unexpected loop nest: axes {axes}, {len(loops)} loops")
+    sch.transform_layout(block, ("write", 0), lambda b, c, k: (b, k, c))
+    sch.decompose_reduction(block, loops[0])
+    by_axis = {axis: [loop for a, loop in zip(kept, loops) if a == axis] for axis in ("c", "k", "r")}
+    sch.reorder(*(by_axis["r"] + by_axis["k"] + by_axis["c"]))
+    if unroll and by_axis["k"]:
+        sch.unroll(by_axis["k"][0])
 
 
 def _loop_named(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]], name: str):
