@@ -19,5 +19,15 @@ def no_shipped_schedules(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A private schedule cache and an empty shipped-schedules folder, in ``tmp_path``."""
+    from tpc import cache
+
+    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path / "shipped")
+    return tmp_path
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)

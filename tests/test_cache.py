@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import pytest
 
 import tpc
 from tpc import cache
@@ -9,13 +8,6 @@ from tpc.records import Record, append_records
 from tpc.schedule import search_space
 
 TP = tpc.presets.get("fc-small").tp
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path / "shipped")
-    return tmp_path
 
 
 def _record(batch, seconds, tile, target="host", dtype="float32"):

@@ -107,6 +107,15 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_op_arguments(command: argparse.ArgumentParser, batch_help: str) -> None:
+    """The op (spec file or preset), target, dtype and batch of compile and tune."""
+    command.add_argument("spec", nargs="?", help="a spec JSON file (as written by tpc info --json)")
+    command.add_argument("--preset", help="a named problem")
+    command.add_argument("--target", default="host", help=f"one of {', '.join(TARGET_NAMES)} (cuda:sm_XX for an arch)")
+    command.add_argument("--dtype", default="float32", choices=DTYPES)
+    command.add_argument("--batch", type=int, help=batch_help)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tpc", description="Tensor-product compiler for equivariant networks.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,19 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the canonical spec JSON instead")
     info.set_defaults(run=_info)
     build = commands.add_parser("compile", help="compile a product for a target and save the kernel file")
-    build.add_argument("spec", nargs="?", help="a spec JSON file (as written by tpc info --json)")
-    build.add_argument("--preset", help="a named problem")
-    build.add_argument("--target", default="host", help=f"one of {', '.join(TARGET_NAMES)} (cuda:sm_XX for an arch)")
-    build.add_argument("--dtype", default="float32", choices=DTYPES)
-    build.add_argument("--batch", type=int, help="the batch size the kernel will mostly run at")
+    _add_op_arguments(build, "the batch size the kernel will mostly run at")
     build.add_argument("-o", "--output", required=True, help="kernel file to write (load with tpc.load)")
     build.set_defaults(run=_compile)
     tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
-    tune.add_argument("spec", nargs="?", help="a spec JSON file")
-    tune.add_argument("--preset", help="a named problem")
-    tune.add_argument("--target", default="host", help=f"one of {', '.join(TARGET_NAMES)}")
-    tune.add_argument("--dtype", default="float32", choices=DTYPES)
-    tune.add_argument("--batch", type=int, help="batch size to tune for (default: the preset's)")
+    _add_op_arguments(tune, "batch size to tune for (default: the preset's)")
     tune.add_argument("--trials", type=int, default=64, help="measurements in total (default 64)")
     tune.add_argument("--strategy", default="xgb", choices=("xgb", "random"))
     tune.add_argument("--log", help="tuning log (JSON lines); default tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl")

@@ -9,18 +9,10 @@ import time
 import pytest
 
 import tpc
-from tpc import cache
 from tpc.records import read_records
 from tpc.tune.measure import LocalRunner
 
 TP = tpc.presets.get("mace-small-l2").tp
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path / "shipped")
-    return tmp_path
 
 
 def test_tuning_run_logs_caches_and_feeds_compile(isolated):
