@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-
 import tpc
 from tpc import cache
 from tpc.records import Record, append_records

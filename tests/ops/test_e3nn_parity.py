@@ -7,7 +7,14 @@ from e3nn import o3
 
 import tpc
 from tpc.so3 import gaunt_factor, gaunt_product
-from tpc.testing import e3nn_forward, float64_torch, e3nn_module, foundation_cases, random_inputs, relative_error
+from tpc.testing import (
+    e3nn_forward,
+    e3nn_module,
+    float64_torch,
+    foundation_cases,
+    random_inputs,
+    relative_error,
+)
 
 CASES = foundation_cases()
 
