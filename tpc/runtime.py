@@ -7,6 +7,7 @@ versions, the checksum and that the target can run here before any native code i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -62,6 +63,11 @@ class Kernel:
         self.dtype = dtype
         self.schedule = schedule
 
+    @functools.cached_property
+    def _runs_here(self) -> tuple[bool, str]:
+        """Whether this process can run the kernel, checked once rather than on every call."""
+        return self.target.runs_here()
+
     @classmethod
     def from_executable(cls, executable: Any, tp: TensorProduct, target: TargetSpec, dtype: str,
                         schedule: ScheduleChoice) -> "Kernel":
@@ -80,7 +86,7 @@ class Kernel:
 
     def __call__(self, x1: Any, x2: Any, weight: Any = None, *, out: Any = None) -> Any:
         """The product of one batch; see the class docstring for the argument kinds."""
-        runs, why = self.target.runs_here()
+        runs, why = self._runs_here
         if not runs:
             raise RuntimeError(f"cannot run this kernel here: {why}")
         if self.target.family == "cuda":
@@ -111,8 +117,7 @@ class Kernel:
         tensors = {name: _device_tensor(name, value) for name, value in (("x1", x1), ("x2", x2), ("weight", weight))
                    if value is not None}
         batch = int(tensors["x1"].shape[0]) if tensors["x1"].ndim == 2 else -1
-        expected = {"x1": (batch, self.spec.irreps_in1.dim), "x2": (batch, self.spec.irreps_in2.dim),
-                    "weight": (self.spec.weight_numel,) if self.spec.shared_weights else (batch, self.spec.weight_numel)}
+        expected = self.spec.input_shapes(batch)
         if self.spec.weight_numel and "weight" not in tensors:
             raise ValueError(f"this tensor product has {self.spec.weight_numel} weights: pass weight of shape "
                              f"{expected['weight']}")

@@ -286,6 +286,11 @@ class TensorProduct:
 
     # -- inputs and the reference -----------------------------------------------------------
 
+    def input_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of x1, x2 and weight for ``batch`` samples (weight per sample or shared)."""
+        return {"x1": (batch, self.irreps_in1.dim), "x2": (batch, self.irreps_in2.dim),
+                "weight": (self.weight_numel,) if self.shared_weights else (batch, self.weight_numel)}
+
     def check_inputs(self, x1: Any, x2: Any, weight: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Validate the arguments of a call and return them as arrays.
 
@@ -303,7 +308,7 @@ class TensorProduct:
                              f"(batch taken from x1), got {x2.shape}")
         if x1.dtype != x2.dtype:
             raise TypeError(f"x1 and x2 must have the same dtype, got {x1.dtype} and {x2.dtype}")
-        expected = (self.weight_numel,) if self.shared_weights else (batch, self.weight_numel)
+        expected = self.input_shapes(batch)["weight"]
         if weight is None:
             if self.weight_numel:
                 raise ValueError(f"this tensor product has {self.weight_numel} weights: pass weight of shape {expected}")

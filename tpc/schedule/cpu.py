@@ -74,25 +74,27 @@ def _reduction_outside(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[
     The stage's buffer is laid out (k, channel) so the innermost loop walks weights and
     outputs contiguously; the initialisation becomes its own loop nest.
     """
-    loops = sch.get_loops(block)[depth:]
-    kept = [axis for axis, extent in axes if extent > 1]
-    if len(kept) != len(loops):
-        raise RuntimeError(f"unexpected loop nest: axes {axes}, {len(loops)} loops")
+    by_axis = _loops_by_axis(sch, block, depth, axes)
     sch.transform_layout(block, ("write", 0), lambda b, c, k: (b, k, c))
-    sch.decompose_reduction(block, loops[0])
-    by_axis = {axis: [loop for a, loop in zip(kept, loops) if a == axis] for axis in ("c", "k", "r")}
+    sch.decompose_reduction(block, sch.get_loops(block)[depth])
     sch.reorder(*(by_axis["r"] + by_axis["k"] + by_axis["c"]))
     if unroll and by_axis["k"]:
         sch.unroll(by_axis["k"][0])
 
 
 def _loop_named(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]], name: str):
-    """The loop of axis ``name`` below the first ``depth`` loops, or None if it has extent 1.
+    """The (first) loop of axis ``name`` below the first ``depth`` loops, or None if it has extent 1."""
+    loops = _loops_by_axis(sch, block, depth, axes)[name]
+    return loops[0] if loops else None
+
+
+def _loops_by_axis(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]]) -> dict[str, list]:
+    """The loops below the first ``depth``, grouped by axis kind ("c", "k", "r") in loop order.
 
     compute_at creates one loop per block axis in order and drops axes of extent 1.
     """
     loops = sch.get_loops(block)[depth:]
     kept = [axis for axis, extent in axes if extent > 1]
     if len(kept) != len(loops):
-        raise RuntimeError(f"unexpected loop nest for {name!r}: axes {axes}, {len(loops)} loops")
-    return loops[kept.index(name)] if name in kept else None
+        raise RuntimeError(f"unexpected loop nest: axes {axes}, {len(loops)} loops")
+    return {kind: [loop for axis, loop in zip(kept, loops) if axis == kind] for kind in ("c", "k", "r")}
