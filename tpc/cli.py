@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tpc import presets
+from tpc import presets, report
 from tpc.build import compile as compile_kernel
 from tpc.cache import cached_records
 from tpc.lower import DTYPES
@@ -100,6 +100,14 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    curves = report.tuning_curves(report.read_logs(args.logs))
+    print(report.summary(curves))
+    report.plot_curves(curves, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     for name in presets.names():
         preset = presets.get(name)
@@ -139,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     tune.set_defaults(run=_tune)
     listing_cache = commands.add_parser("list", help="show the cached schedules")
     listing_cache.set_defaults(run=_list)
+    reporting = commands.add_parser("report", help="draw best latency against trial from tuning logs")
+    reporting.add_argument("logs", nargs="+", metavar="LOG", help="tuning logs (JSON lines, as written by tpc tune)")
+    reporting.add_argument("-o", "--output", required=True, help="image to write (PNG, or SVG/PDF by suffix)")
+    reporting.set_defaults(run=_report)
     listing = commands.add_parser("presets", help="list the named problems")
     listing.set_defaults(run=_presets)
     return parser
