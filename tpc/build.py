@@ -68,7 +68,7 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
 
 def build(request: BuildRequest) -> Kernel:
     """Lower, schedule and compile one request."""
-    lowered = lower_cg(request.tp, request.dtype)
+    lowered = lower_cg(request.tp, request.dtype, coupling=request.choice.config.get("coupling", "direct"))
     sch = apply_schedule(lowered, request.target.family, request.choice.config)
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         executable = tvm.compile(sch.mod, target=request.target.tvm_target())

@@ -44,6 +44,7 @@ class PathStages:
     y_channels: int
     reductions: tuple[int, ...]
     components: int
+    factor: str | None = None
 
     def loop_extents(self, stage: str) -> list[tuple[str, int]]:
         """The stage's axes after the batch, with their extents: ("c", n) channels,
@@ -76,11 +77,20 @@ def _select_component(k, values: list, zero):
     return out
 
 
-def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None) -> Lowered:
+COUPLINGS = ("direct", "x2_first")
+
+
+def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None,
+             coupling: str = "direct") -> Lowered:
     """Lower ``tp`` with the Clebsch-Gordan algorithm for ``dtype`` (float32 or float64).
 
+    ``coupling`` "x2_first" contracts x2 with the coupling coefficients first, once per
+    sample and x2 channel, where the result is reused across x1 channels (modes uvw, uvu,
+    uvv): ``z[u, v, k] = sum_i x1[u, i] a[v, i, k]`` with ``a[v, i, k] = sum_j C[i, j, k] x2[v, j]``.
     The batch is symbolic unless ``batch`` fixes it (tools that need static shapes).
     """
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     batch = te.var("batch") if batch is None else batch
@@ -104,10 +114,15 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None
             tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2], tp.irreps_out[ins.i_out])
         if mul1 == 0 or mul2 == 0 or mul_out == 0:
             continue
-        coupling = _coupling(tp, p)
+        coefficients = _coupling(tp, p)
         start1, start2 = in1_slices[ins.i_in1].start, in2_slices[ins.i_in2].start
-        coupled = _coupling_expression(x1, x2, coupling, (start1, ir1.dim), (start2, ir2.dim), zero)
         mode = ins.connection_mode
+        factor = None
+        if coupling == "x2_first" and mode in ("uvw", "uvu", "uvv") and mul1 > 1:
+            factor = _x2_factor(x2, coefficients, (start2, ir2.dim), batch, mul2, zero, f"a{p}")
+            coupled = _factored_expression(x1, factor, coefficients, (start1, ir1.dim), zero)
+        else:
+            coupled = _coupling_expression(x1, x2, coefficients, (start1, ir1.dim), (start2, ir2.dim), zero)
         # te.compute calls its function at once, so closing over loop variables is safe here.
         if mode in ("uuw", "uuu"):
             z = te.compute((batch, mul1, ir_out.dim), lambda b, u, k: coupled(b, u, u, k), name=f"z{p}")
@@ -118,7 +133,8 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None
         stages.append(PathStages(
             z.op.name, y.op.name, reuses_z=mode == "uvw" or (mode == "uuw" and ins.has_weight),
             z_channels=tuple(int(n) for n in z.shape[1:-1]), y_channels=mul_out,
-            reductions=tuple(int(axis.dom.extent) for axis in y.op.reduce_axis), components=ir_out.dim))
+            reductions=tuple(int(axis.dom.extent) for axis in y.op.reduce_axis), components=ir_out.dim,
+            factor=None if factor is None else factor.op.name))
         path_outputs.setdefault(ins.i_out, []).append(y)
 
     out_slices = tp.irreps_out.slices()
@@ -174,6 +190,42 @@ def _coupling_expression(x1, x2, coupling: np.ndarray, block1: tuple[int, int], 
                 * x1[b, start1 + u * d1 + int(i)] * x2[b, start2 + v * d2 + int(j)]
                 for i, j in zip(*np.nonzero(coupling[:, :, component]))
             ]
+            per_component.append(sum(terms[1:], terms[0]) if terms else zero)
+        return _select_component(k, per_component, zero)
+
+    return expression
+
+
+def _factor_pairs(coupling: np.ndarray) -> list[tuple[int, int]]:
+    """The (i, k) pairs where ``C[i, :, k]`` has a nonzero, in k-major order."""
+    nonzero = np.any(coupling != 0, axis=1)
+    return [(int(i), int(k)) for k in range(coupling.shape[2]) for i in np.nonzero(nonzero[:, k])[0]]
+
+
+def _x2_factor(x2, coupling: np.ndarray, block2: tuple[int, int], batch, mul2: int, zero, name: str):
+    """``a[b, v, q] = sum_j C[i, j, k] x2[b, v, j]`` for the q-th nonzero pair (i, k)."""
+    start2, d2 = block2
+    dtype = x2.dtype
+    values = []
+    for i, k in _factor_pairs(coupling):
+        def value(b, v, i=i, k=k):
+            terms = [tirx.const(float(coupling[i, j, k]), dtype) * x2[b, start2 + v * d2 + int(j)]
+                     for j in np.nonzero(coupling[i, :, k])[0]]
+            return sum(terms[1:], terms[0])
+        values.append(value)
+    return te.compute((batch, mul2, len(values)),
+                      lambda b, v, q: _select_component(q, [value(b, v) for value in values], zero), name=name)
+
+
+def _factored_expression(x1, factor, coupling: np.ndarray, block1: tuple[int, int], zero):
+    """``(b, u, v, k) -> sum_i x1[b,u,i] a[b,v,q(i,k)]``: one multiply-add per nonzero pair."""
+    start1, d1 = block1
+    pairs = _factor_pairs(coupling)
+
+    def expression(b, u, v, k):
+        per_component = []
+        for component in range(coupling.shape[2]):
+            terms = [x1[b, start1 + u * d1 + i] * factor[b, v, q] for q, (i, kk) in enumerate(pairs) if kk == component]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
         return _select_component(k, per_component, zero)
 

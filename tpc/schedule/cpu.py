@@ -22,9 +22,11 @@ KNOBS = (
     Knob("channel_unroll", (1, 2, 4, 8), 1, "unroll this many channels of each path stage together"),
     Knob("reduction_order", ("outer", "inner"), "outer",
          "loops of a path's channel sum (uvw: u, v) outside its output loops, so weights are read contiguously"),
+    Knob("coupling", ("direct", "x2_first"), "direct",
+         "couple x1 and x2 term by term, or contract x2 with the coefficients once per sample first"),
 )
 
-SPACE = SearchSpace("cpu", KNOBS, version=2)
+SPACE = SearchSpace("cpu", KNOBS, version=3)
 
 
 def default_config() -> dict[str, Any]:
@@ -65,6 +67,11 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         if factor > 1 and channel is not None and axes[0][1] % factor == 0:
             _, inner = sch.split(channel, [None, factor])
             sch.unroll(inner)
+    for path in lowered.paths:
+        if path.factor is not None:
+            factor = sch.get_sblock(path.factor)
+            sch.compute_at(factor, anchor)
+            sch.unroll(sch.get_loops(factor)[-1])
     return sch
 
 
