@@ -56,11 +56,18 @@ class PathStages:
 
 @dataclass(frozen=True)
 class Lowered:
-    """A lowered product: its PrimFunc (params x1, x2[, weight], out) and stage names."""
+    """A lowered product: its PrimFunc, the algorithm and stage names.
+
+    The PrimFunc's parameters are x1, x2[, weight], out, then one per entry of ``tables``:
+    constant arrays (basis changes too large to fold into the code) that every call passes
+    after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
+    """
 
     func: object
     paths: tuple[PathStages, ...]
     out: str
+    algorithm: str = "cg"
+    tables: tuple[np.ndarray, ...] = ()
 
 
 def _coupling(tp: TensorProduct, index: int) -> np.ndarray:
