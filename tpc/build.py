@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 import tvm
+from tvm import s_tir
 
 from tpc import cache
 from tpc.lower import lower_cg
@@ -66,10 +67,16 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
     raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
 
 
+def scheduled(tp: TensorProduct, dtype: str, family: str, config: Mapping[str, Any],
+              batch: int | None = None) -> s_tir.Schedule:
+    """The scheduled TIR of one configuration (symbolic batch unless ``batch`` is given)."""
+    lowered = lower_cg(tp, dtype, batch=batch, coupling=config.get("coupling", "direct"))
+    return apply_schedule(lowered, family, config)
+
+
 def build(request: BuildRequest) -> Kernel:
     """Lower, schedule and compile one request."""
-    lowered = lower_cg(request.tp, request.dtype, coupling=request.choice.config.get("coupling", "direct"))
-    sch = apply_schedule(lowered, request.target.family, request.choice.config)
+    sch = scheduled(request.tp, request.dtype, request.target.family, request.choice.config)
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         executable = tvm.compile(sch.mod, target=request.target.tvm_target())
     return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice)

@@ -5,7 +5,7 @@ import numpy as np
 import tpc
 from tpc.schedule import search_space
 from tpc.tune.cost_model import CostModel
-from tpc.tune.features import candidate_features, op_descriptors
+from tpc.tune.features import TirFeaturizer, candidate_features, op_descriptors
 from tpc.tune.search import ModelSearch, RandomSearch
 
 SPACE = search_space("cpu")
@@ -20,7 +20,7 @@ def synthetic_seconds(config):
 def test_space_sampling_neighbours_and_encoding():
     rng = np.random.default_rng(0)
     default = SPACE.default()
-    assert SPACE.validate(default) == default and SPACE.size == 7 * 2 * 2 * 4 * 2
+    assert SPACE.validate(default) == default and SPACE.size == 7 * 2 * 2 * 4 * 2 * 2
     for _ in range(50):
         config = SPACE.sample(rng)
         neighbour = SPACE.neighbour(config, rng)
@@ -57,6 +57,28 @@ def test_model_search_finds_the_optimum_of_a_learnable_objective():
     optimum = min(synthetic_seconds(dict(zip([k.name for k in SPACE.knobs], values)))
                   for values in itertools.product(*[k.values for k in SPACE.knobs]))
     assert best[-1] == optimum
+
+
+def test_model_search_reranks_its_shortlist_with_tir_features():
+    tp = tpc.presets.get("fc-small").tp
+    featurizer = TirFeaturizer(tp, tpc.resolve_target("host"), "float32", 64, SPACE)
+    asked: list[str] = []
+
+    def featurize(config):
+        asked.append(SPACE.key(config))
+        return featurizer(config)
+
+    search = ModelSearch(SPACE, CostModel(), "op", op_descriptors(tp, 64, "float32"), seed=0, tir_model=CostModel(),
+                         featurize=featurize, shortlist=3)
+    measured: set[str] = set()
+    for _ in range(3):
+        configs = search.propose(4, measured)
+        assert len(configs) == 4 and not {SPACE.key(c) for c in configs} & measured
+        measured |= {SPACE.key(c) for c in configs}
+        search.observe(configs, [synthetic_seconds(c) for c in configs])
+    assert search.tir_model.trained
+    # Features were asked for the measured configurations and the shortlists (3 per proposal) only.
+    assert set(asked) >= measured and len(set(asked)) <= len(measured) + 2 * 3 * 4
 
 
 def test_cost_model_ranks_and_round_trips(tmp_path):

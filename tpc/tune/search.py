@@ -8,7 +8,7 @@ annealing on the model's score, and keeps a fraction of random picks (epsilon-gr
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -60,25 +60,43 @@ class RandomSearch:
 
 
 class ModelSearch:
-    """Cost-model guided search (XGBoost ranking + simulated annealing + epsilon-greedy)."""
+    """Cost-model guided search (XGBoost ranking + simulated annealing + epsilon-greedy).
+
+    Two models: ``model`` sees the knob encoding and op descriptors and is cheap enough to
+    score every configuration the annealing visits; ``tir_model`` also sees the features of
+    the scheduled TIR (from ``featurize``) and re-ranks the annealing's short list of
+    ``shortlist`` candidates per proposed one.
+    """
 
     name = "xgb"
 
     def __init__(self, space: SearchSpace, model: CostModel, group: str, descriptors: list[float], seed: int = 0,
-                 epsilon: float = 0.2, chains: int = 16, steps: int = 40) -> None:
+                 epsilon: float = 0.2, chains: int = 16, steps: int = 40, tir_model: Optional[CostModel] = None,
+                 featurize: Optional[Callable[[Config], list[float]]] = None, shortlist: int = 4) -> None:
         self.space, self.model, self.group, self.descriptors = space, model, group, descriptors
+        self.tir_model, self.featurize, self.shortlist = tir_model, featurize, shortlist
         self.rng = np.random.default_rng(seed)
         self.epsilon, self.chains, self.steps = epsilon, chains, steps
         self.measured: list[tuple[Config, float]] = []
 
+    def _features(self, config: Config) -> list[float]:
+        return candidate_features(self.space, config, self.descriptors)
+
     def _score(self, configs: Sequence[Config]) -> np.ndarray:
-        return self.model.predict([candidate_features(self.space, c, self.descriptors) for c in configs])
+        return self.model.predict([self._features(c) for c in configs])
+
+    def _rerank(self, candidates: list[Config]) -> list[Config]:
+        """The candidates ordered by the TIR-aware model, when there is one and it has been trained."""
+        if self.tir_model is None or self.featurize is None or not self.tir_model.trained or not candidates:
+            return candidates
+        scores = self.tir_model.predict([self._features(c) + self.featurize(c) for c in candidates])
+        return [candidates[i] for i in np.argsort(-scores, kind="stable")]
 
     def propose(self, count: int, measured: set[str]) -> list[Config]:
         if not self.model.trained:
             return _unmeasured_samples(self.space, self.rng, count, measured)
         explore = int(round(self.epsilon * count)) if count > 1 else int(self.rng.random() < self.epsilon)
-        ranked = self._anneal(measured)
+        ranked = self._rerank(self._anneal(measured)[: self.shortlist * count])
         chosen = ranked[: count - explore]
         taken = measured | {self.space.key(c) for c in chosen}
         chosen += _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
@@ -105,6 +123,10 @@ class ModelSearch:
     def observe(self, configs: Sequence[Config], seconds: Sequence[Optional[float]]) -> None:
         good = [(c, s) for c, s in zip(configs, seconds) if s is not None]
         self.measured += good
-        if good:
-            self.model.add(self.group, [candidate_features(self.space, c, self.descriptors) for c, _ in good],
-                           [s for _, s in good])
+        if not good:
+            return
+        features = [self._features(c) for c, _ in good]
+        self.model.add(self.group, features, [s for _, s in good])
+        if self.tir_model is not None and self.featurize is not None:
+            self.tir_model.add(self.group, [row + self.featurize(c) for row, (c, _) in zip(features, good)],
+                               [s for _, s in good])

@@ -14,12 +14,14 @@ from tpc.records import Record, append_records, read_records
 from tpc.schedule import search_space
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.cost_model import CostModel
-from tpc.tune.features import op_descriptors
+from tpc.tune.features import TirFeaturizer, op_descriptors
 from tpc.tune.measure import LocalRunner, MeasureInput, Runner
 from tpc.tune.search import ModelSearch, RandomSearch, Strategy
 
 STRATEGIES = ("xgb", "random")
 DEFAULT_BATCH = 10000
+MODEL_KINDS = ("knobs", "tir")
+"""The cost models kept per target: knob encoding only, and knobs plus scheduled-TIR features."""
 
 
 @dataclass
@@ -52,8 +54,8 @@ def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: i
     return Path("tuning_logs") / f"{tp.fingerprint[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
 
 
-def _model_path(target: TargetSpec, space_version: int) -> Path:
-    return cache.cache_root() / "models" / f"{target.fingerprint}-space{space_version}.npz"
+def _model_path(target: TargetSpec, space_version: int, kind: str) -> Path:
+    return cache.cache_root() / "models" / f"{target.fingerprint}-space{space_version}-{kind}.npz"
 
 
 def tune(
@@ -89,9 +91,11 @@ def tune(
     key = (tp.fingerprint, batch, dtype, spec.fingerprint, space.version)
     previous = [r for r in read_records(log) if resume and
                 (r.op, r.batch, r.dtype, r.target_fingerprint, r.space_version) == key]
-    model = CostModel.load(_model_path(spec, space.version)) if strategy == "xgb" else None
-    searcher: Strategy = (ModelSearch(space, model, tp.fingerprint + f"/{batch}/{dtype}",
-                                      op_descriptors(tp, batch, dtype), seed=seed)
+    models = {kind: CostModel.load(_model_path(spec, space.version, kind)) for kind in MODEL_KINDS} \
+        if strategy == "xgb" else {}
+    searcher: Strategy = (ModelSearch(space, models["knobs"], tp.fingerprint + f"/{batch}/{dtype}",
+                                      op_descriptors(tp, batch, dtype), seed=seed, tir_model=models["tir"],
+                                      featurize=TirFeaturizer(tp, spec, dtype, batch, space))
                           if strategy == "xgb" else RandomSearch(space, seed=seed))
     searcher.observe([r.config for r in previous], [r.seconds if r.ok else None for r in previous])
     records = list(previous)
@@ -120,8 +124,8 @@ def tune(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if model is not None:
-            model.save(_model_path(spec, space.version))
+        for kind, model in models.items():
+            model.save(_model_path(spec, space.version, kind))
         if progress:
             print(file=sys.stderr)
     return TuneResult(records, log, interrupted)
