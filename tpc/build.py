@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
+import numpy as np
 import tvm
 from tvm import s_tir
 
@@ -68,18 +69,19 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
 
 
 def scheduled(tp: TensorProduct, dtype: str, family: str, config: Mapping[str, Any],
-              batch: int | None = None) -> s_tir.Schedule:
-    """The scheduled TIR of one configuration (symbolic batch unless ``batch`` is given)."""
+              batch: int | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
+    """The scheduled TIR of one configuration (symbolic batch unless ``batch`` is given) and
+    the constant tables its function takes after ``out``."""
     lowered = lower_cg(tp, dtype, batch=batch, coupling=config.get("coupling", "direct"))
-    return apply_schedule(lowered, family, config)
+    return apply_schedule(lowered, family, config), lowered.tables
 
 
 def build(request: BuildRequest) -> Kernel:
     """Lower, schedule and compile one request."""
-    sch = scheduled(request.tp, request.dtype, request.target.family, request.choice.config)
+    sch, tables = scheduled(request.tp, request.dtype, request.target.family, request.choice.config)
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         executable = tvm.compile(sch.mod, target=request.target.tvm_target())
-    return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice)
+    return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice, tables)
 
 
 def compile(  # noqa: A001 - the public name mirrors tvm.compile

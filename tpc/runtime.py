@@ -1,7 +1,8 @@
 """Compiled kernels: call them, save them to one file, load them without the compiler.
 
 A kernel file is a tar archive with ``manifest.json`` (spec, dtype, target, schedule, tpc and
-TVM versions, sha256 of the library) and ``kernel.so``. Loading checks the format, the
+TVM versions, sha256 of the library and tables), ``kernel.so`` and, for algorithms that
+need constant tables (basis changes), ``tables.npz``. Loading checks the format, the
 versions, the checksum and that the target can run here before any native code is loaded.
 """
 
@@ -31,6 +32,7 @@ from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target
 KERNEL_FORMAT = "tpc.Kernel/1"
 MANIFEST = "manifest.json"
 LIBRARY = "kernel.so"
+TABLES = "tables.npz"
 ARM_LINKER = "aarch64-linux-gnu-gcc"
 
 
@@ -51,10 +53,13 @@ class Kernel:
 
     ``kernel(x1, x2, weight)`` takes numpy arrays or DLPack tensors (torch CPU tensors are
     used without a copy) and returns the same kind; ``out=`` writes into a given array.
+    ``tables`` are the constant arrays the compiled function takes after ``out``.
     """
 
     def __init__(self, module: Any, tp: TensorProduct, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
-                 executable: Any = None, library: bytes | None = None) -> None:
+                 executable: Any = None, library: bytes | None = None, tables: tuple[np.ndarray, ...] = ()) -> None:
+        self.tables = tuple(np.ascontiguousarray(table, dtype=dtype) for table in tables)
+        self._device_tables: dict[Any, list[Any]] = {}
         self._module = module
         self._executable = executable
         self._library = library
@@ -70,9 +75,9 @@ class Kernel:
 
     @classmethod
     def from_executable(cls, executable: Any, tp: TensorProduct, target: TargetSpec, dtype: str,
-                        schedule: ScheduleChoice) -> "Kernel":
+                        schedule: ScheduleChoice, tables: tuple[np.ndarray, ...] = ()) -> "Kernel":
         """Wrap the result of ``tvm.compile``."""
-        return cls(executable.mod, tp, target, dtype, schedule, executable=executable)
+        return cls(executable.mod, tp, target, dtype, schedule, executable=executable, tables=tables)
 
     def __repr__(self) -> str:
         return (f"Kernel({self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
@@ -106,7 +111,7 @@ class Kernel:
             if result.shape != shape or result.dtype != np.dtype(self.dtype):
                 raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
         if batch:
-            args = [v1, v2] + ([weight_view] if weight_view is not None else []) + [result]
+            args = [v1, v2] + ([weight_view] if weight_view is not None else []) + [result, *self.tables]
             self._module["main"](*args)
         if out is not None:
             return out
@@ -138,8 +143,15 @@ class Kernel:
         if tuple(result.shape) != shape or str(result.dtype) != self.dtype:
             raise ValueError(f"out must have shape {shape} and dtype {self.dtype}")
         if batch:
-            self._module["main"](*tensors.values(), result)
+            self._module["main"](*tensors.values(), result, *self._tables_on(result.device))
         return out
+
+    def _tables_on(self, device: Any) -> list[Any]:
+        """The constant tables copied to ``device`` (once per device)."""
+        key = (device.dlpack_device_type(), device.index)
+        if key not in self._device_tables:
+            self._device_tables[key] = [tvm.runtime.tensor(table, device) for table in self.tables]
+        return self._device_tables[key]
 
     # -- saving -----------------------------------------------------------------------------
 
@@ -152,9 +164,17 @@ class Kernel:
                 self._library = Path(path).read_bytes()
         return self._library
 
+    def tables_bytes(self) -> bytes:
+        """The constant tables as one ``.npz`` file (``table0``, ``table1``, ...)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"table{i}": table for i, table in enumerate(self.tables)})
+        return buffer.getvalue()
+
     def manifest(self) -> dict[str, Any]:
         """What the kernel file records next to the library."""
         library = self.library_bytes()
+        tables = {"file": TABLES, "count": len(self.tables), "sha256": hashlib.sha256(self.tables_bytes()).hexdigest()} \
+            if self.tables else None
         return {
             "format": KERNEL_FORMAT,
             "spec": self.spec.to_dict(),
@@ -163,6 +183,7 @@ class Kernel:
             "schedule": asdict(self.schedule),
             "library": LIBRARY,
             "library_sha256": hashlib.sha256(library).hexdigest(),
+            "tables": tables,
             "tpc_version": __version__,
             "tvm_version": tvm.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -175,7 +196,8 @@ class Kernel:
         library = self.library_bytes()
         tmp = path.with_name(path.name + ".tmp")
         with tarfile.open(tmp, "w") as archive:
-            for name, data in ((MANIFEST, manifest), (LIBRARY, library)):
+            members = [(MANIFEST, manifest), (LIBRARY, library)] + ([(TABLES, self.tables_bytes())] if self.tables else [])
+            for name, data in members:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
@@ -184,7 +206,7 @@ class Kernel:
 
 def load(path: Union[str, os.PathLike]) -> Kernel:
     """Load a kernel saved with :meth:`Kernel.save`; refuses files it cannot trust or run."""
-    manifest, library = _read_archive(Path(path))
+    manifest, library, tables_file = _read_archive(Path(path))
     if manifest.get("format") != KERNEL_FORMAT:
         raise ValueError(f"{path}: not a tpc kernel file (format {manifest.get('format')!r})")
     built_with = (manifest.get("tpc_version"), manifest.get("tvm_version"))
@@ -201,6 +223,7 @@ def load(path: Union[str, os.PathLike]) -> Kernel:
         dtype = manifest["dtype"]
     except (KeyError, TypeError) as error:
         raise ValueError(f"{path}: corrupt manifest ({error})") from None
+    tables = _read_tables(path, manifest.get("tables"), tables_file)
     runs, why = target.runs_here()
     if not runs:
         raise ValueError(f"{path}: cannot load this kernel here: {why}")
@@ -208,10 +231,25 @@ def load(path: Union[str, os.PathLike]) -> Kernel:
         library_path = os.path.join(folder, LIBRARY)
         Path(library_path).write_bytes(library)
         module = tvm.runtime.load_module(library_path)
-    return Kernel(module, tp, target, dtype, schedule, library=library)
+    return Kernel(module, tp, target, dtype, schedule, library=library, tables=tables)
 
 
-def _read_archive(path: Path) -> tuple[dict, bytes]:
+def _read_tables(path: Union[str, os.PathLike], described: Any, data: bytes | None) -> tuple[np.ndarray, ...]:
+    """The constant tables of a kernel file, checked against the manifest's description."""
+    if described is None and data is None:
+        return ()
+    if not isinstance(described, dict) or data is None:
+        raise ValueError(f"{path}: the manifest and the archive disagree about the kernel's tables ({TABLES})")
+    if hashlib.sha256(data).hexdigest() != described.get("sha256"):
+        raise ValueError(f"{path}: table checksum does not match the manifest; the file is corrupt or was modified")
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        tables = tuple(archive[f"table{i}"] for i in range(len(archive.files)))
+    if len(tables) != described.get("count"):
+        raise ValueError(f"{path}: expected {described.get('count')} tables, found {len(tables)}")
+    return tables
+
+
+def _read_archive(path: Path) -> tuple[dict, bytes, bytes | None]:
     if not path.is_file():
         raise ValueError(f"kernel file {path} does not exist")
     try:
@@ -221,11 +259,12 @@ def _read_archive(path: Path) -> tuple[dict, bytes]:
                 raise ValueError(f"{path}: not a tpc kernel file (needs {MANIFEST} and {LIBRARY})")
             manifest = json.loads(archive.extractfile(members[MANIFEST]).read())
             library = archive.extractfile(members[LIBRARY]).read()
+            tables = archive.extractfile(members[TABLES]).read() if TABLES in members else None
     except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
         raise ValueError(f"{path}: not a readable tpc kernel file ({error})") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"{path}: corrupt manifest")
-    return manifest, library
+    return manifest, library, tables
 
 
 def _library_compiler(target: TargetSpec):

@@ -100,7 +100,7 @@ class TirFeaturizer:
     def __call__(self, config: Mapping[str, Any]) -> list[float]:
         key = self.space.key(config)
         if key not in self._known:
-            sch = scheduled(self.tp, self.dtype, self.target.family, config)
+            sch, _ = scheduled(self.tp, self.dtype, self.target.family, config)
             self._known[key] = tir_features(sch, self.target.tvm_target(), batch=self.batch)
         return self._known[key]
 

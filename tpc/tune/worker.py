@@ -18,6 +18,11 @@ import numpy as np
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
+def tables_path(library: str | Path) -> Path:
+    """Where the build of a candidate leaves its constant tables, next to its library."""
+    return Path(str(library) + ".tables.npz")
+
+
 def build_job(job: dict[str, Any]) -> dict[str, Any]:
     """Compile the candidate and write its shared library to ``job["library"]``."""
     from tpc.build import BuildRequest, build
@@ -28,7 +33,10 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     request = BuildRequest(TensorProduct.from_dict(job["spec"]), resolve_target(job["target"]), job["dtype"],
                            ScheduleChoice(job["algorithm"], job["config"], "tuning"))
-    Path(job["library"]).write_bytes(build(request).library_bytes())
+    kernel = build(request)
+    Path(job["library"]).write_bytes(kernel.library_bytes())
+    if kernel.tables:
+        tables_path(job["library"]).write_bytes(kernel.tables_bytes())
     return {"build_seconds": time.perf_counter() - start}
 
 
@@ -43,10 +51,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     dtype = job["dtype"]
     module = tvm.runtime.load_module(job["library"])
     function = module["main"]
+    tables = _load_tables(tables_path(job["library"]))
     rng = np.random.default_rng(0)
     x1, x2, weight = random_inputs(tp, job["check_batch"], rng, dtype)
     out = np.zeros((job["check_batch"], tp.irreps_out.dim), dtype)
-    function(*[a for a in (x1, x2, weight) if a is not None], out)
+    function(*[a for a in (x1, x2, weight) if a is not None], out, *tables)
     error = relative_error(out, tp.reference(x1, x2, weight))
     if not error < TOLERANCE[dtype]:
         return {"error": f"wrong result: relative error {error:.2e} against the reference"}
@@ -54,10 +63,18 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     x1, x2, weight = random_inputs(tp, job["batch"], rng, dtype)
     args = [tvm.runtime.tensor(a, device) for a in (x1, x2, weight) if a is not None]
     args.append(tvm.runtime.tensor(np.zeros((job["batch"], tp.irreps_out.dim), dtype), device))
+    args += [tvm.runtime.tensor(table, device) for table in tables]
     evaluator = module.time_evaluator("main", device, number=1, repeat=job["repeat"],
                                       min_repeat_ms=job["min_repeat_ms"])
     results = evaluator(*args).results
     return {"seconds": float(np.median(results)), "samples": [float(r) for r in results]}
+
+
+def _load_tables(path: Path) -> list[np.ndarray]:
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as archive:
+        return [archive[f"table{i}"] for i in range(len(archive.files))]
 
 
 def main() -> None:
