@@ -62,6 +62,12 @@ def test_x2_first_coupling_equals_e3nn_in_float64(case):
     assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE["float64"]
 
 
+def test_a_record_for_another_algorithm_than_the_one_asked_is_refused():
+    tp = tpc.presets.get("gaunt-L2").tp
+    with pytest.raises(ValueError, match="the schedule record is for the 'cg' algorithm, not 'grid'"):
+        tpc.compile(tp, algorithm="grid", schedule={"algorithm": "cg", "config": {}})
+
+
 def test_schedule_choices_are_recorded():
     tp = tpc.presets.get("fc-small").tp
     assert tpc.compile(tp).schedule.source == "default"
@@ -77,7 +83,9 @@ def test_schedule_choices_are_recorded():
     [
         ({"schedule": {"batch_tile": 3}}, ValueError, "batch_tile"),
         ({"schedule": {"tile": 3}}, ValueError, "unknown cpu schedule knob"),
-        ({"schedule": {"algorithm": "fourier", "config": {}}}, ValueError, "unknown algorithm"),
+        ({"schedule": {"algorithm": "spectral", "config": {}}}, ValueError, "unknown algorithm 'spectral'"),
+        ({"schedule": {"algorithm": "fourier", "config": {}}}, ValueError, "fourier algorithm computes Gaunt products"),
+        ({"algorithm": "grid"}, ValueError, "grid algorithm computes Gaunt products only"),
         ({"schedule": 7}, ValueError, "schedule must be"),
         ({"dtype": "float16"}, ValueError, "dtype must be one of"),
         ({"target": "tpu"}, ValueError, "valid targets: host, x86, arm, cuda"),

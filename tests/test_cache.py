@@ -22,7 +22,7 @@ def test_bucket():
 
 def test_best_record_nearest_batch_and_sources(isolated):
     fp = tpc.resolve_target("host").fingerprint
-    version = search_space("cpu").version
+    version = {"cg": search_space("cpu").version}
     assert cache.lookup(TP.fingerprint, 1000, "float32", fp, version) is None
     append_records(isolated / "shipped" / "x86.jsonl", [_record(1000, 0.5, 2)])
     hit = cache.lookup(TP.fingerprint, 1000, "float32", fp, version)
@@ -34,6 +34,8 @@ def test_best_record_nearest_batch_and_sources(isolated):
     assert cache.lookup(TP.fingerprint, 7000, "float32", fp, version).record.config["batch_tile"] == 32
     assert cache.lookup(TP.fingerprint, 1000, "float64", fp, version) is None
     assert cache.lookup(TP.fingerprint, 1000, "float32", "other-target", version) is None
+    assert cache.lookup(TP.fingerprint, 1000, "float32", fp, {"cg": version["cg"] - 1}) is None
+    assert cache.lookup(TP.fingerprint, 1000, "float32", fp, {"grid": version["cg"]}) is None
 
 
 def test_compile_uses_the_cache_in_a_fresh_process(isolated):

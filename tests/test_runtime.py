@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tpc
-from tpc.runtime import LIBRARY, MANIFEST
+from tpc.runtime import LIBRARY, MANIFEST, TABLES
 from tpc.testing import random_inputs, relative_error
 
 TP = tpc.presets.get("mace-small-l2").tp
@@ -153,3 +153,38 @@ def test_a_kernel_for_another_machine_refuses_to_run(rng):
     x1, x2, weight = random_inputs(arm.spec, 2, rng, np.float32)
     with pytest.raises(RuntimeError, match="aarch64"):
         arm(x1, x2, weight)
+
+
+def _members(path):
+    with tarfile.open(path) as archive:
+        return {member.name: archive.extractfile(member).read() for member in archive.getmembers()}
+
+
+def _write_members(path, members):
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_kernels_with_tables_round_trip_and_tampered_tables_are_refused(tmp_path, rng):
+    tp = tpc.presets.get("gaunt-L2").tp
+    kernel = tpc.compile(tp, algorithm="grid")
+    assert kernel.schedule.algorithm == "grid" and len(kernel.tables) == 5
+    path = tmp_path / "grid.tpc"
+    kernel.save(path)
+    x1, x2, _ = random_inputs(tp, 9, rng, np.float32)
+    loaded = tpc.load(path)
+    assert [t.shape for t in loaded.tables] == [t.shape for t in kernel.tables]
+    np.testing.assert_array_equal(loaded(x1, x2), kernel(x1, x2))
+    members = _members(path)
+    assert set(members) == {MANIFEST, LIBRARY, TABLES}
+    flipped = dict(members)
+    flipped[TABLES] = members[TABLES][:-9] + bytes([members[TABLES][-9] ^ 1]) + members[TABLES][-8:]
+    _write_members(tmp_path / "flipped.tpc", flipped)
+    with pytest.raises(ValueError, match="table checksum"):
+        tpc.load(tmp_path / "flipped.tpc")
+    _write_members(tmp_path / "missing.tpc", {name: data for name, data in members.items() if name != TABLES})
+    with pytest.raises(ValueError, match="disagree about the kernel's tables"):
+        tpc.load(tmp_path / "missing.tpc")

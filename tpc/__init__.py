@@ -4,6 +4,7 @@ from tpc import presets, so3
 from tpc._version import __version__
 from tpc.build import compile
 from tpc.irreps import Irrep, Irreps
+from tpc.lower.algorithms import ALGORITHMS, algorithms_for
 from tpc.ops import (
     ChannelwiseTensorProduct,
     FullyConnectedTensorProduct,
@@ -24,6 +25,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tpc' has no attribute {name!r}")
 
 __all__ = [
+    "ALGORITHMS",
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
     "GauntTensorProduct",
@@ -33,6 +35,7 @@ __all__ = [
     "Kernel",
     "TensorProduct",
     "__version__",
+    "algorithms_for",
     "compile",
     "load",
     "presets",

@@ -10,13 +10,13 @@ import tvm
 from tvm import s_tir
 
 from tpc import cache
-from tpc.lower import lower_cg
+from tpc.lower.algorithms import algorithms_for, check_algorithm, lower
 from tpc.ops import TensorProduct
 from tpc.runtime import Kernel, ScheduleChoice
-from tpc.schedule import apply_schedule, default_config, search_space, validate_config
+from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
+                          validate_config)
 from tpc.targets import TargetSpec, resolve_target
 
-ALGORITHMS = ("cg",)
 # Block boundaries in the output are `likely` conditions: partitioning turns the output loop
 # into one branch-free loop per block.
 PASS_CONFIG = {"s_tir.LoopPartition": {"partition_const_loop": True}}
@@ -42,43 +42,56 @@ class BuildRequest:
     choice: ScheduleChoice
 
 
-def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]) -> ScheduleChoice:
-    """Turn the ``schedule`` argument of :func:`compile` into a checked choice.
+def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[str, Any]],
+                    algorithm: str | None = None) -> ScheduleChoice:
+    """Turn the ``schedule`` and ``algorithm`` arguments of :func:`compile` into a checked choice.
 
-    None takes the best cached schedule for the key (user cache, then shipped schedules/),
-    else the default; "default" forces the default knobs; a dict of knob values is used as
-    given ("explicit"); a tuning record (a dict with "algorithm" and "config") likewise.
+    ``schedule`` None takes the best cached schedule for the key (user cache, then shipped
+    schedules/) among the algorithms allowed, else the default; "default" forces the default
+    knobs; a dict of knob values is used as given ("explicit"); a tuning record (a dict with
+    "algorithm" and "config") likewise. ``algorithm`` None allows every algorithm that
+    computes the spec (the default is "cg"); a name allows only that one, and it must compute
+    the spec's function.
     """
-    family = request_key.target.family
+    tp, family = request_key.tp, request_key.target.family
+    if algorithm is not None:
+        check_algorithm(tp, algorithm)
+    if isinstance(schedule, Mapping) and "config" in schedule:
+        recorded = schedule.get("algorithm", "cg")
+        if algorithm is not None and recorded != algorithm:
+            raise ValueError(f"the schedule record is for the {recorded!r} algorithm, not {algorithm!r}")
+        check_algorithm(tp, recorded)
+        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded), "explicit")
+    chosen = algorithm or "cg"
     if schedule is None:
-        space = search_space(family)
-        hit = cache.lookup(request_key.tp.fingerprint, request_key.batch, request_key.dtype,
-                           request_key.target.fingerprint, space.version)
-        if hit is not None and hit.record.algorithm in ALGORITHMS:
-            return ScheduleChoice(hit.record.algorithm, space.validate(hit.record.config), hit.source)
+        allowed = [algorithm] if algorithm else algorithms_for(tp)
+        versions = {name: search_space(family, name).version for name in allowed
+                    if name in scheduled_algorithms(family)}
+        hit = cache.lookup(tp.fingerprint, request_key.batch, request_key.dtype, request_key.target.fingerprint,
+                           versions)
+        if hit is not None:
+            record = hit.record
+            return ScheduleChoice(record.algorithm, validate_config(family, record.config, record.algorithm),
+                                  hit.source)
     if schedule is None or schedule == "default":
-        return ScheduleChoice("cg", default_config(family), "default")
+        return ScheduleChoice(chosen, default_config(family, chosen), "default")
     if isinstance(schedule, Mapping):
-        if "config" in schedule:
-            algorithm = schedule.get("algorithm", "cg")
-            if algorithm not in ALGORITHMS:
-                raise ValueError(f"unknown algorithm {algorithm!r}; available: {ALGORITHMS}")
-            return ScheduleChoice(algorithm, validate_config(family, schedule["config"]), "explicit")
-        return ScheduleChoice("cg", validate_config(family, schedule), "explicit")
+        return ScheduleChoice(chosen, validate_config(family, schedule, chosen), "explicit")
     raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
 
 
-def scheduled(tp: TensorProduct, dtype: str, family: str, config: Mapping[str, Any],
+def scheduled(tp: TensorProduct, dtype: str, family: str, algorithm: str, config: Mapping[str, Any],
               batch: int | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
     """The scheduled TIR of one configuration (symbolic batch unless ``batch`` is given) and
     the constant tables its function takes after ``out``."""
-    lowered = lower_cg(tp, dtype, batch=batch, coupling=config.get("coupling", "direct"))
+    lowered = lower(tp, algorithm, dtype, batch=batch, **lowering_options(family, algorithm, config))
     return apply_schedule(lowered, family, config), lowered.tables
 
 
 def build(request: BuildRequest) -> Kernel:
     """Lower, schedule and compile one request."""
-    sch, tables = scheduled(request.tp, request.dtype, request.target.family, request.choice.config)
+    choice = request.choice
+    sch, tables = scheduled(request.tp, request.dtype, request.target.family, choice.algorithm, choice.config)
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         executable = tvm.compile(sch.mod, target=request.target.tvm_target())
     return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice, tables)
@@ -90,18 +103,22 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     target: Union[str, dict, TargetSpec] = "host",
     dtype: str = "float32",
     schedule: Union[None, str, Mapping[str, Any]] = None,
+    algorithm: str | None = None,
 ) -> Kernel:
     """Compile ``tp`` for ``target`` and ``dtype``.
 
     The kernel serves every batch size; ``batch`` names the size it will mostly run at (it
-    selects a tuned schedule once schedules are cached). ``schedule``: None or "default" for
-    the default knobs, a dict of knob values, or a tuning record. ``Kernel.schedule`` tells
-    which was used and where it came from.
+    selects a tuned schedule once schedules are cached). ``schedule``: None (the best cached
+    schedule, else the default) or "default" for the default knobs, a dict of knob values,
+    or a tuning record. ``algorithm``: None for any algorithm that computes the spec (the
+    cached winner, else "cg"), or "cg", "fourier", "grid" (the last two only for Gaunt
+    products, see :func:`tpc.algorithms_for`). ``Kernel.schedule`` tells which algorithm and
+    schedule were used and where they came from.
     """
     if not isinstance(tp, TensorProduct):
         raise TypeError(f"tpc.compile takes a TensorProduct, got {type(tp).__name__}")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
     spec = resolve_target(target)
-    choice = choose_schedule(CacheKey(tp, batch, dtype, spec), schedule)
+    choice = choose_schedule(CacheKey(tp, batch, dtype, spec), schedule, algorithm)
     return build(BuildRequest(tp, spec, dtype, choice))

@@ -12,7 +12,8 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from collections.abc import Iterable, Mapping
+from typing import Optional
 
 from tpc.records import Record, append_records, read_records
 
@@ -55,13 +56,15 @@ def cached_records() -> list[tuple[str, list[Record]]]:
     return out
 
 
-def lookup(op: str, batch: Optional[int], dtype: str, target_fingerprint: str, space_version: int) -> Optional[CacheHit]:
-    """The best cached record for the key, or None."""
+def lookup(op: str, batch: Optional[int], dtype: str, target_fingerprint: str,
+           space_versions: Mapping[str, int]) -> Optional[CacheHit]:
+    """The best cached record for the key among the algorithms of ``space_versions``
+    (algorithm -> current version of its knob space; records of other versions are stale)."""
     for source, records in cached_records():
         candidates = [
             record for record in records
-            if record.op == op and record.dtype == dtype
-            and record.target_fingerprint == target_fingerprint and record.space_version == space_version
+            if record.op == op and record.dtype == dtype and record.target_fingerprint == target_fingerprint
+            and space_versions.get(record.algorithm) == record.space_version
         ]
         if candidates:
             return CacheHit(_best_for_batch(candidates, batch), source)

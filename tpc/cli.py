@@ -10,6 +10,7 @@ from typing import Sequence
 from tpc import presets, report
 from tpc.build import compile as compile_kernel
 from tpc.cache import cached_records
+from tpc.lower.algorithms import ALGORITHMS
 from tpc.lower import DTYPES
 from tpc.ops import TensorProduct
 from tpc.targets import TARGET_NAMES
@@ -62,10 +63,11 @@ def _info(args: argparse.Namespace) -> int:
 
 def _compile(args: argparse.Namespace) -> int:
     title, tp, batch = _load_spec(args)
-    kernel = compile_kernel(tp, batch=batch, target=args.target, dtype=args.dtype)
+    kernel = compile_kernel(tp, batch=batch, target=args.target, dtype=args.dtype, algorithm=args.algorithm)
     kernel.save(args.output)
     print(f"{title}\n  compiled for {kernel.target.name} ({kernel.target.tvm_dict}), {kernel.dtype}, "
-          f"schedule from {kernel.schedule.source}: {kernel.schedule.config}\n  wrote {args.output} "
+          f"algorithm {kernel.schedule.algorithm}, schedule from {kernel.schedule.source}: {kernel.schedule.config}"
+          f"\n  wrote {args.output} "
           f"({Path(args.output).stat().st_size:,} bytes)")
     return 0
 
@@ -89,12 +91,12 @@ def _list(args: argparse.Namespace) -> int:
             if key not in rows or record.seconds < rows[key][1].seconds:
                 rows[key] = (source, record)
     names = {tp.fingerprint: name for name, tp in ((n, presets.get(n).tp) for n in presets.names())}
-    print(f"{'op':<16} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} knobs")
+    print(f"{'op':<16} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
     for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
         target = f"{record.target.get('kind')}/{record.target.get('mtriple', record.target.get('arch', ''))}" \
                  f"/{record.target.get('mcpu', '')}"
         print(f"{names.get(op, op[:12]):<16} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
-              f"{source:<11} {record.config}")
+              f"{source:<11} {record.algorithm} {record.config}")
     if not rows:
         print("(no cached schedules)")
     return 0
@@ -136,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("compile", help="compile a product for a target and save the kernel file")
     _add_op_arguments(build, "the batch size the kernel will mostly run at")
     build.add_argument("-o", "--output", required=True, help="kernel file to write (load with tpc.load)")
+    build.add_argument("--algorithm", choices=ALGORITHMS,
+                       help="force an algorithm (fourier and grid: Gaunt products only); default: the cached winner")
     build.set_defaults(run=_compile)
     tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
     _add_op_arguments(tune, "batch size to tune for (default: the preset's)")

@@ -52,3 +52,8 @@ def test_build_failures_become_errors():
                        {**search_space("cpu").default(), "batch_tile": 3})
     (result,) = LocalRunner().measure([bad])
     assert result.seconds is None and result.error.startswith("build failed: ValueError")
+
+
+def test_a_build_over_its_time_limit_is_killed_and_named():
+    (result,) = LocalRunner(build_timeout=0.5).measure([_candidate()])
+    assert result.seconds is None and result.error == "build failed: build timed out after 0.5 s"

@@ -1,9 +1,10 @@
 import itertools
 
 import numpy as np
+import pytest
 
 import tpc
-from tpc.schedule import search_space
+from tpc.schedule import search_space, tuning_space
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import TirFeaturizer, candidate_features, op_descriptors
 from tpc.tune.search import ModelSearch, RandomSearch
@@ -20,7 +21,8 @@ def synthetic_seconds(config):
 def test_space_sampling_neighbours_and_encoding():
     rng = np.random.default_rng(0)
     default = SPACE.default()
-    assert SPACE.validate(default) == default and SPACE.size == 7 * 2 * 2 * 4 * 2 * 2
+    # 7 tiles with direct coupling, the 5 tiles up to 16 with x2_first; 2 * 2 * 4 * 2 for the other knobs.
+    assert SPACE.validate(default) == default and SPACE.size == (7 + 5) * 2 * 2 * 4 * 2
     for _ in range(50):
         config = SPACE.sample(rng)
         neighbour = SPACE.neighbour(config, rng)
@@ -28,6 +30,17 @@ def test_space_sampling_neighbours_and_encoding():
         assert sum(neighbour[k] != config[k] for k in config) == 1
         assert all(0 <= x <= 1 for x in SPACE.encode(config))
     assert SPACE.key({"b": 1, "a": 2}) == SPACE.key({"a": 2, "b": 1})
+
+
+def test_rules_reject_combinations_and_sampling_respects_them():
+    with pytest.raises(ValueError, match="coupling 'x2_first' needs batch_tile <= 16"):
+        SPACE.validate({"coupling": "x2_first", "batch_tile": 32})
+    rng = np.random.default_rng(2)
+    config = SPACE.validate({"coupling": "x2_first", "batch_tile": 16})
+    for _ in range(200):
+        assert SPACE.is_valid(SPACE.sample(rng))
+        config = SPACE.neighbour(config, rng)
+        assert SPACE.is_valid(config)
 
 
 def test_random_search_never_repeats_and_exhausts_the_space():
@@ -61,20 +74,21 @@ def test_model_search_finds_the_optimum_of_a_learnable_objective():
 
 def test_model_search_reranks_its_shortlist_with_tir_features():
     tp = tpc.presets.get("fc-small").tp
-    featurizer = TirFeaturizer(tp, tpc.resolve_target("host"), "float32", 64, SPACE)
+    space = tuning_space("cpu", ["cg"])
+    featurizer = TirFeaturizer(tp, tpc.resolve_target("host"), "float32", 64, space)
     asked: list[str] = []
 
     def featurize(config):
-        asked.append(SPACE.key(config))
+        asked.append(space.key(config))
         return featurizer(config)
 
-    search = ModelSearch(SPACE, CostModel(), "op", op_descriptors(tp, 64, "float32"), seed=0, tir_model=CostModel(),
+    search = ModelSearch(space, CostModel(), "op", op_descriptors(tp, 64, "float32"), seed=0, tir_model=CostModel(),
                          featurize=featurize, shortlist=3)
     measured: set[str] = set()
     for _ in range(3):
         configs = search.propose(4, measured)
-        assert len(configs) == 4 and not {SPACE.key(c) for c in configs} & measured
-        measured |= {SPACE.key(c) for c in configs}
+        assert len(configs) == 4 and not {space.key(c) for c in configs} & measured
+        measured |= {space.key(c) for c in configs}
         search.observe(configs, [synthetic_seconds(c) for c in configs])
     assert search.tir_model.trained
     # Features were asked for the measured configurations and the shortlists (3 per proposal) only.

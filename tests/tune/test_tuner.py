@@ -29,6 +29,23 @@ def test_tuning_run_logs_caches_and_feeds_compile(isolated):
     assert (isolated / "cache" / "models").is_dir()
 
 
+def test_a_gaunt_product_is_tuned_over_every_exact_algorithm(isolated):
+    tp = tpc.GauntTensorProduct("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", 2)
+    result = tpc.tune(tp, batch=64, trials=5, log=isolated / "gaunt.jsonl", round_size=3, progress=False,
+                      runner=LocalRunner(repeat=2, min_repeat_ms=5))
+    records = read_records(isolated / "gaunt.jsonl")
+    assert [r.algorithm for r in records[:3]] == ["cg", "fourier", "grid"]
+    assert all(r.strategy == "default" for r in records[:3]) and all(r.ok for r in records)
+    for record in records:
+        space = tpc.schedule.search_space("cpu", record.algorithm)
+        assert record.space_version == space.version and space.validate(record.config) == record.config
+    assert result.default.algorithm == "cg"
+    kernel = tpc.compile(tp, batch=64)
+    assert (kernel.schedule.algorithm, kernel.schedule.config) == (result.best.algorithm, result.best.config)
+    assert tpc.compile(tp, batch=64, algorithm="grid").schedule.algorithm == "grid"
+    assert tpc.compile(TP, batch=64).schedule.algorithm == "cg"
+
+
 def test_candidates_that_hang_become_error_records_and_tuning_goes_on(isolated):
     result = tpc.tune(TP, batch=64, trials=2, log=isolated / "slow.jsonl", progress=False, strategy="random",
                       runner=LocalRunner(run_timeout=0.5))

@@ -1,15 +1,16 @@
 """Knobs: named schedule parameters with finite domains, and configurations built from them.
 
 A configuration is a plain dict of knob values (JSON-serializable). ``validate`` fills in
-defaults and rejects unknown knobs or values outside a knob's domain before anything is
-built, naming the knob and its allowed values.
+defaults and rejects unknown knobs, values outside a knob's domain and combinations a rule
+of the space forbids before anything is built, naming the knob and its allowed values.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -24,7 +25,12 @@ class Knob:
     help: str
 
 
-def validate(knobs: tuple[Knob, ...], config: Mapping[str, Any] | None, family: str) -> dict[str, Any]:
+Rule = Callable[[Mapping[str, Any]], Optional[str]]
+"""A constraint between knobs: why a full configuration is invalid, or None."""
+
+
+def validate(knobs: tuple[Knob, ...], config: Mapping[str, Any] | None, family: str,
+             rules: tuple[Rule, ...] = ()) -> dict[str, Any]:
     """Return the full configuration (defaults filled in) or raise ValueError."""
     config = dict(config or {})
     by_name = {knob.name: knob for knob in knobs}
@@ -37,6 +43,10 @@ def validate(knobs: tuple[Knob, ...], config: Mapping[str, Any] | None, family: 
         if value not in knob.values or isinstance(value, bool) != isinstance(knob.default, bool):
             raise ValueError(f"{family} knob {knob.name!r} = {value!r} is not one of {list(knob.values)}")
         full[knob.name] = value
+    for rule in rules:
+        problem = rule(full)
+        if problem is not None:
+            raise ValueError(f"{family} configuration rejected: {problem}")
     return full
 
 
@@ -51,6 +61,11 @@ class SearchSpace:
     family: str
     knobs: tuple[Knob, ...]
     version: int
+    rules: tuple[Rule, ...] = ()
+
+    def is_valid(self, config: Mapping[str, Any]) -> bool:
+        """Whether a full configuration satisfies every rule."""
+        return all(rule(config) is None for rule in self.rules)
 
     def default(self) -> dict[str, Any]:
         """The default configuration."""
@@ -58,22 +73,32 @@ class SearchSpace:
 
     def validate(self, config: Mapping[str, Any] | None) -> dict[str, Any]:
         """Full, checked configuration (see :func:`validate`)."""
-        return validate(self.knobs, config, self.family)
+        return validate(self.knobs, config, self.family, self.rules)
 
     @property
     def size(self) -> int:
-        """Number of configurations."""
-        total = 1
-        for knob in self.knobs:
-            total *= len(knob.values)
-        return total
+        """Number of valid configurations."""
+        names = [knob.name for knob in self.knobs]
+        return sum(self.is_valid(dict(zip(names, values)))
+                   for values in itertools.product(*(knob.values for knob in self.knobs)))
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        """A uniformly random configuration."""
-        return {knob.name: knob.values[int(rng.integers(len(knob.values)))] for knob in self.knobs}
+        """A uniformly random valid configuration."""
+        while True:
+            config = {knob.name: knob.values[int(rng.integers(len(knob.values)))] for knob in self.knobs}
+            if self.is_valid(config):
+                return config
 
     def neighbour(self, config: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        """``config`` with one knob moved to another value (an adjacent one when ordered)."""
+        """A valid ``config`` with one knob moved to another value (an adjacent one when
+        ordered); a random configuration when no such move was found."""
+        for _ in range(20):
+            moved = self._move_one_knob(config, rng)
+            if self.is_valid(moved):
+                return moved
+        return self.sample(rng)
+
+    def _move_one_knob(self, config: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         movable = [knob for knob in self.knobs if len(knob.values) > 1]
         knob = movable[int(rng.integers(len(movable)))]
         index = knob.values.index(config[knob.name])
@@ -93,3 +118,94 @@ class SearchSpace:
     def key(config: Mapping[str, Any]) -> str:
         """Canonical text of a configuration, to recognise it again."""
         return json.dumps(dict(config), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class AlgorithmSpace:
+    """The tuner's candidates for one spec: an algorithm and that algorithm's knobs.
+
+    A candidate is ``{"algorithm": name, **knobs}``; the algorithm is one more knob, and each
+    algorithm has its own knob space (and version). ``spaces`` holds every algorithm of the
+    target family in a fixed order, so that encodings of all ops of a family line up (one
+    cost model learns from all of them); ``algorithms`` are those searched for this spec,
+    the default first.
+    """
+
+    spaces: tuple[tuple[str, SearchSpace], ...]
+    algorithms: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        known = [name for name, _ in self.spaces]
+        unknown = [name for name in self.algorithms if name not in known]
+        if unknown or not self.algorithms:
+            raise ValueError(f"algorithms {list(self.algorithms)} must be a non-empty subset of {known}")
+
+    @property
+    def signature(self) -> str:
+        """The family's algorithms and knob-space versions: what the encoding depends on."""
+        return "-".join(f"{name}{space.version}" for name, space in self.spaces)
+
+    def space_of(self, algorithm: str) -> SearchSpace:
+        """The knob space of one algorithm."""
+        if algorithm not in self.algorithms:
+            raise ValueError(f"algorithm {algorithm!r} is not searched here; searched: {list(self.algorithms)}")
+        return dict(self.spaces)[algorithm]
+
+    def version_of(self, algorithm: str) -> int:
+        """The version of one algorithm's knob space (records carry it)."""
+        return self.space_of(algorithm).version
+
+    @staticmethod
+    def split(candidate: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """``(algorithm, knobs)`` of a candidate."""
+        knobs = dict(candidate)
+        return knobs.pop("algorithm"), knobs
+
+    def join(self, algorithm: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
+        """The candidate of an algorithm and its knob values (defaults filled in)."""
+        return {"algorithm": algorithm, **self.space_of(algorithm).validate(knobs)}
+
+    def default(self) -> dict[str, Any]:
+        """The default algorithm with its default knobs."""
+        return self.join(self.algorithms[0], {})
+
+    def validate(self, candidate: Mapping[str, Any]) -> dict[str, Any]:
+        """Full, checked candidate."""
+        return self.join(*self.split(candidate))
+
+    @property
+    def size(self) -> int:
+        """Number of candidates."""
+        return sum(self.space_of(name).size for name in self.algorithms)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """A random algorithm, then a uniformly random configuration of it."""
+        algorithm = self.algorithms[int(rng.integers(len(self.algorithms)))]
+        return {"algorithm": algorithm, **self.space_of(algorithm).sample(rng)}
+
+    def neighbour(self, candidate: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """Another algorithm (random knobs) as often as any one knob moves, else one knob moved."""
+        algorithm, knobs = self.split(candidate)
+        space = self.space_of(algorithm)
+        if len(self.algorithms) > 1 and rng.random() < 1 / (1 + len(space.knobs)):
+            others = [name for name in self.algorithms if name != algorithm]
+            other = others[int(rng.integers(len(others)))]
+            return {"algorithm": other, **self.space_of(other).sample(rng)}
+        return {"algorithm": algorithm, **space.neighbour(knobs, rng)}
+
+    def encode(self, candidate: Mapping[str, Any]) -> list[float]:
+        """One-hot algorithm, then every algorithm's knob encoding (-1 where not that algorithm)."""
+        algorithm, knobs = self.split(candidate)
+        encoded = [float(name == algorithm) for name, _ in self.spaces]
+        for name, space in self.spaces:
+            encoded += space.encode(knobs) if name == algorithm else [-1.0] * len(space.knobs)
+        return encoded
+
+    @staticmethod
+    def key(candidate: Mapping[str, Any]) -> str:
+        """Canonical text of a candidate, to recognise it again."""
+        return SearchSpace.key(candidate)
+
+
+Space = Union[SearchSpace, AlgorithmSpace]
+"""What the search strategies walk: one knob space, or algorithms with their knob spaces."""

@@ -22,7 +22,7 @@ from tvm.s_tir.meta_schedule.tune_context import TuneContext
 
 from tpc.build import scheduled
 from tpc.ops import TensorProduct
-from tpc.schedule.space import SearchSpace
+from tpc.schedule.space import AlgorithmSpace, Space
 from tpc.targets import TargetSpec
 
 _EXTRACTOR = PerStoreFeature()
@@ -52,7 +52,7 @@ def op_descriptors(tp: TensorProduct, batch: int, dtype: str) -> list[float]:
     ]
 
 
-def candidate_features(space: SearchSpace, config: Mapping[str, Any], descriptors: list[float]) -> list[float]:
+def candidate_features(space: Space, config: Mapping[str, Any], descriptors: list[float]) -> list[float]:
     """Knob encoding followed by the op descriptors."""
     return space.encode(config) + descriptors
 
@@ -93,14 +93,15 @@ class TirFeaturizer:
     only for its short list of candidates, not for every configuration it scores.
     """
 
-    def __init__(self, tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, space: SearchSpace) -> None:
+    def __init__(self, tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, space: AlgorithmSpace) -> None:
         self.tp, self.target, self.dtype, self.batch, self.space = tp, target, dtype, batch, space
         self._known: dict[str, list[float]] = {}
 
     def __call__(self, config: Mapping[str, Any]) -> list[float]:
         key = self.space.key(config)
         if key not in self._known:
-            sch, _ = scheduled(self.tp, self.dtype, self.target.family, config)
+            algorithm, knobs = self.space.split(config)
+            sch, _ = scheduled(self.tp, self.dtype, self.target.family, algorithm, knobs)
             self._known[key] = tir_features(sch, self.target.tvm_target(), batch=self.batch)
         return self._known[key]
 

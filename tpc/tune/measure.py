@@ -84,7 +84,7 @@ class LocalRunner:
         """Check and time one built library in its own process."""
         job = {**asdict(candidate), "library": str(library), "check_batch": self.check_batch,
                "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms}
-        answer = _finish(_start("run", job, Path(str(library) + ".run")), self.run_timeout, "run")
+        answer = _finish(_start("run", job, Path(str(library) + ".run")), self.run_timeout, self.run_timeout, "run")
         return MeasureResult(answer.get("seconds"), answer.get("error"))
 
     def _build_all(self, inputs: Sequence[MeasureInput], libraries: list[Path]) -> list[dict[str, Any]]:
@@ -101,7 +101,7 @@ class LocalRunner:
                 for index, (process, started) in list(running.items()):
                     remaining = self.build_timeout - (time.monotonic() - started)
                     if process.poll() is not None or remaining <= 0:
-                        answers[index] = _finish(process, max(remaining, 0.0), "build")
+                        answers[index] = _finish(process, max(remaining, 0.0), self.build_timeout, "build")
                         del running[index]
                 time.sleep(0.05)
         finally:  # on Ctrl-C, no build is left running
@@ -120,13 +120,14 @@ def _start(command: str, job: dict[str, Any], folder: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _finish(process: subprocess.Popen, timeout: float, what: str) -> dict[str, Any]:
-    """Wait for a worker and read its answer; kill its whole process group on time-out."""
+def _finish(process: subprocess.Popen, timeout: float, limit: float, what: str) -> dict[str, Any]:
+    """Wait up to ``timeout`` more seconds for a worker (whose time limit is ``limit``) and
+    read its answer; kill its whole process group on time-out."""
     folder = Path(process.args[-1])
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"{what} timed out after {timeout:g} s"}
+        return {"error": f"{what} timed out after {limit:g} s"}
     finally:
         _kill_group(process)
     if process.returncode != 0:

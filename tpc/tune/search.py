@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from tpc.schedule.space import SearchSpace
+from tpc.schedule.space import Space
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import candidate_features
 
@@ -31,7 +31,7 @@ class Strategy(Protocol):
         ...
 
 
-def _unmeasured_samples(space: SearchSpace, rng: np.random.Generator, count: int, excluded: set[str]) -> list[Config]:
+def _unmeasured_samples(space: Space, rng: np.random.Generator, count: int, excluded: set[str]) -> list[Config]:
     picked: dict[str, Config] = {}
     for _ in range(50 * max(count, 1)):
         if len(picked) >= count:
@@ -48,7 +48,7 @@ class RandomSearch:
 
     name = "random"
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+    def __init__(self, space: Space, seed: int = 0) -> None:
         self.space = space
         self.rng = np.random.default_rng(seed)
 
@@ -70,7 +70,7 @@ class ModelSearch:
 
     name = "xgb"
 
-    def __init__(self, space: SearchSpace, model: CostModel, group: str, descriptors: list[float], seed: int = 0,
+    def __init__(self, space: Space, model: CostModel, group: str, descriptors: list[float], seed: int = 0,
                  epsilon: float = 0.2, chains: int = 16, steps: int = 40, tir_model: Optional[CostModel] = None,
                  featurize: Optional[Callable[[Config], list[float]]] = None, shortlist: int = 4) -> None:
         self.space, self.model, self.group, self.descriptors = space, model, group, descriptors

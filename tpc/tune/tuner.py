@@ -11,7 +11,9 @@ from typing import Optional, Union
 from tpc import cache
 from tpc.ops import TensorProduct
 from tpc.records import Record, append_records, read_records
-from tpc.schedule import search_space
+from tpc.lower.algorithms import algorithms_for
+from tpc.schedule import tuning_space
+from tpc.schedule.space import AlgorithmSpace
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import TirFeaturizer, op_descriptors
@@ -39,6 +41,7 @@ class TuneResult:
 
     @property
     def default(self) -> Optional[Record]:
+        """The measurement of what ``tpc.compile`` uses without a cached schedule."""
         return next((r for r in self.records if r.strategy == "default" and r.ok), None)
 
     @property
@@ -54,8 +57,13 @@ def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: i
     return Path("tuning_logs") / f"{tp.fingerprint[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
 
 
-def _model_path(target: TargetSpec, space_version: int, kind: str) -> Path:
-    return cache.cache_root() / "models" / f"{target.fingerprint}-space{space_version}-{kind}.npz"
+def _model_path(target: TargetSpec, space: AlgorithmSpace, kind: str) -> Path:
+    return cache.cache_root() / "models" / f"{target.fingerprint}-{space.signature}-{kind}.npz"
+
+
+def _defaults(space: AlgorithmSpace) -> list[dict]:
+    """Every searched algorithm's default configuration, measured first as baselines."""
+    return [space.join(algorithm, {}) for algorithm in space.algorithms]
 
 
 def tune(
@@ -85,35 +93,39 @@ def tune(
         raise ValueError(f"trials must be at least 1, got {trials}")
     spec = resolve_target(target)
     batch = batch or DEFAULT_BATCH
-    space = search_space(spec.family)
+    space = tuning_space(spec.family, algorithms_for(tp))
     log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch)
     runner = runner or LocalRunner()
-    key = (tp.fingerprint, batch, dtype, spec.fingerprint, space.version)
-    previous = [r for r in read_records(log) if resume and
-                (r.op, r.batch, r.dtype, r.target_fingerprint, r.space_version) == key]
-    models = {kind: CostModel.load(_model_path(spec, space.version, kind)) for kind in MODEL_KINDS} \
+    key = (tp.fingerprint, batch, dtype, spec.fingerprint)
+    previous = [r for r in read_records(log) if resume and (r.op, r.batch, r.dtype, r.target_fingerprint) == key
+                and r.algorithm in space.algorithms and r.space_version == space.version_of(r.algorithm)]
+    models = {kind: CostModel.load(_model_path(spec, space, kind)) for kind in MODEL_KINDS} \
         if strategy == "xgb" else {}
     searcher: Strategy = (ModelSearch(space, models["knobs"], tp.fingerprint + f"/{batch}/{dtype}",
                                       op_descriptors(tp, batch, dtype), seed=seed, tir_model=models["tir"],
                                       featurize=TirFeaturizer(tp, spec, dtype, batch, space))
                           if strategy == "xgb" else RandomSearch(space, seed=seed))
-    searcher.observe([r.config for r in previous], [r.seconds if r.ok else None for r in previous])
+    searcher.observe([space.join(r.algorithm, r.config) for r in previous],
+                     [r.seconds if r.ok else None for r in previous])
     records = list(previous)
-    measured = {space.key(r.config) for r in records}
+    measured = {space.key(space.join(r.algorithm, r.config)) for r in records}
+    defaults = {space.key(default) for default in _defaults(space)}
     started, interrupted = time.monotonic(), False
     try:
         while len(records) < trials:
             count = min(round_size, trials - len(records))
-            default = space.default()
-            configs = [default] if space.key(default) not in measured else searcher.propose(count, measured)
+            configs = [d for d in _defaults(space) if space.key(d) not in measured][:count] \
+                or searcher.propose(count, measured)
             if not configs:
                 break  # the whole space has been measured
-            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, "cg", c) for c in configs]
+            split = [space.split(c) for c in configs]
+            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, algorithm, knobs)
+                      for algorithm, knobs in split]
             results = runner.measure(inputs)
-            fresh = [Record(tp.fingerprint, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version, "cg", c,
-                            result.seconds, result.error,
-                            "default" if space.key(c) == space.key(default) else searcher.name, len(records) + i)
-                     for i, (c, result) in enumerate(zip(configs, results))]
+            fresh = [Record(tp.fingerprint, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
+                            algorithm, knobs, result.seconds, result.error,
+                            "default" if space.key(c) in defaults else searcher.name, len(records) + i)
+                     for i, (c, (algorithm, knobs), result) in enumerate(zip(configs, split, results))]
             append_records(log, fresh)
             cache.add_records(fresh)
             records += fresh
@@ -125,7 +137,7 @@ def tune(
         interrupted = True
     finally:
         for kind, model in models.items():
-            model.save(_model_path(spec, space.version, kind))
+            model.save(_model_path(spec, space, kind))
         if progress:
             print(file=sys.stderr)
     return TuneResult(records, log, interrupted)
@@ -147,7 +159,7 @@ def summary(result: TuneResult, flops: int) -> str:
             lines.append(f"{label:<10} {'-':>10} {'-':>9}  (no successful measurement)")
         else:
             lines.append(f"{label:<10} {record.seconds * 1e3:>10.3f} {flops / record.seconds / 1e9:>9.2f}  "
-                         f"{record.config}")
+                         f"{record.algorithm} {record.config}")
     speedup = result.speedup
     errors = sum(not r.ok for r in result.records)
     lines.append(f"speed-up {speedup:.2f}x over the default" if speedup else "speed-up unknown")

@@ -1,0 +1,41 @@
+"""Which algorithms compute a spec's function, and lowering by algorithm name.
+
+The Clebsch-Gordan algorithm computes every spec. The grid and 2D Fourier algorithms
+multiply signals on the sphere, so they are offered only for Gaunt products (see
+:mod:`tpc.lower.gaunt_form`); asking for them on another spec is an error that says why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tpc.lower.cg import Lowered, lower_cg
+from tpc.lower.fourier import lower_fourier
+from tpc.lower.gaunt_form import gaunt_form_problem, require_gaunt_form
+from tpc.lower.grid import lower_grid
+from tpc.ops import TensorProduct
+
+ALGORITHMS = ("cg", "fourier", "grid")
+_LOWERINGS = {"cg": lower_cg, "fourier": lower_fourier, "grid": lower_grid}
+
+
+def algorithms_for(tp: TensorProduct) -> tuple[str, ...]:
+    """The algorithms that compute exactly ``tp``'s function, "cg" first."""
+    if not isinstance(tp, TensorProduct):
+        raise TypeError(f"algorithms_for takes a TensorProduct, got {type(tp).__name__}")
+    return ALGORITHMS if gaunt_form_problem(tp) is None else ("cg",)
+
+
+def check_algorithm(tp: TensorProduct, algorithm: str) -> None:
+    """Raise ValueError if ``algorithm`` is unknown or would not compute ``tp``'s function."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; available: {list(ALGORITHMS)}")
+    if algorithm != "cg":
+        require_gaunt_form(tp, algorithm)
+
+
+def lower(tp: TensorProduct, algorithm: str = "cg", dtype: str = "float32", batch: int | None = None,
+          **options: Any) -> Lowered:
+    """Lower ``tp`` with ``algorithm``; ``options`` are that algorithm's lowering options."""
+    check_algorithm(tp, algorithm)
+    return _LOWERINGS[algorithm](tp, dtype, batch=batch, **options)
