@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"batch {BATCH}, float32, x86 (host); one tuning run of {args.trials} trials per problem\n")
-    header = (f"{'L':>2} {'ch':>3} {'algorithm':<8} {'kFLOP/sample':>12} {'default ms':>10} {'tuned ms':>9} "
+    header = (f"{'L':>2} {'ch':>3} {'algorithm':<8} {'FLOP/sample':>12} {'default ms':>10} {'tuned ms':>9} "
               f"{'vs cg':>6}  choice")
     print(header)
     rows = []
@@ -107,7 +107,7 @@ def main() -> None:
                 default = f"{row['default'] * 1e3:.3f}" if "default" in row else "-"
                 speedup = times["cg"]["best"] / row["best"] if "cg" in times else float("nan")
                 mark = f"<- tuner's choice ({wall:.0f} s)" if algorithm == choice else ""
-                print(f"{degree:>2} {channels:>3} {algorithm:<8} {flops_per_sample(tp, algorithm) / 1e3:>12.1f} "
+                print(f"{degree:>2} {channels:>3} {algorithm:<8} {flops_per_sample(tp, algorithm):>12,.0f} "
                       f"{default:>10} {row['best'] * 1e3:>9.3f} {speedup:>6.2f}  {mark}", flush=True)
     try:
         plot(rows, args.plot)

@@ -10,7 +10,7 @@ import tvm
 from tvm import s_tir
 
 from tpc import cache
-from tpc.lower.algorithms import algorithms_for, check_algorithm, lower
+from tpc.lower.algorithms import algorithms_for, check_algorithm, default_algorithm, lower
 from tpc.ops import TensorProduct
 from tpc.runtime import Kernel, ScheduleChoice
 from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
@@ -50,8 +50,8 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
     schedules/) among the algorithms allowed, else the default; "default" forces the default
     knobs; a dict of knob values is used as given ("explicit"); a tuning record (a dict with
     "algorithm" and "config") likewise. ``algorithm`` None allows every algorithm that
-    computes the spec (the default is "cg"); a name allows only that one, and it must compute
-    the spec's function.
+    computes the spec (the default: :func:`tpc.lower.algorithms.default_algorithm`); a name
+    allows only that one, and it must compute the spec's function.
     """
     tp, family = request_key.tp, request_key.target.family
     if algorithm is not None:
@@ -62,7 +62,7 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
             raise ValueError(f"the schedule record is for the {recorded!r} algorithm, not {algorithm!r}")
         check_algorithm(tp, recorded)
         return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded), "explicit")
-    chosen = algorithm or "cg"
+    chosen = algorithm or default_algorithm(tp)
     if schedule is None:
         allowed = [algorithm] if algorithm else algorithms_for(tp)
         versions = {name: search_space(family, name).version for name in allowed
@@ -111,7 +111,8 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     selects a tuned schedule once schedules are cached). ``schedule``: None (the best cached
     schedule, else the default) or "default" for the default knobs, a dict of knob values,
     or a tuning record. ``algorithm``: None for any algorithm that computes the spec (the
-    cached winner, else "cg"), or "cg", "fourier", "grid" (the last two only for Gaunt
+    cached winner, else the default: the grid for Gaunt products of degree >= 3, else "cg"),
+    or "cg", "fourier", "grid" (the last two only for Gaunt
     products, see :func:`tpc.algorithms_for`). ``Kernel.schedule`` tells which algorithm and
     schedule were used and where they came from.
     """

@@ -17,6 +17,9 @@ from tpc.ops import TensorProduct
 
 ALGORITHMS = ("cg", "fourier", "grid")
 _LOWERINGS = {"cg": lower_cg, "fourier": lower_fourier, "grid": lower_grid}
+GRID_FROM_DEGREE = 3
+"""Gaunt products whose largest degree is at least this default to the grid algorithm: on
+x86 its default schedule overtakes Clebsch-Gordan's there (``benchmarks/bench_gaunt.py``)."""
 
 
 def algorithms_for(tp: TensorProduct) -> tuple[str, ...]:
@@ -24,6 +27,15 @@ def algorithms_for(tp: TensorProduct) -> tuple[str, ...]:
     if not isinstance(tp, TensorProduct):
         raise TypeError(f"algorithms_for takes a TensorProduct, got {type(tp).__name__}")
     return ALGORITHMS if gaunt_form_problem(tp) is None else ("cg",)
+
+
+def default_algorithm(tp: TensorProduct) -> str:
+    """The algorithm used without a tuned schedule: the grid for Gaunt products of degree >=
+    :data:`GRID_FROM_DEGREE`, Clebsch-Gordan otherwise."""
+    if "grid" not in algorithms_for(tp):
+        return "cg"
+    degree = max(ir.l for _, ir in tp.irreps_in1 + tp.irreps_in2 + tp.irreps_out)
+    return "grid" if degree >= GRID_FROM_DEGREE else "cg"
 
 
 def check_algorithm(tp: TensorProduct, algorithm: str) -> None:

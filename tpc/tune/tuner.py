@@ -11,7 +11,7 @@ from typing import Optional, Union
 from tpc import cache
 from tpc.ops import TensorProduct
 from tpc.records import Record, append_records, read_records
-from tpc.lower.algorithms import algorithms_for
+from tpc.lower.algorithms import algorithms_for, default_algorithm
 from tpc.schedule import tuning_space
 from tpc.schedule.space import AlgorithmSpace
 from tpc.targets import TargetSpec, resolve_target
@@ -93,7 +93,8 @@ def tune(
         raise ValueError(f"trials must be at least 1, got {trials}")
     spec = resolve_target(target)
     batch = batch or DEFAULT_BATCH
-    space = tuning_space(spec.family, algorithms_for(tp))
+    default = default_algorithm(tp)
+    space = tuning_space(spec.family, [default] + [name for name in algorithms_for(tp) if name != default])
     log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch)
     runner = runner or LocalRunner()
     key = (tp.fingerprint, batch, dtype, spec.fingerprint)
