@@ -41,17 +41,22 @@ def run_under_qemu(driver: Path, kernel: tpc.Kernel, arrays, folder: Path) -> np
             array.tofile(folder / f"{name}.bin")
             args.append(f"{folder / name}.bin:{'x'.join(map(str, array.shape))}")
     out_shape = (arrays[0].shape[0], kernel.spec.irreps_out.dim)
-    args.append(f"{folder / 'out.bin'}:{out_shape[0]}x{out_shape[1]}")
+    args.append(f">{folder / 'out.bin'}:{out_shape[0]}x{out_shape[1]}")
+    for index, table in enumerate(kernel.tables):
+        table.tofile(folder / f"table{index}.bin")
+        args.append(f"{folder / f'table{index}.bin'}:{'x'.join(map(str, table.shape))}")
     result = subprocess.run(["qemu-aarch64", "-L", SYSROOT, str(driver), str(library), str(bits), *args],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return np.fromfile(folder / "out.bin", dtype=kernel.dtype).reshape(out_shape)
 
 
-@pytest.mark.parametrize("name,dtype", [("mace-l2", "float32"), ("fc-small", "float32"), ("fc-small", "float64")])
-def test_arm_kernel_runs_under_qemu(name, dtype, driver, tmp_path):
+@pytest.mark.parametrize("name,dtype,algorithm", [("mace-l2", "float32", "cg"), ("fc-small", "float32", "cg"),
+                                                  ("fc-small", "float64", "cg"), ("gaunt-L4", "float32", "grid"),
+                                                  ("gaunt-L3", "float64", "fourier")])
+def test_arm_kernel_runs_under_qemu(name, dtype, algorithm, driver, tmp_path):
     tp = tpc.presets.get(name).tp
-    kernel = tpc.compile(tp, target="arm", dtype=dtype)
+    kernel = tpc.compile(tp, target="arm", dtype=dtype, algorithm=algorithm)
     assert kernel.target.triple == "aarch64-linux-gnu"
     library = kernel.library_bytes()
     assert library[:4] == b"\x7fELF" and library[18] == 183  # e_machine EM_AARCH64

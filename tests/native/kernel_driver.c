@@ -17,7 +17,8 @@
 #include <dlpack/dlpack.h>
 #include <tvm/ffi/c_api.h>
 
-#define MAX_TENSORS 8
+#define MAX_TENSORS 12
+#define MAX_DIMS 6
 
 typedef struct {
   void* sync_handle;
@@ -60,13 +61,16 @@ static int set_pointer(void* library, const char* name, void* value) {
 
 typedef struct {
   const char* path;
-  int64_t shape[2];
+  int64_t shape[MAX_DIMS];
   int ndim;
+  int is_output;
   void* data;
   size_t bytes;
 } TensorArg;
 
 static int parse_tensor(const char* text, int bits, TensorArg* tensor) {
+  tensor->is_output = text[0] == '>';
+  if (tensor->is_output) ++text;
   const char* colon = strrchr(text, ':');
   if (colon == NULL) return -1;
   size_t length = (size_t)(colon - text);
@@ -76,7 +80,7 @@ static int parse_tensor(const char* text, int bits, TensorArg* tensor) {
   tensor->path = path;
   tensor->ndim = 0;
   const char* cursor = colon + 1;
-  while (*cursor && tensor->ndim < 2) {
+  while (*cursor && tensor->ndim < MAX_DIMS) {
     char* end;
     tensor->shape[tensor->ndim++] = strtoll(cursor, &end, 10);
     cursor = (*end == 'x') ? end + 1 : end;
@@ -91,7 +95,7 @@ static int parse_tensor(const char* text, int bits, TensorArg* tensor) {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    fprintf(stderr, "usage: %s KERNEL.so BITS IN:SHAPE [IN:SHAPE ...] OUT:SHAPE\n", argv[0]);
+    fprintf(stderr, "usage: %s KERNEL.so BITS PATH:SHAPE ... (the output's PATH prefixed with '>')\n", argv[0]);
     return 2;
   }
   int bits = atoi(argv[2]);
@@ -122,7 +126,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "bad tensor argument %s\n", argv[3 + i]);
       return 2;
     }
-    if (i < count - 1) {
+    if (!tensors[i].is_output) {
       FILE* file = fopen(tensors[i].path, "rb");
       if (file == NULL || fread(tensors[i].data, 1, tensors[i].bytes, file) != tensors[i].bytes) {
         fprintf(stderr, "cannot read %zu bytes from %s\n", tensors[i].bytes, tensors[i].path);
@@ -149,12 +153,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "kernel returned %d\n", status);
     return 1;
   }
-  TensorArg* out = &tensors[count - 1];
-  FILE* file = fopen(out->path, "wb");
-  if (file == NULL || fwrite(out->data, 1, out->bytes, file) != out->bytes) {
-    fprintf(stderr, "cannot write %s\n", out->path);
-    return 1;
+  for (int i = 0; i < count; ++i) {
+    if (!tensors[i].is_output) continue;
+    FILE* file = fopen(tensors[i].path, "wb");
+    if (file == NULL || fwrite(tensors[i].data, 1, tensors[i].bytes, file) != tensors[i].bytes) {
+      fprintf(stderr, "cannot write %s\n", tensors[i].path);
+      return 1;
+    }
+    fclose(file);
   }
-  fclose(file);
   return 0;
 }
