@@ -20,10 +20,12 @@ def cuda_source(kernel: tpc.Kernel) -> str:
 
 
 @pytest.mark.skipif(not HAS_NVCC, reason="nvcc (CUDA toolkit) not installed")
-@pytest.mark.parametrize("name", ["mace-l2", "fc-small"])
+@pytest.mark.parametrize("name,algorithm", [("mace-l2", "cg"), ("fc-small", "cg"), ("gaunt-L4", "grid"),
+                                            ("gaunt-L3", "fourier")])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cuda_kernel_compiles_to_cubin(name, dtype):
-    kernel = tpc.compile(tpc.presets.get(name).tp, target="cuda:sm_90", dtype=dtype)
+def test_cuda_kernel_compiles_to_cubin(name, algorithm, dtype):
+    kernel = tpc.compile(tpc.presets.get(name).tp, target="cuda:sm_90", dtype=dtype, algorithm=algorithm)
+    assert kernel.schedule.algorithm == algorithm
     source = cuda_source(kernel)
     assert "__global__" in source
     with kernel.target.tvm_target():
@@ -42,13 +44,14 @@ def test_cuda_kernel_refuses_to_run_without_a_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("name", ["mace-l2", "fc-small", "nequip"])
-def test_cuda_kernel_on_gpu(name):
+@pytest.mark.parametrize("name,algorithm", [("mace-l2", "cg"), ("fc-small", "cg"), ("nequip", "cg"),
+                                            ("gaunt-L6", "grid"), ("gaunt-L4", "fourier")])
+def test_cuda_kernel_on_gpu(name, algorithm):
     tp = tpc.presets.get(name).tp
-    kernel = tpc.compile(tp, target="cuda")
+    kernel = tpc.compile(tp, target="cuda", algorithm=algorithm)
     x1, x2, weight = random_inputs(tp, 1000, np.random.default_rng(0), np.float32)
     import torch
 
-    args = [torch.from_numpy(a).cuda() for a in (x1, x2, weight)]
+    args = [torch.from_numpy(a).cuda() for a in (x1, x2, weight) if a is not None]
     result = kernel(*args)
     assert relative_error(result.cpu().numpy(), tp.reference(x1, x2, weight)) < 1e-4

@@ -18,6 +18,8 @@ _SCHEDULES = {
     ("cpu", "fourier"): (gaunt.FOURIER_SPACE, gaunt.apply_fourier),
     ("cpu", "grid"): (gaunt.GRID_SPACE, gaunt.apply_grid),
     ("cuda", "cg"): (cuda.SPACE, cuda.apply),
+    ("cuda", "fourier"): (cuda.FOURIER_SPACE, cuda.apply_stagewise),
+    ("cuda", "grid"): (cuda.GRID_SPACE, cuda.apply_stagewise),
 }
 
 
@@ -52,7 +54,8 @@ def validate_config(family: str, config: Mapping[str, Any] | None, algorithm: st
 def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """The knobs of a configuration that choose how the algorithm is lowered, as keyword arguments."""
     if algorithm in ("grid", "fourier"):
-        return gaunt.lowering_options(config)
+        return gaunt.lowering_options(config) if family == "cpu" else \
+            {name: config[name] for name in gaunt.LOWERING_KNOBS if name in config}
     return {"coupling": config["coupling"]} if "coupling" in config else {}
 
 

@@ -2,26 +2,34 @@
 
 Each path stage is its own kernel: (sample, channel) pairs are fused and spread over
 ``threads_per_block`` threads per block, each thread computing all output components of its
-pair; the final assembly maps (sample, output element) to threads the same way.
+pair; the final assembly maps (sample, output element) to threads the same way. The Gaunt
+algorithms (grid, 2D Fourier) are scheduled stage by stage alike: every output element of a
+stage is a thread, which runs the stage's sum.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tvm import s_tir
+from tvm import s_tir, tirx
 
 from tpc.lower import Lowered
+from tpc.lower.fourier import CONVOLUTIONS
 from tpc.schedule.space import Knob, SearchSpace, validate
 
+THREADS = Knob("threads_per_block", (32, 64, 128, 256, 512), 128, "threads per thread block")
 KNOBS = (
-    Knob("threads_per_block", (32, 64, 128, 256, 512), 128, "threads per thread block"),
+    THREADS,
     Knob("materialize", ("reused", "all"), "reused",
          "keep the coupling stage z in global memory only where it is reused, or always"),
     Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
 )
 
 SPACE = SearchSpace("cuda", KNOBS, version=1)
+GRID_SPACE = SearchSpace("cuda-grid", (THREADS,), version=1)
+FOURIER_SPACE = SearchSpace("cuda-fourier", (
+    THREADS, Knob("convolution", CONVOLUTIONS, "dft", "2D convolution as a direct sum or through a torus grid")),
+    version=1)
 
 
 def default_config() -> dict[str, Any]:
@@ -56,4 +64,16 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         y = sch.get_sblock(path.y)
         _bind_spatial(sch, y, 2, threads, config["unroll_components"] and path.components > 1)
     _bind_spatial(sch, sch.get_sblock(lowered.out), 2, threads, False)
+    return sch
+
+
+def apply_stagewise(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
+    """Schedule a grid or Fourier product for a CUDA GPU: one kernel per stage, one thread
+    per output element of the stage (its sum, if any, runs in the thread)."""
+    space = {"grid": GRID_SPACE, "fourier": FOURIER_SPACE}[lowered.algorithm]
+    config = space.validate(config)
+    sch = s_tir.Schedule(lowered.func)
+    for block in sch.get_child_blocks(sch.get_sblock("root")):
+        spatial = sum(var.iter_type == tirx.IterVar.DataPar for var in sch.get(block).iter_vars)
+        _bind_spatial(sch, block, spatial, config["threads_per_block"], False)
     return sch
