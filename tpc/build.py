@@ -111,10 +111,10 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     selects a tuned schedule once schedules are cached). ``schedule``: None (the best cached
     schedule, else the default) or "default" for the default knobs, a dict of knob values,
     or a tuning record. ``algorithm``: None for any algorithm that computes the spec (the
-    cached winner, else the default: the grid for Gaunt products of degree >= 3, else "cg"),
-    or "cg", "fourier", "grid" (the last two only for Gaunt
-    products, see :func:`tpc.algorithms_for`). ``Kernel.schedule`` tells which algorithm and
-    schedule were used and where they came from.
+    cached winner, else the default: the grid for Gaunt products of degree >= 4, else "cg"),
+    or "cg", "fourier", "grid" (the last two only for Gaunt products, see
+    :func:`tpc.algorithms_for`). ``Kernel.schedule`` tells which algorithm and schedule were
+    used and where they came from.
     """
     if not isinstance(tp, TensorProduct):
         raise TypeError(f"tpc.compile takes a TensorProduct, got {type(tp).__name__}")

@@ -17,9 +17,10 @@ from tpc.ops import TensorProduct
 
 ALGORITHMS = ("cg", "fourier", "grid")
 _LOWERINGS = {"cg": lower_cg, "fourier": lower_fourier, "grid": lower_grid}
-GRID_FROM_DEGREE = 3
+GRID_FROM_DEGREE = 4
 """Gaunt products whose largest degree is at least this default to the grid algorithm: on
-x86 its default schedule overtakes Clebsch-Gordan's there (``benchmarks/bench_gaunt.py``)."""
+x86 its default schedule overtakes Clebsch-Gordan's there (``benchmarks/bench_gaunt.py``,
+batch 10000, one channel: 1.8 against 2.7 ms at degree 4, 1.0 against 0.7 ms at degree 3)."""
 
 
 def algorithms_for(tp: TensorProduct) -> tuple[str, ...]:
