@@ -110,12 +110,13 @@ def tune(
                      [r.seconds if r.ok else None for r in previous])
     records = list(previous)
     measured = {space.key(space.join(r.algorithm, r.config)) for r in records}
-    defaults = {space.key(default) for default in _defaults(space)}
+    baselines = _defaults(space)
+    defaults = {space.key(default) for default in baselines}
     started, interrupted = time.monotonic(), False
     try:
         while len(records) < trials:
             count = min(round_size, trials - len(records))
-            configs = [d for d in _defaults(space) if space.key(d) not in measured][:count] \
+            configs = [d for d in baselines if space.key(d) not in measured][:count] \
                 or searcher.propose(count, measured)
             if not configs:
                 break  # the whole space has been measured
