@@ -24,6 +24,7 @@ import tvm
 from tvm import te, tirx
 
 from tpc.ops import TensorProduct
+from tpc.ops.tensor_product import MODE_INDICES
 from tpc.so3 import wigner_3j
 
 DTYPES = ("float32", "float64")
@@ -70,21 +71,124 @@ class Lowered:
     tables: tuple[np.ndarray, ...] = ()
 
 
-def _coupling(tp: TensorProduct, index: int) -> np.ndarray:
+@dataclass(frozen=True)
+class Operand:
+    """The block of an input that one path reads: first column, components per channel, and
+    the channel letters whose values (row-major) give the channel; no letters: channel 0."""
+
+    tensor: te.Tensor
+    start: int
+    dim: int
+    letters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """One path written with channel letters, the form every product and gradient lowers from.
+
+    ``z[letters of a and b, k] = sum_{i,j} coupling[i, j, k] a[.., i] b[.., j]`` and
+    ``y[out_letters, k] = sum over the other letters of weight[weight_letters] z``, added into
+    block ``out_block`` of the result. ``extents`` gives each letter's range.
+    """
+
+    index: int
+    a: Operand
+    b: Operand
+    coupling: np.ndarray
+    extents: dict[str, int]
+    out_letters: tuple[str, ...]
+    weight_letters: tuple[str, ...] | None
+    weight_offset: int
+    out_block: int
+
+    @property
+    def z_letters(self) -> tuple[str, ...]:
+        """The letters of the coupling stage, a's first."""
+        return tuple(dict.fromkeys(self.a.letters + self.b.letters))
+
+    @property
+    def reduce_letters(self) -> tuple[str, ...]:
+        """The letters summed over in the path output."""
+        used = self.z_letters + (self.weight_letters or ())
+        return tuple(letter for letter in dict.fromkeys(used) if letter not in self.out_letters)
+
+    def extent(self, letters: tuple[str, ...]) -> int:
+        """Number of channels the letters index together."""
+        return int(np.prod([self.extents[letter] for letter in letters], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The placeholders of a lowered function: x1, x2, the weights (or None) and any more."""
+
+    x1: te.Tensor
+    x2: te.Tensor
+    weight: te.Tensor | None
+    shared_weights: bool
+
+    @classmethod
+    def of(cls, tp: TensorProduct, dtype: str, batch) -> "Inputs":
+        """Placeholders for ``tp``'s arguments."""
+        weight = None
+        if tp.weight_numel:
+            shape = (tp.weight_numel,) if tp.shared_weights else (batch, tp.weight_numel)
+            weight = te.placeholder(shape, dtype, name="weight")
+        return cls(te.placeholder((batch, tp.irreps_in1.dim), dtype, name="x1"),
+                   te.placeholder((batch, tp.irreps_in2.dim), dtype, name="x2"), weight, tp.shared_weights)
+
+    def weight_at(self, b, flat):
+        """The weight at flat index ``flat`` for sample ``b``."""
+        return self.weight[flat] if self.shared_weights else self.weight[b, flat]
+
+    def params(self) -> list[te.Tensor]:
+        """x1, x2 and the weights when there are any, in call order."""
+        return [self.x1, self.x2] + ([self.weight] if self.weight is not None else [])
+
+
+def coupling_tensor(tp: TensorProduct, index: int) -> np.ndarray:
+    """The coupling coefficients of path ``index``, normalization included: ``(d1, d2, d_out)``."""
     ins = tp.instructions[index]
     ls = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
     return ins.coefficient * wigner_3j(*ls)
 
 
-def _select_component(k, values: list, zero):
-    """``values[k]`` for a loop variable k, as a Select chain that folds when k is constant."""
-    out = zero
-    for component in reversed(range(len(values))):
-        out = tirx.Select(k == component, values[component], out)
-    return out
+def path_letters(tp: TensorProduct, index: int) -> tuple[dict[str, int], tuple[str, ...], tuple[str, ...],
+                                                        tuple[str, ...], tuple[str, ...] | None]:
+    """Letter extents and the letters of x1, x2, the output and the weights of path ``index``."""
+    ins = tp.instructions[index]
+    idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
+    extents = {"u": tp.irreps_in1[ins.i_in1].mul, "v": tp.irreps_in2[ins.i_in2].mul, "w": tp.irreps_out[ins.i_out].mul}
+    if ins.connection_mode == "uuw" and not ins.has_weight:
+        idx_out = ""
+    return extents, tuple(idx1), tuple(idx2), tuple(idx_out), tuple(idx_w) if ins.has_weight else None
+
+
+def forward_plans(tp: TensorProduct, inputs: Inputs) -> list[PathPlan]:
+    """The product's paths: x1 and x2 coupled, the weights applied, into the output blocks."""
+    in1_slices, in2_slices = tp.irreps_in1.slices(), tp.irreps_in2.slices()
+    weight_slices = tp.weight_slices()
+    plans = []
+    for p, ins in enumerate(tp.instructions):
+        extents, letters1, letters2, letters_out, letters_w = path_letters(tp, p)
+        if 0 in extents.values():
+            continue
+        ir1, ir2 = tp.irreps_in1[ins.i_in1].ir, tp.irreps_in2[ins.i_in2].ir
+        plans.append(PathPlan(
+            p, Operand(inputs.x1, in1_slices[ins.i_in1].start, ir1.dim, letters1),
+            Operand(inputs.x2, in2_slices[ins.i_in2].start, ir2.dim, letters2), coupling_tensor(tp, p), extents,
+            letters_out, letters_w, weight_slices[p].start if ins.has_weight else 0, ins.i_out))
+    return plans
 
 
 COUPLINGS = ("direct", "x2_first")
+
+
+def check_lowering_arguments(dtype: str, coupling: str) -> None:
+    """Reject an unknown dtype or coupling order with the valid choices."""
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
 
 
 def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None,
@@ -96,60 +200,46 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None
     uvv): ``z[u, v, k] = sum_i x1[u, i] a[v, i, k]`` with ``a[v, i, k] = sum_j C[i, j, k] x2[v, j]``.
     The batch is symbolic unless ``batch`` fixes it (tools that need static shapes).
     """
-    if coupling not in COUPLINGS:
-        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    check_lowering_arguments(dtype, coupling)
     batch = te.var("batch") if batch is None else batch
-    x1 = te.placeholder((batch, tp.irreps_in1.dim), dtype, name="x1")
-    x2 = te.placeholder((batch, tp.irreps_in2.dim), dtype, name="x2")
-    weight = None
-    if tp.weight_numel:
-        shape = (tp.weight_numel,) if tp.shared_weights else (batch, tp.weight_numel)
-        weight = te.placeholder(shape, dtype, name="weight")
+    inputs = Inputs.of(tp, dtype, batch)
+    return lower_plans(forward_plans(tp, inputs), inputs, inputs.params(), tp.irreps_out, batch, coupling)
+
+
+def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], irreps_out, batch,
+                coupling: str = "direct") -> Lowered:
+    """The stages of every path and the assembled ``out`` (batch, irreps_out.dim), as a PrimFunc
+    whose parameters are ``params`` then ``out``."""
+    dtype = str(inputs.x1.dtype)
     zero = tirx.const(0.0, dtype)
-    in1_slices, in2_slices = tp.irreps_in1.slices(), tp.irreps_in2.slices()
-
-    def w_at(b, flat):
-        return weight[flat] if tp.shared_weights else weight[b, flat]
-
     path_outputs: dict[int, list] = {}
     stages = []
-    weight_offsets = tp.weight_slices()
-    for p, ins in enumerate(tp.instructions):
-        (mul1, ir1), (mul2, ir2), (mul_out, ir_out) = (
-            tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2], tp.irreps_out[ins.i_out])
-        if mul1 == 0 or mul2 == 0 or mul_out == 0:
-            continue
-        coefficients = _coupling(tp, p)
-        start1, start2 = in1_slices[ins.i_in1].start, in2_slices[ins.i_in2].start
-        mode = ins.connection_mode
+    for plan in plans:
+        p = plan.index
+        letters = plan.z_letters
         factor = None
-        if coupling == "x2_first" and mode in ("uvw", "uvu", "uvv") and mul1 > 1:
-            factor = _x2_factor(x2, coefficients, (start2, ir2.dim), batch, mul2, zero, f"a{p}")
-            coupled = _factored_expression(x1, factor, coefficients, (start1, ir1.dim), zero)
+        if coupling == "x2_first" and _factorable(plan):
+            factor = _b_factor(plan, batch, zero, f"a{p}")
+            coupled = _factored_expression(plan, factor, zero)
         else:
-            coupled = _coupling_expression(x1, x2, coefficients, (start1, ir1.dim), (start2, ir2.dim), zero)
+            coupled = _coupling_expression(plan, zero)
+        shape = (batch, *[plan.extents[letter] for letter in letters], plan.coupling.shape[2])
         # te.compute calls its function at once, so closing over loop variables is safe here.
-        if mode in ("uuw", "uuu"):
-            z = te.compute((batch, mul1, ir_out.dim), lambda b, u, k: coupled(b, u, u, k), name=f"z{p}")
-        else:
-            z = te.compute((batch, mul1, mul2, ir_out.dim), lambda b, u, v, k: coupled(b, u, v, k), name=f"z{p}")
-        offset = weight_offsets[p].start if ins.has_weight else 0
-        y = _path_output(mode, ins.has_weight, z, batch, (mul1, mul2, mul_out, ir_out.dim), offset, w_at, p)
+        z = te.compute(shape, lambda b, *rest: coupled(b, dict(zip(letters, rest[:-1])), rest[-1]), name=f"z{p}")
+        y = _path_output(plan, z, batch, inputs, f"y{p}")
         stages.append(PathStages(
-            z.op.name, y.op.name, reuses_z=mode == "uvw" or (mode == "uuw" and ins.has_weight),
-            z_channels=tuple(int(n) for n in z.shape[1:-1]), y_channels=mul_out,
-            reductions=tuple(int(axis.dom.extent) for axis in y.op.reduce_axis), components=ir_out.dim,
+            z.op.name, y.op.name, reuses_z=any(letter not in letters for letter in plan.out_letters),
+            z_channels=tuple(int(n) for n in z.shape[1:-1]), y_channels=plan.extent(plan.out_letters),
+            reductions=tuple(int(axis.dom.extent) for axis in y.op.reduce_axis), components=plan.coupling.shape[2],
             factor=None if factor is None else factor.op.name))
-        path_outputs.setdefault(ins.i_out, []).append(y)
+        path_outputs.setdefault(plan.out_block, []).append(y)
 
-    out_slices = tp.irreps_out.slices()
+    out_slices = irreps_out.slices()
 
     def assemble(b, c):
         value = zero
-        for block in reversed(range(len(tp.irreps_out))):
-            block_slice, dim = out_slices[block], tp.irreps_out[block].ir.dim
+        for block in reversed(range(len(irreps_out))):
+            block_slice, dim = out_slices[block], irreps_out[block].ir.dim
             if block_slice.stop == block_slice.start:
                 continue
             local = c - block_slice.start
@@ -159,9 +249,8 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None
             value = tirx.if_then_else(tirx.likely(c < block_slice.stop), block_value, value)
         return value
 
-    out = te.compute((batch, tp.irreps_out.dim), assemble, name="out")
-    params = [x1, x2] + ([weight] if weight is not None else []) + [out]
-    func = element_aligned(te.create_prim_func(params), dtype)
+    out = te.compute((batch, irreps_out.dim), assemble, name="out")
+    func = element_aligned(te.create_prim_func(params + [out]), dtype)
     return Lowered(func, tuple(stages), "out")
 
 
@@ -184,17 +273,35 @@ def element_aligned(func, dtype: str):
     return relaxed
 
 
-def _coupling_expression(x1, x2, coupling: np.ndarray, block1: tuple[int, int], block2: tuple[int, int], zero):
-    """``(b, u, v, k) -> sum_{i,j} C[i,j,k] x1[b,u,i] x2[b,v,j]`` with one term per nonzero."""
-    (start1, d1), (start2, d2) = block1, block2
-    dtype = x1.dtype
+def _select_component(k, values: list, zero):
+    """``values[k]`` for a loop variable k, as a Select chain that folds when k is constant."""
+    out = zero
+    for component in reversed(range(len(values))):
+        out = tirx.Select(k == component, values[component], out)
+    return out
 
-    def expression(b, u, v, k):
+
+def _channel(operand: Operand, values: dict, extents: dict[str, int]):
+    """The operand's channel index for the given letter values (row-major over its letters)."""
+    index = 0
+    for letter in operand.letters:
+        index = index * extents[letter] + values[letter]
+    return index
+
+
+def _coupling_expression(plan: PathPlan, zero):
+    """``(b, letter values, k) -> sum_{i,j} C[i,j,k] a[b,.,i] b[b,.,j]`` with one term per nonzero."""
+    a, b, coupling = plan.a, plan.b, plan.coupling
+    dtype = a.tensor.dtype
+
+    def expression(sample, values, k):
+        base_a = a.start + _channel(a, values, plan.extents) * a.dim
+        base_b = b.start + _channel(b, values, plan.extents) * b.dim
         per_component = []
         for component in range(coupling.shape[2]):
             terms = [
                 tirx.const(float(coupling[i, j, component]), dtype)
-                * x1[b, start1 + u * d1 + int(i)] * x2[b, start2 + v * d2 + int(j)]
+                * a.tensor[sample, base_a + int(i)] * b.tensor[sample, base_b + int(j)]
                 for i, j in zip(*np.nonzero(coupling[:, :, component]))
             ]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
@@ -203,73 +310,66 @@ def _coupling_expression(x1, x2, coupling: np.ndarray, block1: tuple[int, int], 
     return expression
 
 
+def _factorable(plan: PathPlan) -> bool:
+    """Whether contracting b with the coefficients first saves work: a's channels reuse it."""
+    a, b = plan.a.letters, plan.b.letters
+    return bool(a) and bool(b) and not set(a) & set(b) and plan.extent(a) > 1
+
+
 def _factor_pairs(coupling: np.ndarray) -> list[tuple[int, int]]:
     """The (i, k) pairs where ``C[i, :, k]`` has a nonzero, in k-major order."""
     nonzero = np.any(coupling != 0, axis=1)
     return [(int(i), int(k)) for k in range(coupling.shape[2]) for i in np.nonzero(nonzero[:, k])[0]]
 
 
-def _x2_factor(x2, coupling: np.ndarray, block2: tuple[int, int], batch, mul2: int, zero, name: str):
-    """``a[b, v, q] = sum_j C[i, j, k] x2[b, v, j]`` for the q-th nonzero pair (i, k)."""
-    start2, d2 = block2
-    dtype = x2.dtype
+def _b_factor(plan: PathPlan, batch, zero, name: str):
+    """``f[sample, b channel, q] = sum_j C[i, j, k] b[sample, ., j]`` for the q-th nonzero pair (i, k)."""
+    b, coupling = plan.b, plan.coupling
+    dtype = b.tensor.dtype
     values = []
     for i, k in _factor_pairs(coupling):
-        def value(b, v, i=i, k=k):
-            terms = [tirx.const(float(coupling[i, j, k]), dtype) * x2[b, start2 + v * d2 + int(j)]
+        def value(sample, channel, i=i, k=k):
+            terms = [tirx.const(float(coupling[i, j, k]), dtype) * b.tensor[sample, b.start + channel * b.dim + int(j)]
                      for j in np.nonzero(coupling[i, :, k])[0]]
             return sum(terms[1:], terms[0])
         values.append(value)
-    return te.compute((batch, mul2, len(values)),
-                      lambda b, v, q: _select_component(q, [value(b, v) for value in values], zero), name=name)
+    return te.compute((batch, plan.extent(b.letters), len(values)),
+                      lambda s, c, q: _select_component(q, [value(s, c) for value in values], zero), name=name)
 
 
-def _factored_expression(x1, factor, coupling: np.ndarray, block1: tuple[int, int], zero):
-    """``(b, u, v, k) -> sum_i x1[b,u,i] a[b,v,q(i,k)]``: one multiply-add per nonzero pair."""
-    start1, d1 = block1
-    pairs = _factor_pairs(coupling)
+def _factored_expression(plan: PathPlan, factor, zero):
+    """``(b, letter values, k) -> sum_i a[b,.,i] f[b,.,q(i,k)]``: one multiply-add per nonzero pair."""
+    a, pairs = plan.a, _factor_pairs(plan.coupling)
 
-    def expression(b, u, v, k):
+    def expression(sample, values, k):
+        base = a.start + _channel(a, values, plan.extents) * a.dim
+        channel = _channel(plan.b, values, plan.extents)
         per_component = []
-        for component in range(coupling.shape[2]):
-            terms = [x1[b, start1 + u * d1 + i] * factor[b, v, q] for q, (i, kk) in enumerate(pairs) if kk == component]
+        for component in range(plan.coupling.shape[2]):
+            terms = [a.tensor[sample, base + i] * factor[sample, channel, q]
+                     for q, (i, kk) in enumerate(pairs) if kk == component]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
         return _select_component(k, per_component, zero)
 
     return expression
 
 
-def _path_output(mode: str, has_weight: bool, z, batch, sizes: tuple[int, int, int, int], offset: int, w_at, p: int):
-    """The ``y`` stage of one path: weights and the mode's channel sum applied to ``z``."""
-    mul1, mul2, mul_out, dim = sizes
-    name = f"y{p}"
-    shape = (batch, mul_out, dim)
-    if mode == "uvw":
-        u, v = te.reduce_axis((0, mul1), "u"), te.reduce_axis((0, mul2), "v")
-        return te.compute(shape, lambda b, w, k: te.sum(
-            w_at(b, offset + (u * mul2 + v) * mul_out + w) * z[b, u, v, k], axis=[u, v]), name=name)
-    if mode == "uvu":
-        v = te.reduce_axis((0, mul2), "v")
-        scale = (lambda b, u: w_at(b, offset + u * mul2 + v)) if has_weight else None
-        return te.compute(shape, lambda b, u, k: te.sum(
-            z[b, u, v, k] * scale(b, u) if scale else z[b, u, v, k], axis=[v]), name=name)
-    if mode == "uvv":
-        u = te.reduce_axis((0, mul1), "u")
-        scale = (lambda b, v: w_at(b, offset + u * mul2 + v)) if has_weight else None
-        return te.compute(shape, lambda b, v, k: te.sum(
-            z[b, u, v, k] * scale(b, v) if scale else z[b, u, v, k], axis=[u]), name=name)
-    if mode == "uuw":
-        u = te.reduce_axis((0, mul1), "u")
-        if has_weight:
-            return te.compute(shape, lambda b, w, k: te.sum(
-                w_at(b, offset + u * mul_out + w) * z[b, u, k], axis=[u]), name=name)
-        return te.compute(shape, lambda b, w, k: te.sum(z[b, u, k], axis=[u]), name=name)
-    if mode == "uuu":
-        if has_weight:
-            return te.compute(shape, lambda b, u, k: w_at(b, offset + u) * z[b, u, k], name=name)
-        return te.compute(shape, lambda b, u, k: z[b, u, k], name=name)
-    if mode == "uvuv":
-        if has_weight:
-            return te.compute(shape, lambda b, c, k: w_at(b, offset + c) * z[b, c // mul2, c % mul2, k], name=name)
-        return te.compute(shape, lambda b, c, k: z[b, c // mul2, c % mul2, k], name=name)
-    raise ValueError(f"no Clebsch-Gordan lowering for mode {mode!r}")
+def _path_output(plan: PathPlan, z, batch, inputs: Inputs, name: str):
+    """The ``y`` stage of one path: weights applied to ``z`` and the other letters summed."""
+    axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters}
+    out_letters, weight_letters = plan.out_letters, plan.weight_letters
+
+    def body(b, c, k):
+        values = dict(axes)
+        for position, letter in enumerate(reversed(out_letters)):
+            values[letter] = c if len(out_letters) == 1 else (c // plan.extent(out_letters[len(out_letters) - position:])) \
+                % plan.extents[letter]
+        term = z[(b, *[values[letter] for letter in plan.z_letters], k)]
+        if weight_letters is not None:
+            flat = 0
+            for letter in weight_letters:
+                flat = flat * plan.extents[letter] + values[letter]
+            term = inputs.weight_at(b, plan.weight_offset + flat) * term
+        return te.sum(term, axis=list(axes.values())) if axes else term
+
+    return te.compute((batch, plan.extent(out_letters), plan.coupling.shape[2]), body, name=name)
