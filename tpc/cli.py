@@ -72,6 +72,17 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_onnx(args: argparse.Namespace) -> int:
+    from tpc.export import export_onnx
+
+    _, tp, _ = _load_spec(args)
+    export_onnx(tp, args.output, dtype=args.dtype)
+    op = args.preset or Path(args.spec).name
+    print(f"wrote {args.output}: ONNX model of {op} ({len(tp.instructions)} paths, {args.dtype}, "
+          f"{Path(args.output).stat().st_size:,} bytes)")
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     import tpc.tune
 
@@ -141,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--algorithm", choices=ALGORITHMS,
                        help="force an algorithm (fourier and grid: Gaunt products only); default: the cached winner")
     build.set_defaults(run=_compile)
+    export = commands.add_parser("export-onnx", help="write an ONNX model of a product that runs in onnxruntime")
+    export.add_argument("spec", nargs="?", help="a spec JSON file (as written by tpc info --json)")
+    export.add_argument("--preset", help="a named problem")
+    export.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    export.add_argument("--dtype", default="float32", choices=DTYPES)
+    export.set_defaults(run=_export_onnx, batch=None)
     tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
     _add_op_arguments(tune, "batch size to tune for (default: the preset's)")
     tune.add_argument("--trials", type=int, default=64, help="measurements in total (default 64)")
