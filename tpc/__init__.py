@@ -2,7 +2,7 @@
 
 from tpc import presets, so3
 from tpc._version import __version__
-from tpc.build import compile
+from tpc.build import compile, compile_gradient
 from tpc.irreps import Irrep, Irreps
 from tpc.lower.algorithms import ALGORITHMS, algorithms_for
 from tpc.ops import (
@@ -12,16 +12,21 @@ from tpc.ops import (
     Instruction,
     TensorProduct,
 )
-from tpc.runtime import Kernel, load
+from tpc.runtime import GradientKernel, Kernel, load
 from tpc.targets import resolve_target
 
 
 def __getattr__(name: str):
-    """``tpc.tune`` is imported on first use, so loading kernels never imports the tuner."""
+    """``tpc.tune`` and the ONNX exporters are imported on first use, so loading kernels never
+    imports the tuner or onnx."""
     if name == "tune":
         import tpc.tune
 
         return tpc.tune
+    if name in ("export_onnx", "build_ort_library"):
+        import tpc.export
+
+        return getattr(tpc.export, name)
     raise AttributeError(f"module 'tpc' has no attribute {name!r}")
 
 __all__ = [
@@ -32,11 +37,15 @@ __all__ = [
     "Instruction",
     "Irrep",
     "Irreps",
+    "GradientKernel",
     "Kernel",
     "TensorProduct",
     "__version__",
     "algorithms_for",
+    "build_ort_library",
     "compile",
+    "compile_gradient",
+    "export_onnx",
     "load",
     "presets",
     "resolve_target",

@@ -12,9 +12,10 @@ from tvm import s_tir
 from tpc import cache
 from tpc.lower.algorithms import algorithms_for, check_algorithm, default_algorithm, lower
 from tpc.ops import TensorProduct
-from tpc.runtime import Kernel, ScheduleChoice
-from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
-                          validate_config)
+from tpc.lower.gradients import WRT, lower_gradient
+from tpc.runtime import GradientKernel, Kernel, ScheduleChoice
+from tpc.schedule import (apply_gradient_schedule, apply_schedule, default_config, lowering_options,
+                          scheduled_algorithms, search_space, validate_config)
 from tpc.targets import TargetSpec, resolve_target
 
 # Block boundaries in the output are `likely` conditions: partitioning turns the output loop
@@ -123,3 +124,24 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     spec = resolve_target(target)
     choice = choose_schedule(CacheKey(tp, batch, dtype, spec), schedule, algorithm)
     return build(BuildRequest(tp, spec, dtype, choice))
+
+
+def compile_gradient(tp: TensorProduct, wrt: str, target: Union[str, dict, TargetSpec] = "host",
+                     dtype: str = "float32") -> GradientKernel:
+    """Compile the gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``
+    ("x1", "x2" or "weight") for a CPU target, with the default schedule.
+
+    The product is linear in each argument, so these kernels also give every higher
+    derivative (see :mod:`tpc.torch`).
+    """
+    if not isinstance(tp, TensorProduct):
+        raise TypeError(f"tpc.compile_gradient takes a TensorProduct, got {type(tp).__name__}")
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
+    spec = resolve_target(target)
+    if spec.family != "cpu":
+        raise ValueError(f"gradient kernels are built for CPU targets (x86, arm, host) so far, not {spec.name!r}")
+    sch = apply_gradient_schedule(lower_gradient(tp, wrt, dtype), spec.family)
+    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+        executable = tvm.compile(sch.mod, target=spec.tvm_target())
+    return GradientKernel(executable.mod, tp, wrt, spec, dtype)

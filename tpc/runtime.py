@@ -204,6 +204,74 @@ class Kernel:
         os.replace(tmp, path)
 
 
+# Shared-weight gradients are summed over samples a chunk at a time; the per-sample buffer
+# holds about this many values (but at least MIN_CHUNK samples, for parallel work).
+CHUNK_VALUES = 1 << 20
+MIN_CHUNK = 16
+
+
+class GradientKernel:
+    """The compiled gradient of ``<grad, tp(x1, x2, weight)>`` with respect to one argument.
+
+    ``kernel(x1, x2, weight, grad)`` (weight None when the product has none) takes numpy
+    arrays or DLPack host tensors and returns an array shaped like the argument ``wrt``:
+    for shared weights the per-sample gradients summed over the batch.
+    """
+
+    def __init__(self, module: Any, tp: TensorProduct, wrt: str, target: TargetSpec, dtype: str) -> None:
+        self._module = module
+        self.spec = tp
+        self.wrt = wrt
+        self.target = target
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f"GradientKernel(d/d{self.wrt} of {self.spec!r}, target={self.target.name}, dtype={self.dtype})"
+
+    def __call__(self, x1: Any, x2: Any, weight: Any, grad: Any, *, out: Any = None) -> Any:
+        """The gradient for one batch; see the class docstring."""
+        runs, why = self.target.runs_here()
+        if not runs:
+            raise RuntimeError(f"cannot run this kernel here: {why}")
+        v1, v2, w = self.spec.check_inputs(_host_view("x1", x1), _host_view("x2", x2),
+                                           None if weight is None else _host_view("weight", weight))
+        g = _host_view("grad", grad)
+        batch = v1.shape[0]
+        if g.shape != (batch, self.spec.irreps_out.dim):
+            raise ValueError(f"grad must have shape ({batch}, {self.spec.irreps_out.dim}), got {g.shape}")
+        for name, view in (("x1", v1), ("x2", v2), ("weight", w), ("grad", g)):
+            if view is not None and view.dtype != np.dtype(self.dtype):
+                raise TypeError(f"{name} has dtype {view.dtype}, this kernel was compiled for {self.dtype}")
+        shape = {"x1": v1.shape, "x2": v2.shape, "weight": None if w is None else w.shape}[self.wrt]
+        if out is None:
+            result = np.empty(shape, dtype=self.dtype)
+        else:
+            result = _host_view("out", out)
+            if result.shape != shape or result.dtype != np.dtype(self.dtype):
+                raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
+        weights = [] if w is None else [w]
+        if self.wrt == "weight" and self.spec.shared_weights:
+            self._summed_weight_gradient(v1, v2, weights, g, result)
+        elif batch:
+            self._module["main"](v1, v2, *weights, g, result)
+        if out is not None:
+            return out
+        return _like(x1, result)
+
+    def _summed_weight_gradient(self, x1: np.ndarray, x2: np.ndarray, weights: list, grad: np.ndarray,
+                                result: np.ndarray) -> None:
+        """Shared weights: per-sample gradients of one chunk of samples at a time, summed."""
+        numel = self.spec.weight_numel
+        chunk = max(MIN_CHUNK, CHUNK_VALUES // numel)
+        per_sample = np.empty((min(chunk, x1.shape[0]), numel), dtype=self.dtype)
+        result[...] = 0
+        for start in range(0, x1.shape[0], chunk):
+            stop = min(start + chunk, x1.shape[0])
+            part = per_sample[:stop - start]
+            self._module["main"](x1[start:stop], x2[start:stop], *weights, grad[start:stop], part)
+            result += part.sum(axis=0)
+
+
 def load(path: Union[str, os.PathLike]) -> Kernel:
     """Load a kernel saved with :meth:`Kernel.save`; refuses files it cannot trust or run."""
     manifest, library, tables_file = _read_archive(Path(path))

@@ -354,6 +354,17 @@ def _factored_expression(plan: PathPlan, factor, zero):
     return expression
 
 
+def unflatten(flat, letters: tuple[str, ...], extents: dict[str, int]) -> dict:
+    """Letter values of a row-major flat channel index over ``letters``."""
+    if len(letters) == 1:
+        return {letters[0]: flat}
+    values, stride = {}, 1
+    for letter in reversed(letters):
+        values[letter] = (flat // stride) % extents[letter]
+        stride *= extents[letter]
+    return values
+
+
 def _path_output(plan: PathPlan, z, batch, inputs: Inputs, name: str):
     """The ``y`` stage of one path: weights applied to ``z`` and the other letters summed."""
     axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters}
@@ -361,9 +372,7 @@ def _path_output(plan: PathPlan, z, batch, inputs: Inputs, name: str):
 
     def body(b, c, k):
         values = dict(axes)
-        for position, letter in enumerate(reversed(out_letters)):
-            values[letter] = c if len(out_letters) == 1 else (c // plan.extent(out_letters[len(out_letters) - position:])) \
-                % plan.extents[letter]
+        values.update(unflatten(c, out_letters, plan.extents))
         term = z[(b, *[values[letter] for letter in plan.z_letters], k)]
         if weight_letters is not None:
             flat = 0

@@ -64,6 +64,16 @@ def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | No
     return _entry(family, lowered.algorithm)[1](lowered, config)
 
 
+def apply_gradient_schedule(lowered: Lowered, family: str) -> s_tir.Schedule:
+    """Schedule a lowered gradient with default knobs: x1 and x2 gradients are products and
+    take the Clebsch-Gordan schedule; the weight gradient (no path stages) runs per sample."""
+    if lowered.paths:
+        return apply_schedule(lowered, family)
+    if family == "cpu":
+        return cpu.apply_per_sample(lowered)
+    return cuda.apply_every_stage(lowered, cuda.THREADS.default)
+
+
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
         raise ValueError(f"unknown target family {family!r}; known: {sorted(FAMILIES)}")

@@ -115,3 +115,17 @@ def _loops_by_axis(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str,
     if len(kept) != len(loops):
         raise RuntimeError(f"unexpected loop nest: axes {axes}, {len(loops)} loops")
     return {kind: [loop for axis, loop in zip(kept, loops) if axis == kind] for kind in ("c", "k", "r")}
+
+
+def apply_per_sample(lowered: Lowered, batch_tile: int = 8) -> s_tir.Schedule:
+    """Schedule any lowered function whose stages are per sample: batch tiles in parallel,
+    every stage computed for one sample at a time inside the tile (used for weight gradients)."""
+    sch = s_tir.Schedule(lowered.func)
+    out = sch.get_sblock(lowered.out)
+    batch_loop = sch.get_loops(out)[0]
+    tile_loop, sample_loop = sch.split(batch_loop, [None, batch_tile])
+    sch.parallel(tile_loop)
+    stages = [block for block in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(block).name_hint != lowered.out]
+    for block in reversed(stages):  # consumers first, so each producer lands before its consumer
+        sch.compute_at(block, sample_loop)
+    return sch

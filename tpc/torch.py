@@ -1,0 +1,204 @@
+"""PyTorch: tensor products as ``torch.nn.Module``s on compiled kernels, with every derivative.
+
+The ops are ``torch.library`` custom ops (``tpc::tensor_product`` and
+``tpc::tensor_product_gradient``), so they run in eager mode, under ``torch.compile`` and in
+``torch.export`` graphs; tensors reach the TVM kernels through DLPack without copies.
+
+A product ``y = tp(x1, x2, w)`` is linear in each argument. With ``F = <g, y>``, the gradients
+are the compiled kernels ``d/dx1``, ``d/dx2``, ``d/dw`` of F (:func:`tpc.build.compile_gradient`),
+and the derivative of a gradient is again a sum of those kernels and the product at other
+arguments: e.g. ``<h, dF/dx1(x2, w, g)> = F(h, x2, w, g)``, whose derivatives are the
+kernels at ``x1 = h``. So derivatives of any order stay compiled.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+import torch
+
+from tpc.build import compile as compile_kernel
+from tpc.build import compile_gradient
+from tpc.ops import TensorProduct as TensorProductSpec
+from tpc.targets import TargetSpec, resolve_target
+
+DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+class _CompiledOp:
+    """A product's kernels for one target, compiled on first use per dtype."""
+
+    def __init__(self, tp: TensorProductSpec, target: TargetSpec) -> None:
+        self.tp = tp
+        self.target = target
+        self._kernels: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def kernel(self, what: str, dtype: torch.dtype) -> Any:
+        """The kernel of ``what`` ("forward", "x1", "x2" or "weight") for a torch dtype."""
+        if dtype not in DTYPES:
+            raise TypeError(f"tpc tensor products take float32 or float64 tensors, got {dtype}")
+        key = (what, DTYPES[dtype])
+        with self._lock:
+            if key not in self._kernels:
+                self._kernels[key] = compile_kernel(self.tp, target=self.target, dtype=key[1]) if what == "forward" \
+                    else compile_gradient(self.tp, what, target=self.target, dtype=key[1])
+            return self._kernels[key]
+
+
+_OPS: dict[str, _CompiledOp] = {}
+
+
+def _register(tp: TensorProductSpec, target: TargetSpec) -> str:
+    """The key under which the custom ops find ``tp``'s kernels for ``target``."""
+    key = f"{tp.fingerprint}-{target.fingerprint}"
+    if key not in _OPS:
+        _OPS[key] = _CompiledOp(tp, target)
+    return key
+
+
+def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A contiguous CPU tensor without autograd history, which DLPack can hand over as is."""
+    if tensor is None:
+        return None
+    if tensor.device.type != "cpu":
+        raise ValueError(f"tpc.torch runs on CPU tensors so far, got a tensor on {tensor.device}")
+    return tensor.detach().contiguous()
+
+
+@torch.library.custom_op("tpc::tensor_product", mutates_args=())
+def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], key: str) -> torch.Tensor:
+    """The product of a registered spec: x1 (batch, dim1), x2 (batch, dim2) -> (batch, dim_out)."""
+    op = _OPS[key]
+    out = torch.empty((x1.shape[0], op.tp.irreps_out.dim), dtype=x1.dtype)
+    op.kernel("forward", x1.dtype)(_host(x1), _host(x2), _host(weight), out=out)
+    return out
+
+
+@tensor_product.register_fake
+def _tensor_product_shape(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], key: str) -> torch.Tensor:
+    return x1.new_empty((x1.shape[0], _OPS[key].tp.irreps_out.dim))
+
+
+@torch.library.custom_op("tpc::tensor_product_gradient", mutates_args=())
+def tensor_product_gradient(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor,
+                            key: str, wrt: str) -> torch.Tensor:
+    """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt`` ("x1", "x2", "weight")."""
+    op = _OPS[key]
+    out = torch.empty(_gradient_shape(x1, x2, weight, wrt), dtype=x1.dtype)
+    op.kernel(wrt, x1.dtype)(_host(x1), _host(x2), _host(weight), _host(grad), out=out)
+    return out
+
+
+@tensor_product_gradient.register_fake
+def _gradient_fake(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor,
+                   key: str, wrt: str) -> torch.Tensor:
+    return x1.new_empty(_gradient_shape(x1, x2, weight, wrt))
+
+
+def _gradient_shape(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], wrt: str) -> tuple:
+    return tuple({"x1": x1, "x2": x2, "weight": weight}[wrt].shape)
+
+
+def _setup_product(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+    x1, x2, weight, key = inputs
+    ctx.save_for_backward(x1, x2, weight)
+    ctx.key = key
+
+
+def _product_backward(ctx: Any, grad: torch.Tensor) -> tuple:
+    x1, x2, weight = ctx.saved_tensors
+    wanted = ctx.needs_input_grad
+    grads = [tensor_product_gradient(x1, x2, weight, grad, ctx.key, wrt) if wanted[position] else None
+             for position, wrt in enumerate(("x1", "x2", "weight"))]
+    return (*grads, None)
+
+
+tensor_product.register_autograd(_product_backward, setup_context=_setup_product)
+
+
+def _setup_gradient(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+    x1, x2, weight, grad, key, wrt = inputs
+    ctx.save_for_backward(x1, x2, weight, grad)
+    ctx.key, ctx.wrt = key, wrt
+
+
+def _gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
+    """Derivatives of ``S = <upstream, d/d(wrt) F>``: F with ``wrt`` replaced by ``upstream``.
+
+    Where the product also has unweighted paths, S depends on the weights' paths only; the
+    same expressions at zero weights are then subtracted.
+    """
+    x1, x2, weight, grad = ctx.saved_tensors
+    key, wrt = ctx.key, ctx.wrt
+    arguments = {"x1": x1, "x2": x2, "weight": weight}
+    arguments[wrt] = upstream
+    wanted = dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4]))
+    wanted[wrt] = False
+    partial_paths = wrt == "weight" and any(not ins.has_weight for ins in _OPS[key].tp.instructions)
+
+    def at(arguments: dict) -> dict[str, Optional[torch.Tensor]]:
+        a1, a2, w = arguments["x1"], arguments["x2"], arguments["weight"]
+        out = {name: tensor_product_gradient(a1, a2, w, grad, key, name) if wanted[name] else None
+               for name in ("x1", "x2", "weight")}
+        out["grad"] = tensor_product(a1, a2, w, key) if wanted["grad"] else None
+        return out
+
+    result = at(arguments)
+    if partial_paths:
+        unweighted = at({**arguments, "weight": torch.zeros_like(upstream)})
+        result = {name: None if value is None else value - unweighted[name] for name, value in result.items()}
+    return result["x1"], result["x2"], result["weight"], result["grad"], None, None
+
+
+tensor_product_gradient.register_autograd(_gradient_backward, setup_context=_setup_gradient)
+
+
+class TensorProduct(torch.nn.Module):
+    """A compiled tensor product as a module: ``module(x1, x2[, weight])`` like e3nn's.
+
+    ``internal_weights`` (default: True when the product has shared weights) keeps the
+    weights as a parameter, initialised from a standard normal as e3nn does; otherwise they
+    are passed to ``forward``: shape (weight_numel,) when shared, (..., weight_numel) per
+    sample. Inputs may have any leading dimensions. Kernels are compiled on first use per
+    dtype (the tuned schedule from the cache when there is one).
+    """
+
+    def __init__(self, tp: TensorProductSpec, target: Any = "host", internal_weights: bool | None = None) -> None:
+        super().__init__()
+        if not isinstance(tp, TensorProductSpec):
+            raise TypeError(f"tpc.torch.TensorProduct takes a tpc.TensorProduct, got {type(tp).__name__}")
+        self.tp = tp
+        self.target = resolve_target(target)
+        if self.target.family != "cpu":
+            raise ValueError(f"tpc.torch runs on CPU targets (x86, arm, host) so far, not {self.target.name!r}")
+        self._key = _register(tp, self.target)
+        if internal_weights is None:
+            internal_weights = tp.shared_weights and tp.weight_numel > 0
+        if internal_weights and not tp.shared_weights:
+            raise ValueError("internal weights need a product with shared weights (shared_weights=True)")
+        self.internal_weights = internal_weights
+        self.weight = torch.nn.Parameter(torch.randn(tp.weight_numel)) if internal_weights else None
+
+    def extra_repr(self) -> str:
+        return f"{self.tp.irreps_in1} x {self.tp.irreps_in2} -> {self.tp.irreps_out}, target={self.target.name}"
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        tp = self.tp
+        if self.internal_weights:
+            if weight is not None:
+                raise ValueError("this module keeps its weights internally; do not pass weight")
+            weight = self.weight
+        elif tp.weight_numel and weight is None:
+            raise ValueError(f"this product has {tp.weight_numel} weights: pass weight")
+        if x1.shape[-1] != tp.irreps_in1.dim or x2.shape[-1] != tp.irreps_in2.dim:
+            raise ValueError(f"x1 and x2 must end in ({tp.irreps_in1.dim},) and ({tp.irreps_in2.dim},), "
+                             f"got {tuple(x1.shape)} and {tuple(x2.shape)}")
+        leading = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
+        x1 = x1.expand(*leading, -1).reshape(-1, tp.irreps_in1.dim)
+        x2 = x2.expand(*leading, -1).reshape(-1, tp.irreps_in2.dim)
+        if weight is not None and not tp.shared_weights:
+            weight = weight.expand(*leading, -1).reshape(-1, tp.weight_numel)
+        y = tensor_product(x1, x2, weight, self._key)
+        return y.reshape(*leading, tp.irreps_out.dim)
