@@ -58,6 +58,13 @@ def _register(tp: TensorProductSpec, target: TargetSpec) -> str:
     return key
 
 
+def registered_product(key: str) -> TensorProductSpec:
+    """The spec behind the ``key`` argument of the ``tpc::`` custom ops (for exporters)."""
+    if key not in _OPS:
+        raise KeyError(f"no tensor product is registered under {key!r}; build a tpc.torch.TensorProduct first")
+    return _OPS[key].tp
+
+
 def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """A contiguous CPU tensor without autograd history, which DLPack can hand over as is."""
     if tensor is None:
