@@ -228,9 +228,13 @@ class GradientKernel:
     def __repr__(self) -> str:
         return f"GradientKernel(d/d{self.wrt} of {self.spec!r}, target={self.target.name}, dtype={self.dtype})"
 
+    @functools.cached_property
+    def _runs_here(self) -> tuple[bool, str]:
+        return self.target.runs_here()
+
     def __call__(self, x1: Any, x2: Any, weight: Any, grad: Any, *, out: Any = None) -> Any:
         """The gradient for one batch; see the class docstring."""
-        runs, why = self.target.runs_here()
+        runs, why = self._runs_here
         if not runs:
             raise RuntimeError(f"cannot run this kernel here: {why}")
         v1, v2, w = self.spec.check_inputs(_host_view("x1", x1), _host_view("x2", x2),
