@@ -73,13 +73,25 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from tpc.export import export_onnx
+    from tpc.export import build_ort_library, export_onnx
 
-    _, tp, _ = _load_spec(args)
-    export_onnx(tp, args.output, dtype=args.dtype)
+    if args.ort_library is None:
+        for option in ("target", "batch"):
+            if getattr(args, option) is not None:
+                raise ValueError(f"--{option} selects the kernel of --ort-library; give --ort-library FILE.so too")
+    _, tp, batch = _load_spec(args)
     op = args.preset or Path(args.spec).name
+    algorithm = "cg"
+    if args.ort_library is not None:
+        kernel = compile_kernel(tp, batch=batch, target=args.target or "host", dtype=args.dtype)
+        algorithm = kernel.schedule.algorithm
+        build_ort_library(kernel, args.ort_library)
+        print(f"wrote {args.ort_library}: onnxruntime library of {op} ({kernel.target.name}, {kernel.dtype}, "
+              f"algorithm {algorithm}, schedule from {kernel.schedule.source}, "
+              f"{Path(args.ort_library).stat().st_size:,} bytes)")
+    export_onnx(tp, args.output, dtype=args.dtype, algorithm=algorithm)
     print(f"wrote {args.output}: ONNX model of {op} ({len(tp.instructions)} paths, {args.dtype}, "
-          f"{Path(args.output).stat().st_size:,} bytes)")
+          f"algorithm {algorithm}, {Path(args.output).stat().st_size:,} bytes)")
     return 0
 
 
@@ -157,7 +169,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--preset", help="a named problem")
     export.add_argument("-o", "--output", required=True, help="ONNX file to write")
     export.add_argument("--dtype", default="float32", choices=DTYPES)
-    export.set_defaults(run=_export_onnx, batch=None)
+    export.add_argument("--ort-library", metavar="FILE.so",
+                        help="also compile the product and write an onnxruntime custom-op library running it "
+                             "(register it with SessionOptions.register_custom_ops_library)")
+    export.add_argument("--target", help=f"target of the library's kernel, one of {', '.join(TARGET_NAMES)}; "
+                                         "default host (libraries run host CPU kernels only)")
+    export.add_argument("--batch", type=int, help="batch size the library will mostly run at, which selects the "
+                                                   "cached schedule (default: the preset's)")
+    export.set_defaults(run=_export_onnx)
     tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
     _add_op_arguments(tune, "batch size to tune for (default: the preset's)")
     tune.add_argument("--trials", type=int, default=64, help="measurements in total (default 64)")
