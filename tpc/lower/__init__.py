@@ -3,7 +3,8 @@
 from tpc.lower.cg import DTYPES, Lowered, PathStages, lower_cg
 from tpc.lower.fourier import lower_fourier
 from tpc.lower.gaunt_form import gaunt_form_problem
+from tpc.lower.gradients import lower_gradient
 from tpc.lower.grid import grid_resolutions, lower_grid
 
 __all__ = ["DTYPES", "Lowered", "PathStages", "gaunt_form_problem", "grid_resolutions", "lower_cg", "lower_fourier",
-           "lower_grid"]
+           "lower_gradient", "lower_grid"]

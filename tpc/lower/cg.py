@@ -222,7 +222,7 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
             factor = _b_factor(plan, batch, zero, f"a{p}")
             coupled = _factored_expression(plan, factor, zero)
         else:
-            coupled = _coupling_expression(plan, zero)
+            coupled = coupling_expression(plan, zero)
         shape = (batch, *[plan.extents[letter] for letter in letters], plan.coupling.shape[2])
         # te.compute calls its function at once, so closing over loop variables is safe here.
         z = te.compute(shape, lambda b, *rest: coupled(b, dict(zip(letters, rest[:-1])), rest[-1]), name=f"z{p}")
@@ -289,7 +289,7 @@ def _channel(operand: Operand, values: dict, extents: dict[str, int]):
     return index
 
 
-def _coupling_expression(plan: PathPlan, zero):
+def coupling_expression(plan: PathPlan, zero):
     """``(b, letter values, k) -> sum_{i,j} C[i,j,k] a[b,.,i] b[b,.,j]`` with one term per nonzero."""
     a, b, coupling = plan.a, plan.b, plan.coupling
     dtype = a.tensor.dtype

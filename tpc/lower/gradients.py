@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from tvm import te, tirx
 
-from tpc.lower.cg import (Inputs, Lowered, Operand, PathPlan, _coupling_expression, check_lowering_arguments,
+from tpc.lower.cg import (Inputs, Lowered, Operand, PathPlan, coupling_expression, check_lowering_arguments,
                           element_aligned, forward_plans, lower_plans, unflatten)
 from tpc.ops import TensorProduct
 
@@ -74,7 +74,7 @@ def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, param
         if plan.weight_letters is None:
             continue
         letters = plan.z_letters
-        coupled = _coupling_expression(plan, zero)
+        coupled = coupling_expression(plan, zero)
         components = plan.coupling.shape[2]
         z = te.compute((batch, *[plan.extents[letter] for letter in letters], components),
                        lambda b, *rest: coupled(b, dict(zip(letters, rest[:-1])), rest[-1]), name=f"z{plan.index}")

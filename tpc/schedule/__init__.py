@@ -67,11 +67,9 @@ def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | No
 def apply_gradient_schedule(lowered: Lowered, family: str) -> s_tir.Schedule:
     """Schedule a lowered gradient with default knobs: x1 and x2 gradients are products and
     take the Clebsch-Gordan schedule; the weight gradient (no path stages) runs per sample."""
-    if lowered.paths:
-        return apply_schedule(lowered, family)
-    if family == "cpu":
-        return cpu.apply_per_sample(lowered)
-    return cuda.apply_every_stage(lowered, cuda.THREADS.default)
+    if family != "cpu":
+        raise ValueError(f"gradient schedules exist for CPU targets only so far, not the {family!r} family")
+    return apply_schedule(lowered, family) if lowered.paths else cpu.apply_per_sample(lowered)
 
 
 def _check_family(family: str) -> None:

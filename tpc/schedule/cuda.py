@@ -71,13 +71,9 @@ def apply_stagewise(lowered: Lowered, config: Mapping[str, Any] | None = None) -
     """Schedule a grid or Fourier product for a CUDA GPU: one kernel per stage, one thread
     per output element of the stage (its sum, if any, runs in the thread)."""
     space = {"grid": GRID_SPACE, "fourier": FOURIER_SPACE}[lowered.algorithm]
-    return apply_every_stage(lowered, space.validate(config)["threads_per_block"])
-
-
-def apply_every_stage(lowered: Lowered, threads: int) -> s_tir.Schedule:
-    """One kernel per stage, one thread per output element of the stage."""
+    config = space.validate(config)
     sch = s_tir.Schedule(lowered.func)
     for block in sch.get_child_blocks(sch.get_sblock("root")):
         spatial = sum(var.iter_type == tirx.IterVar.DataPar for var in sch.get(block).iter_vars)
-        _bind_spatial(sch, block, spatial, threads, False)
+        _bind_spatial(sch, block, spatial, config["threads_per_block"], False)
     return sch
