@@ -23,7 +23,7 @@ def __getattr__(name: str):
         import tpc.tune
 
         return tpc.tune
-    if name in ("export_onnx", "build_ort_library"):
+    if name in ("export_onnx", "export_torch_onnx", "build_ort_library"):
         import tpc.export
 
         return getattr(tpc.export, name)
@@ -46,6 +46,7 @@ __all__ = [
     "compile",
     "compile_gradient",
     "export_onnx",
+    "export_torch_onnx",
     "load",
     "presets",
     "resolve_target",

@@ -51,10 +51,8 @@ def export_onnx(tp: TensorProduct, path: str | os.PathLike | None = None, dtype:
     if algorithm not in algorithms_for(tp):
         raise ValueError(f"algorithm {algorithm!r} does not compute this product; choose one of {algorithms_for(tp)}")
     element_type = ELEMENT_TYPES[dtype]
-    body = _FunctionBody(tp, np.dtype(dtype))
-    inputs = ["x1", "x2"] + (["weight"] if tp.weight_numel else []) + list(body.coefficients)
-    function = helper.make_function(
-        DOMAIN, OP_TYPE, inputs, ["y"], body.nodes, [helper.make_opsetid("", OPSET)], attributes=list(ATTRIBUTES))
+    function, coefficients = tensor_product_function(tp, dtype)
+    inputs = list(function.input)
     node = helper.make_node(OP_TYPE, inputs, ["y"], domain=DOMAIN, spec=tp.to_json(), fingerprint=tp.fingerprint,
                             algorithm=algorithm, dtype=dtype)
     graph_inputs = [
@@ -67,7 +65,7 @@ def export_onnx(tp: TensorProduct, path: str | os.PathLike | None = None, dtype:
     graph = helper.make_graph(
         [node], "tensor_product", graph_inputs,
         [helper.make_tensor_value_info("y", element_type, ["batch", tp.irreps_out.dim])],
-        initializer=[numpy_helper.from_array(array, name) for name, array in body.coefficients.items()],
+        initializer=[numpy_helper.from_array(array, name) for name, array in coefficients.items()],
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, 1)],
@@ -77,6 +75,25 @@ def export_onnx(tp: TensorProduct, path: str | os.PathLike | None = None, dtype:
     if path is not None:
         onnx.save_model(model, os.fspath(path))
     return model
+
+
+def tensor_product_function(tp: TensorProduct,
+                            dtype: str = "float32") -> tuple[onnx.FunctionProto, dict[str, np.ndarray]]:
+    """The fallback function ``ai.tpc::TensorProduct`` of ``tp`` and the coefficient tensors it reads.
+
+    The function's inputs are ``x1``, ``x2``, ``weight`` (when the product has weights), then
+    the coefficients by name, in the order of the returned dict; its output is ``y``. Other
+    exporters place it beside their own ``ai.tpc::TensorProduct`` nodes.
+    """
+    if not isinstance(tp, TensorProduct):
+        raise TypeError(f"tensor_product_function takes a TensorProduct, got {type(tp).__name__}")
+    if not isinstance(dtype, str) or dtype not in ELEMENT_TYPES:
+        raise ValueError(f"dtype must be one of {tuple(ELEMENT_TYPES)}, got {dtype!r}")
+    body = _FunctionBody(tp, np.dtype(dtype))
+    inputs = ["x1", "x2"] + (["weight"] if tp.weight_numel else []) + list(body.coefficients)
+    function = helper.make_function(
+        DOMAIN, OP_TYPE, inputs, ["y"], body.nodes, [helper.make_opsetid("", OPSET)], attributes=list(ATTRIBUTES))
+    return function, body.coefficients
 
 
 class _FunctionBody:
