@@ -1,4 +1,4 @@
-"""``tpc.compile``: spec -> lowered TE -> scheduled TIR -> native kernel for one target."""
+"""``tpc.compile`` and ``tpc.compile_gradient``: spec -> lowered TE -> scheduled TIR -> native kernel."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from tvm import s_tir
 
 from tpc import cache
 from tpc.lower.algorithms import algorithms_for, check_algorithm, default_algorithm, lower
-from tpc.ops import TensorProduct
-from tpc.lower.gradients import WRT, lower_gradient
+from tpc.ops import TensorProduct, check_wrt, op_fingerprint
 from tpc.runtime import GradientKernel, Kernel, ScheduleChoice
-from tpc.schedule import (apply_gradient_schedule, apply_schedule, default_config, lowering_options,
-                          scheduled_algorithms, search_space, validate_config)
+from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
+                          validate_config)
 from tpc.targets import TargetSpec, resolve_target
 
 # Block boundaries in the output are `likely` conditions: partitioning turns the output loop
@@ -25,22 +24,26 @@ PASS_CONFIG = {"s_tir.LoopPartition": {"partition_const_loop": True}}
 
 @dataclass(frozen=True)
 class CacheKey:
-    """What a cached schedule is looked up by."""
+    """What a cached schedule is looked up by: the op (the product, or its gradient with respect
+    to ``wrt``), batch, dtype and target."""
 
     tp: TensorProduct
     batch: int | None
     dtype: str
     target: TargetSpec
+    wrt: str | None = None
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Everything that determines a compiled kernel."""
+    """Everything that determines a compiled kernel (of the product, or of its gradient with
+    respect to ``wrt``)."""
 
     tp: TensorProduct
     target: TargetSpec
     dtype: str
     choice: ScheduleChoice
+    wrt: str | None = None
 
 
 def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[str, Any]],
@@ -51,51 +54,64 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
     schedules/) among the algorithms allowed, else the default; "default" forces the default
     knobs; a dict of knob values is used as given ("explicit"); a tuning record (a dict with
     "algorithm" and "config") likewise. ``algorithm`` None allows every algorithm that
-    computes the spec (the default: :func:`tpc.lower.algorithms.default_algorithm`); a name
-    allows only that one, and it must compute the spec's function.
+    computes the op (the default: :func:`tpc.lower.algorithms.default_algorithm`); a name
+    allows only that one, and it must compute the op's function.
     """
-    tp, family = request_key.tp, request_key.target.family
+    tp, family, wrt = request_key.tp, request_key.target.family, request_key.wrt
     if algorithm is not None:
-        check_algorithm(tp, algorithm)
+        check_algorithm(tp, algorithm, wrt)
     if isinstance(schedule, Mapping) and "config" in schedule:
         recorded = schedule.get("algorithm", "cg")
         if algorithm is not None and recorded != algorithm:
             raise ValueError(f"the schedule record is for the {recorded!r} algorithm, not {algorithm!r}")
-        check_algorithm(tp, recorded)
-        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded), "explicit")
-    chosen = algorithm or default_algorithm(tp)
+        check_algorithm(tp, recorded, wrt)
+        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, wrt), "explicit")
+    chosen = algorithm or default_algorithm(tp, wrt)
     if schedule is None:
-        allowed = [algorithm] if algorithm else algorithms_for(tp)
-        versions = {name: search_space(family, name).version for name in allowed
-                    if name in scheduled_algorithms(family)}
-        hit = cache.lookup(tp.fingerprint, request_key.batch, request_key.dtype, request_key.target.fingerprint,
-                           versions)
+        allowed = [algorithm] if algorithm else algorithms_for(tp, wrt)
+        versions = {name: search_space(family, name, wrt).version for name in allowed
+                    if name in scheduled_algorithms(family, wrt)}
+        hit = cache.lookup(op_fingerprint(tp, wrt), request_key.batch, request_key.dtype,
+                           request_key.target.fingerprint, versions)
         if hit is not None:
             record = hit.record
-            return ScheduleChoice(record.algorithm, validate_config(family, record.config, record.algorithm),
+            return ScheduleChoice(record.algorithm, validate_config(family, record.config, record.algorithm, wrt),
                                   hit.source)
     if schedule is None or schedule == "default":
-        return ScheduleChoice(chosen, default_config(family, chosen), "default")
+        return ScheduleChoice(chosen, default_config(family, chosen, wrt), "default")
     if isinstance(schedule, Mapping):
-        return ScheduleChoice(chosen, validate_config(family, schedule, chosen), "explicit")
+        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, wrt), "explicit")
     raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
 
 
 def scheduled(tp: TensorProduct, dtype: str, family: str, algorithm: str, config: Mapping[str, Any],
-              batch: int | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
-    """The scheduled TIR of one configuration (symbolic batch unless ``batch`` is given) and
-    the constant tables its function takes after ``out``."""
-    lowered = lower(tp, algorithm, dtype, batch=batch, **lowering_options(family, algorithm, config))
+              batch: int | None = None, wrt: str | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
+    """The scheduled TIR of one configuration of the product (or of its gradient with respect
+    to ``wrt``), symbolic batch unless ``batch`` is given, and the constant tables its function
+    takes after ``out``."""
+    lowered = lower(tp, algorithm, dtype, batch=batch, wrt=wrt, **lowering_options(family, algorithm, config))
     return apply_schedule(lowered, family, config), lowered.tables
 
 
-def build(request: BuildRequest) -> Kernel:
+def build(request: BuildRequest) -> Union[Kernel, GradientKernel]:
     """Lower, schedule and compile one request."""
     choice = request.choice
-    sch, tables = scheduled(request.tp, request.dtype, request.target.family, choice.algorithm, choice.config)
+    sch, tables = scheduled(request.tp, request.dtype, request.target.family, choice.algorithm, choice.config,
+                            wrt=request.wrt)
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         executable = tvm.compile(sch.mod, target=request.target.tvm_target())
+    if request.wrt is not None:
+        return GradientKernel(executable.mod, request.tp, request.wrt, request.target, request.dtype, choice,
+                              executable=executable)
     return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice, tables)
+
+
+def _check_arguments(function: str, tp: TensorProduct, batch: int | None) -> None:
+    """Reject a non-spec or a batch that is not a positive integer, naming ``tpc.<function>``."""
+    if not isinstance(tp, TensorProduct):
+        raise TypeError(f"tpc.{function} takes a TensorProduct, got {type(tp).__name__}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
 
 
 def compile(  # noqa: A001 - the public name mirrors tvm.compile
@@ -117,31 +133,25 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     :func:`tpc.algorithms_for`). ``Kernel.schedule`` tells which algorithm and schedule were
     used and where they came from.
     """
-    if not isinstance(tp, TensorProduct):
-        raise TypeError(f"tpc.compile takes a TensorProduct, got {type(tp).__name__}")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
+    _check_arguments("compile", tp, batch)
     spec = resolve_target(target)
     choice = choose_schedule(CacheKey(tp, batch, dtype, spec), schedule, algorithm)
     return build(BuildRequest(tp, spec, dtype, choice))
 
 
 def compile_gradient(tp: TensorProduct, wrt: str, target: Union[str, dict, TargetSpec] = "host",
-                     dtype: str = "float32") -> GradientKernel:
+                     dtype: str = "float32", batch: int | None = None,
+                     schedule: Union[None, str, Mapping[str, Any]] = None) -> GradientKernel:
     """Compile the gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``
-    ("x1", "x2" or "weight") for a CPU target, with the default schedule.
+    ("x1", "x2" or "weight") for a CPU target.
 
-    The product is linear in each argument, so these kernels also give every higher
-    derivative (see :mod:`tpc.torch`).
+    ``batch`` and ``schedule`` as in :func:`compile`: by default the best cached schedule of
+    the gradient op (tuned with ``tpc.tune(tp, wrt=...)``), else the default one;
+    ``GradientKernel.schedule`` tells which. The product is linear in each argument, so these
+    kernels also give every higher derivative (see :mod:`tpc.torch`).
     """
-    if not isinstance(tp, TensorProduct):
-        raise TypeError(f"tpc.compile_gradient takes a TensorProduct, got {type(tp).__name__}")
-    if wrt not in WRT:
-        raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
+    _check_arguments("compile_gradient", tp, batch)
+    check_wrt(tp, wrt)
     spec = resolve_target(target)
-    if spec.family != "cpu":
-        raise ValueError(f"gradient kernels are built for CPU targets (x86, arm, host) so far, not {spec.name!r}")
-    sch = apply_gradient_schedule(lower_gradient(tp, wrt, dtype), spec.family)
-    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
-        executable = tvm.compile(sch.mod, target=spec.tvm_target())
-    return GradientKernel(executable.mod, tp, wrt, spec, dtype)
+    choice = choose_schedule(CacheKey(tp, batch, dtype, spec, wrt), schedule)
+    return build(BuildRequest(tp, spec, dtype, choice, wrt))

@@ -12,7 +12,7 @@ from tpc.build import compile as compile_kernel
 from tpc.cache import cached_records
 from tpc.lower.algorithms import ALGORITHMS
 from tpc.lower import DTYPES
-from tpc.ops import TensorProduct
+from tpc.ops import WRT, TensorProduct, op_fingerprint
 from tpc.targets import TARGET_NAMES
 
 
@@ -101,7 +101,8 @@ def _tune(args: argparse.Namespace) -> int:
     title, tp, batch = _load_spec(args)
     print(title, file=sys.stderr)
     result = tpc.tune.tune(tp, batch=batch, target=args.target, dtype=args.dtype, trials=args.trials,
-                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed)
+                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed,
+                           wrt=args.gradient)
     print(tpc.tune.summary(result, tp.flops(batch)))
     return 130 if result.interrupted else 0
 
@@ -113,12 +114,16 @@ def _list(args: argparse.Namespace) -> int:
             key = (record.op, record.batch, record.dtype, record.target_fingerprint)
             if key not in rows or record.seconds < rows[key][1].seconds:
                 rows[key] = (source, record)
-    names = {tp.fingerprint: name for name, tp in ((n, presets.get(n).tp) for n in presets.names())}
-    print(f"{'op':<16} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
+    names = {}
+    for name in presets.names():
+        tp = presets.get(name).tp
+        names[tp.fingerprint] = name
+        names.update({op_fingerprint(tp, wrt): f"{name} d/d{wrt}" for wrt in WRT if wrt != "weight" or tp.weight_numel})
+    print(f"{'op':<24} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
     for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
         target = f"{record.target.get('kind')}/{record.target.get('mtriple', record.target.get('arch', ''))}" \
                  f"/{record.target.get('mcpu', '')}"
-        print(f"{names.get(op, op[:12]):<16} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
+        print(f"{names.get(op, op[:12]):<24} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
               f"{source:<11} {record.algorithm} {record.config}")
     if not rows:
         print("(no cached schedules)")
@@ -184,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--log", help="tuning log (JSON lines); default tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl")
     tune.add_argument("--resume", action="store_true", help="continue from the log without re-measuring")
     tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--gradient", choices=WRT, help="tune the gradient with respect to this argument instead of "
+                                                      "the product (CPU targets; tpc.compile_gradient uses the result)")
     tune.set_defaults(run=_tune)
     listing_cache = commands.add_parser("list", help="show the cached schedules")
     listing_cache.set_defaults(run=_list)

@@ -48,11 +48,9 @@ class ScheduleChoice:
     source: str
 
 
-class Kernel:
-    """A compiled tensor product for one target and dtype; any batch size.
+class _Compiled:
+    """A compiled module with its spec, target, dtype and schedule; its library on demand.
 
-    ``kernel(x1, x2, weight)`` takes numpy arrays or DLPack tensors (torch CPU tensors are
-    used without a copy) and returns the same kind; ``out=`` writes into a given array.
     ``tables`` are the constant arrays the compiled function takes after ``out``.
     """
 
@@ -73,6 +71,41 @@ class Kernel:
         """Whether this process can run the kernel, checked once rather than on every call."""
         return self.target.runs_here()
 
+    def library_module(self) -> Any:
+        """The TVM runtime module (host code, with any device module imported)."""
+        return self._module
+
+    def library_bytes(self) -> bytes:
+        """The shared library of the kernel (exported on first use)."""
+        if self._library is None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, LIBRARY)
+                self._executable.export_library(path, fcompile=_library_compiler(self.target))
+                self._library = Path(path).read_bytes()
+        return self._library
+
+    def tables_bytes(self) -> bytes:
+        """The constant tables as one ``.npz`` file (``table0``, ``table1``, ...)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"table{i}": table for i, table in enumerate(self.tables)})
+        return buffer.getvalue()
+
+    def _tables_on(self, device: Any) -> list[Any]:
+        """The constant tables copied to ``device`` (once per device)."""
+        key = (device.dlpack_device_type(), device.index)
+        if key not in self._device_tables:
+            self._device_tables[key] = [tvm.runtime.tensor(table, device) for table in self.tables]
+        return self._device_tables[key]
+
+
+class Kernel(_Compiled):
+    """A compiled tensor product for one target and dtype; any batch size.
+
+    ``kernel(x1, x2, weight)`` takes numpy arrays or DLPack tensors (torch CPU tensors are
+    used without a copy) and returns the same kind; ``out=`` writes into a given array.
+    ``schedule`` says which algorithm and knobs it was built with, and where they came from.
+    """
+
     @classmethod
     def from_executable(cls, executable: Any, tp: TensorProduct, target: TargetSpec, dtype: str,
                         schedule: ScheduleChoice, tables: tuple[np.ndarray, ...] = ()) -> "Kernel":
@@ -82,10 +115,6 @@ class Kernel:
     def __repr__(self) -> str:
         return (f"Kernel({self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
                 f"algorithm={self.schedule.algorithm}, schedule from {self.schedule.source})")
-
-    def library_module(self) -> Any:
-        """The TVM runtime module (host code, with any device module imported)."""
-        return self._module
 
     # -- calling ----------------------------------------------------------------------------
 
@@ -146,29 +175,7 @@ class Kernel:
             self._module["main"](*tensors.values(), result, *self._tables_on(result.device))
         return out
 
-    def _tables_on(self, device: Any) -> list[Any]:
-        """The constant tables copied to ``device`` (once per device)."""
-        key = (device.dlpack_device_type(), device.index)
-        if key not in self._device_tables:
-            self._device_tables[key] = [tvm.runtime.tensor(table, device) for table in self.tables]
-        return self._device_tables[key]
-
     # -- saving -----------------------------------------------------------------------------
-
-    def library_bytes(self) -> bytes:
-        """The shared library of the kernel (exported on first use)."""
-        if self._library is None:
-            with tempfile.TemporaryDirectory() as folder:
-                path = os.path.join(folder, LIBRARY)
-                self._executable.export_library(path, fcompile=_library_compiler(self.target))
-                self._library = Path(path).read_bytes()
-        return self._library
-
-    def tables_bytes(self) -> bytes:
-        """The constant tables as one ``.npz`` file (``table0``, ``table1``, ...)."""
-        buffer = io.BytesIO()
-        np.savez(buffer, **{f"table{i}": table for i, table in enumerate(self.tables)})
-        return buffer.getvalue()
 
     def manifest(self) -> dict[str, Any]:
         """What the kernel file records next to the library."""
@@ -210,27 +217,23 @@ CHUNK_VALUES = 1 << 20
 MIN_CHUNK = 16
 
 
-class GradientKernel:
+class GradientKernel(_Compiled):
     """The compiled gradient of ``<grad, tp(x1, x2, weight)>`` with respect to one argument.
 
     ``kernel(x1, x2, weight, grad)`` (weight None when the product has none) takes numpy
     arrays or DLPack host tensors and returns an array shaped like the argument ``wrt``:
-    for shared weights the per-sample gradients summed over the batch.
+    for shared weights the per-sample gradients summed over the batch. ``schedule`` says
+    which knobs it was built with and where they came from.
     """
 
-    def __init__(self, module: Any, tp: TensorProduct, wrt: str, target: TargetSpec, dtype: str) -> None:
-        self._module = module
-        self.spec = tp
+    def __init__(self, module: Any, tp: TensorProduct, wrt: str, target: TargetSpec, dtype: str,
+                 schedule: ScheduleChoice, executable: Any = None) -> None:
+        super().__init__(module, tp, target, dtype, schedule, executable)
         self.wrt = wrt
-        self.target = target
-        self.dtype = dtype
 
     def __repr__(self) -> str:
-        return f"GradientKernel(d/d{self.wrt} of {self.spec!r}, target={self.target.name}, dtype={self.dtype})"
-
-    @functools.cached_property
-    def _runs_here(self) -> tuple[bool, str]:
-        return self.target.runs_here()
+        return (f"GradientKernel(d/d{self.wrt} of {self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
+                f"schedule from {self.schedule.source})")
 
     def __call__(self, x1: Any, x2: Any, weight: Any, grad: Any, *, out: Any = None) -> Any:
         """The gradient for one batch; see the class docstring."""

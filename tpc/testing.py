@@ -3,7 +3,8 @@
 ``foundation_cases()`` is a fixed, seeded set of random tensor products covering every mode,
 both path normalizations, every irrep normalization, shared and per-sample weights, path
 weights and input variances. ``e3nn_forward`` runs the same product through e3nn itself,
-the numerical oracle (it needs the ``test`` extra: torch and e3nn).
+the numerical oracle, and ``e3nn_gradients`` differentiates it with autograd (they need
+the ``test`` extra: torch and e3nn).
 """
 
 from __future__ import annotations
@@ -146,6 +147,26 @@ def e3nn_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.n
         args.append(torch.as_tensor(np.asarray(weight, np.float64)))
     with torch.no_grad():
         return module(*args).numpy()
+
+
+def gradient_problem(tp: TensorProduct, batch: int, seed: int) -> tuple[tuple, dict[str, np.ndarray]]:
+    """Random float64 ``(x1, x2, weight, grad)`` and e3nn's gradients for them (the oracle)."""
+    rng = np.random.default_rng(seed)
+    x1, x2, weight = random_inputs(tp, batch, rng)
+    grad = rng.standard_normal((batch, tp.irreps_out.dim))
+    return (x1, x2, weight, grad), e3nn_gradients(tp, x1, x2, weight, grad)
+
+
+def e3nn_gradients(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.ndarray | None,
+                   grad: np.ndarray) -> dict[str, np.ndarray]:
+    """``d<grad, e3nn(x1, x2, weight)>/d`` each argument by torch autograd, in float64."""
+    import torch
+
+    arguments = {name: torch.tensor(np.asarray(value, np.float64), requires_grad=True)
+                 for name, value in (("x1", x1), ("x2", x2), ("weight", weight)) if value is not None}
+    output = e3nn_module(tp)(*arguments.values())
+    (output * torch.as_tensor(np.asarray(grad, np.float64))).sum().backward()
+    return {name: tensor.grad.numpy() for name, tensor in arguments.items()}
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:

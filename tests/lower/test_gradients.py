@@ -1,36 +1,25 @@
 """Gradient kernels against e3nn's autograd, in float64, for every mode."""
 
+import itertools
+
 import numpy as np
 import pytest
-import torch
 
 import tpc
 import tpc.runtime
 from tpc.build import compile_gradient
 from tpc.lower.gradients import lower_gradient
-from tpc.testing import e3nn_module, foundation_cases, random_inputs, relative_error
+from tpc.schedule import search_space
+from tpc.testing import e3nn_gradients, foundation_cases, gradient_problem, random_inputs, relative_error
 
 CASES = foundation_cases(per_mode=2, mixed=2)
 
 
-def e3nn_gradients(tp, x1, x2, weight, grad) -> dict[str, np.ndarray]:
-    """d<grad, e3nn(x1, x2, weight)>/d(each argument), by torch autograd."""
-    arguments = {name: torch.tensor(value, requires_grad=True) for name, value in
-                 (("x1", x1), ("x2", x2), ("weight", weight)) if value is not None}
-    output = e3nn_module(tp)(*arguments.values())
-    (output * torch.as_tensor(grad)).sum().backward()
-    return {name: tensor.grad.numpy() for name, tensor in arguments.items()}
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_gradients_equal_e3nn_autograd(case):
-    tp = case.tp
-    rng = np.random.default_rng(3)
-    x1, x2, weight = random_inputs(tp, 11, rng)
-    grad = rng.standard_normal((11, tp.irreps_out.dim))
-    expected = e3nn_gradients(tp, x1, x2, weight, grad)
+    arguments, expected = gradient_problem(case.tp, 11, 3)
     for wrt, value in expected.items():
-        actual = compile_gradient(tp, wrt, dtype="float64")(x1, x2, weight, grad)
+        actual = compile_gradient(case.tp, wrt, dtype="float64")(*arguments)
         assert actual.shape == value.shape
         assert relative_error(actual, value) < 1e-10, wrt
 
@@ -44,8 +33,8 @@ def test_x2_first_coupling_gives_the_same_gradients():
     for wrt in ("x1", "x2"):
         lowered = lower_gradient(tp, wrt, "float64", coupling="x2_first")
         assert any(path.factor for path in lowered.paths)
-        direct = compile_gradient(tp, wrt, dtype="float64")
-        assert relative_error(direct(x1, x2, weight, grad), expected[wrt]) < 1e-10
+        factored = compile_gradient(tp, wrt, dtype="float64", schedule={"coupling": "x2_first"})
+        assert relative_error(factored(x1, x2, weight, grad), expected[wrt]) < 1e-10
 
 
 def test_shared_weight_gradients_are_summed_chunk_by_chunk(monkeypatch):
@@ -78,9 +67,36 @@ def test_bad_requests_are_named():
         compile_gradient(tp, "x3")
     with pytest.raises(ValueError, match="CPU targets"):
         compile_gradient(tp, "x1", target="cuda")
+    with pytest.raises(ValueError, match="'cg' algorithm only"):
+        compile_gradient(tp, "x1", schedule={"algorithm": "grid", "config": {}})
     kernel = compile_gradient(tp, "x1", dtype="float64")
     x = np.zeros((2, 4))
     with pytest.raises(ValueError, match="grad must have shape"):
         kernel(x, x, None, np.zeros((2, 3)))
     with pytest.raises(TypeError, match="compiled for float64"):
         kernel(x.astype(np.float32), x.astype(np.float32), None, np.zeros((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("name", ["mace-small-l2", "fc-small"])
+def test_every_weight_gradient_knob_setting_is_correct(name):
+    """uvu (z read once per weight) and uvw (z reused across output channels), shared and per-sample weights."""
+    tp = tpc.presets.get(name).tp
+    rng = np.random.default_rng(7)
+    x1, x2, weight = random_inputs(tp, 13, rng, np.float32)
+    grad = rng.standard_normal((13, tp.irreps_out.dim)).astype(np.float32)
+    expected = tp.reference_gradient(x1, x2, weight, grad, "weight")
+    space = search_space("cpu", "cg", "weight")
+    for tile, inline, unroll in itertools.product((1, 8), (False, True), (False, True)):
+        config = {"batch_tile": tile, "inline_z": inline, "unroll_components": unroll}
+        kernel = compile_gradient(tp, "weight", schedule=config)
+        assert kernel.schedule == tpc.runtime.ScheduleChoice("cg", space.validate(config), "explicit")
+        assert relative_error(kernel(x1, x2, weight, grad), expected) < 1e-4, config
+
+
+def test_the_weight_gradient_knobs_change_the_code():
+    lowered = lower_gradient(tpc.presets.get("mace-small-l2").tp, "weight")
+    texts = {str(tpc.schedule.apply_schedule(lowered, "cpu", config).mod)
+             for config in ({}, {"inline_z": True}, {"unroll_components": False}, {"batch_tile": 2})}
+    assert len(texts) == 4
+    with pytest.raises(ValueError, match="unknown cpu-weight-gradient schedule knob"):
+        compile_gradient(tpc.presets.get("fc-small").tp, "weight", schedule={"materialize": "all"})

@@ -7,9 +7,10 @@ import pytest
 
 import tpc
 from tpc.lower.cg import lower_cg
-from tpc.schedule import apply_schedule
+from tpc.ops import WRT
+from tpc.schedule import apply_schedule, tuning_space
 from tpc.targets import resolve_target
-from tpc.tune.features import PER_STORE_LENGTH, TIR_FEATURE_LENGTH, tir_features
+from tpc.tune.features import PER_STORE_LENGTH, TIR_FEATURE_LENGTH, TirFeaturizer, op_descriptors, tir_features
 
 HOST = resolve_target("host").tvm_target()
 FC_TP = tpc.presets.get("fc-small").tp
@@ -58,3 +59,15 @@ def test_total_work_is_independent_of_the_tile_once_the_batch_is_bound():
     whole = [features(FC, {"batch_tile": tile}, batch=1024)[FLOAT_MUL] for tile in (1, 64)]
     assert per_tile[1] - per_tile[0] == pytest.approx(math.log2(64), abs=0.01)
     assert whole[0] == pytest.approx(whole[1]) and whole[0] == pytest.approx(per_tile[0] + math.log2(1024), abs=0.01)
+
+
+def test_gradient_ops_have_features_of_their_own():
+    tp = tpc.presets.get("mace-small-l2").tp
+    for wrt, knobs in (("x2", {"batch_tile": 64}), ("weight", {"inline_z": True})):
+        space = tuning_space("cpu", ["cg"], wrt)
+        featurize = TirFeaturizer(tp, resolve_target("host"), "float32", 1024, space, wrt)
+        default, other = (np.array(featurize(space.join("cg", config))) for config in ({}, knobs))
+        assert default.shape == (TIR_FEATURE_LENGTH,) and np.isfinite(default).all()
+        assert not np.allclose(default, other)
+    descriptors = [op_descriptors(tp, 1024, "float32", wrt) for wrt in (None, *WRT)]
+    assert len({len(row) for row in descriptors}) == 1 and len({tuple(row) for row in descriptors}) == 4

@@ -6,32 +6,43 @@ from tvm import te
 import tpc
 from tpc.schedule import search_space
 from tpc.tune.measure import LocalRunner, MeasureInput
+from tpc.tune.worker import output_shape
 
 TP = tpc.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e+2x1o",
                        [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True), (1, 0, 1, "uvu", True)],
                        shared_weights=False)
 
 
-def _candidate(config=None, target="host"):
+def _candidate(config=None, target="host", wrt=None):
     return MeasureInput(TP.to_dict(), tpc.resolve_target(target).tvm_dict, "float32", 64, "cg",
-                        {**search_space("cpu").default(), **(config or {})})
+                        {**search_space("cpu", "cg", wrt).default(), **(config or {})}, wrt)
 
 
-def _library(tmp_path, name, body):
-    """A real kernel library with the product's signature whose output is ``body(x1, b, c)``."""
+def _library(tmp_path, name, body, wrt=None):
+    """A real kernel library with the signature of the product (with ``wrt``: of its gradient)
+    whose output is ``body(x1, b, c)``."""
     batch = te.var("batch")
     x1 = te.placeholder((batch, TP.irreps_in1.dim), "float32", name="x1")
     x2 = te.placeholder((batch, TP.irreps_in2.dim), "float32", name="x2")
     weight = te.placeholder((batch, TP.weight_numel), "float32", name="weight")
-    out = te.compute((batch, TP.irreps_out.dim), lambda b, c: body(x1, b, c), name="out")
+    grad = [te.placeholder((batch, TP.irreps_out.dim), "float32", name="grad")] if wrt else []
+    out = te.compute((batch, output_shape(TP, wrt, 1)[1]), lambda b, c: body(x1, b, c), name="out")
     path = tmp_path / f"{name}.so"
-    tvm.compile(te.create_prim_func([x1, x2, weight, out]), target="llvm").export_library(str(path))
+    tvm.compile(te.create_prim_func([x1, x2, weight, *grad, out]), target="llvm").export_library(str(path))
     return path
 
 
 def test_measures_valid_candidates(tmp_path):
     results = LocalRunner(repeat=2, min_repeat_ms=5).measure([_candidate(), _candidate({"batch_tile": 2})])
     assert all(r.error is None and 0 < r.seconds < 1 and r.build_seconds > 0 for r in results)
+
+
+def test_a_wrong_gradient_kernel_is_an_error(tmp_path):
+    """The check compares against the gradient's reference, with the gradient's arguments."""
+    runner = LocalRunner(repeat=2, min_repeat_ms=5)
+    for wrt in ("x2", "weight"):
+        wrong = _library(tmp_path, f"wrong-{wrt}", lambda x1, b, c: x1[b, 0] * 0.0 + 1.0, wrt=wrt)
+        assert "wrong result" in runner.run_library(wrong, _candidate(wrt=wrt)).error
 
 
 def test_wrong_crashing_and_hanging_kernels_become_errors(tmp_path):

@@ -57,11 +57,13 @@ class PathStages:
 
 @dataclass(frozen=True)
 class Lowered:
-    """A lowered product: its PrimFunc, the algorithm and stage names.
+    """A lowered product or gradient: its PrimFunc, the algorithm and stage names.
 
     The PrimFunc's parameters are x1, x2[, weight], out, then one per entry of ``tables``:
     constant arrays (basis changes too large to fold into the code) that every call passes
     after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
+    ``wrt`` is None for a product; for a gradient, the argument it is taken with respect to
+    (its function takes ``grad`` before ``out``).
     """
 
     func: object
@@ -69,6 +71,7 @@ class Lowered:
     out: str
     algorithm: str = "cg"
     tables: tuple[np.ndarray, ...] = ()
+    wrt: str | None = None
 
 
 @dataclass(frozen=True)

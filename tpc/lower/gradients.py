@@ -22,9 +22,7 @@ from tvm import te, tirx
 
 from tpc.lower.cg import (Inputs, Lowered, Operand, PathPlan, coupling_expression, check_lowering_arguments,
                           element_aligned, forward_plans, lower_plans, unflatten)
-from tpc.ops import TensorProduct
-
-WRT = ("x1", "x2", "weight")
+from tpc.ops import TensorProduct, check_wrt
 
 
 def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: int | None = None,
@@ -35,10 +33,7 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     (``coupling`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is per sample,
     ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
     """
-    if wrt not in WRT:
-        raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
-    if wrt == "weight" and not tp.weight_numel:
-        raise ValueError("this tensor product has no weights to take the gradient with respect to")
+    check_wrt(tp, wrt)
     check_lowering_arguments(dtype, coupling)
     batch = te.var("batch") if batch is None else batch
     inputs = Inputs.of(tp, dtype, batch)
@@ -56,11 +51,11 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
         transposed = [replace(plan, a=grad_operand(plan), coupling=plan.coupling.transpose(2, 1, 0),
                               out_letters=plan.a.letters, out_block=tp.instructions[plan.index].i_in1)
                       for plan in plans]
-        return lower_plans(transposed, inputs, params, tp.irreps_in1, batch, coupling)
+        return replace(lower_plans(transposed, inputs, params, tp.irreps_in1, batch, coupling), wrt=wrt)
     transposed = [replace(plan, b=grad_operand(plan), coupling=plan.coupling.transpose(0, 2, 1),
                           out_letters=plan.b.letters, out_block=tp.instructions[plan.index].i_in2)
                   for plan in plans]
-    return lower_plans(transposed, inputs, params, tp.irreps_in2, batch, coupling)
+    return replace(lower_plans(transposed, inputs, params, tp.irreps_in2, batch, coupling), wrt=wrt)
 
 
 def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, params: list, batch) -> Lowered:
@@ -104,4 +99,4 @@ def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, param
 
     out = te.compute((batch, tp.weight_numel), assemble, name="out")
     func = element_aligned(te.create_prim_func(params + [out]), dtype)
-    return Lowered(func, (), "out", algorithm="cg")
+    return Lowered(func, (), "out", algorithm="cg", wrt="weight")

@@ -1,7 +1,7 @@
 """Tensor-product specifications: what to compute, independent of how."""
 
 from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct
-from tpc.ops.tensor_product import MODES, Instruction, TensorProduct
+from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct, check_wrt, op_fingerprint
 
 __all__ = [
     "MODES",
@@ -10,4 +10,7 @@ __all__ = [
     "GauntTensorProduct",
     "Instruction",
     "TensorProduct",
+    "WRT",
+    "check_wrt",
+    "op_fingerprint",
 ]

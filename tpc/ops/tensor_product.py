@@ -34,6 +34,8 @@ MODE_INDICES: dict[str, tuple[str, str, str, str]] = {
     "uvuv": ("u", "v", "uv", "uv"),
 }
 MODES = tuple(MODE_INDICES)
+WRT = ("x1", "x2", "weight")
+"""The arguments a product has gradients with respect to."""
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,70 @@ class TensorProduct:
         as64 = [None if a is None else a.astype(np.float64) for a in (x1, x2, weight)]
         return einsum_forward(self, *as64)
 
+    def reference_gradient(self, x1: Any, x2: Any, weight: Any, grad: Any, wrt: str) -> np.ndarray:
+        """``d<grad, tp(x1, x2, weight)>/d wrt`` in float64 numpy, shaped like the argument ``wrt``
+        (shared weights: the per-sample gradients summed over the batch)."""
+        check_wrt(self, wrt)
+        x1, x2, weight = self.check_inputs(x1, x2, weight)
+        grad = _float_array("grad", grad)
+        if grad.shape != (x1.shape[0], self.irreps_out.dim):
+            raise ValueError(f"grad must have shape ({x1.shape[0]}, {self.irreps_out.dim}), got {grad.shape}")
+        arguments = {"x1": x1, "x2": x2, "weight": weight}
+        result = np.zeros(arguments[wrt].shape)
+        as64 = [None if a is None else a.astype(np.float64) for a in (x1, x2, weight)]
+        for path in _einsum_paths(self, *as64):
+            if wrt not in path.operands:
+                continue
+            block = grad[:, path.out_slice].astype(np.float64).reshape(path.out_shape)
+            others = [operand for name, operand in path.operands.items() if name != wrt] + [(block, path.out_letters)]
+            wanted, letters = path.operands[wrt]
+            # A channel the path sums over without a weight (unweighted uvu, uvv) gets the same
+            # gradient for every value: a vector of ones carries its letter.
+            others += [(np.ones(size), letter) for letter, size in zip(letters, wanted.shape)
+                       if not any(letter in other for _, other in others)]
+            subscripts = ",".join(other for _, other in others) + f"->{letters}"
+            part = np.einsum(subscripts, *[array for array, _ in others], optimize=True)
+            result[..., path.slices[wrt]] += part.reshape(result[..., path.slices[wrt]].shape)
+        return result
+
+
+@dataclass(frozen=True)
+class _EinsumPath:
+    """One path as an einsum: operands (x1, x2, the coupling, the weight if any) with their
+    subscripts, the output block's subscripts and shape, and each argument's columns."""
+
+    operands: dict[str, tuple[np.ndarray, str]]
+    out_letters: str
+    out_shape: tuple[int, ...]
+    out_slice: slice
+    slices: dict[str, slice]
+
+
+def _einsum_paths(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.ndarray | None) -> list[_EinsumPath]:
+    """The paths of ``tp`` as einsums on checked arguments (subscript z: the sample), in x1's dtype."""
+    batch = x1.shape[0]
+    in1_slices, in2_slices, out_slices = tp.irreps_in1.slices(), tp.irreps_in2.slices(), tp.irreps_out.slices()
+    paths = []
+    for ins, w_slice in zip(tp.instructions, tp.weight_slices()):
+        (mul1, ir1), (mul2, ir2), (mul_out, ir_out) = (tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2],
+                                                       tp.irreps_out[ins.i_out])
+        coupling = (ins.coefficient * wigner_3j(ir1.l, ir2.l, ir_out.l)).astype(x1.dtype)
+        idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
+        operands = {"x1": (x1[:, in1_slices[ins.i_in1]].reshape(batch, mul1, ir1.dim), f"z{idx1}i"),
+                    "x2": (x2[:, in2_slices[ins.i_in2]].reshape(batch, mul2, ir2.dim), f"z{idx2}j"),
+                    "coupling": (coupling, "ijk")}
+        if ins.has_weight:
+            w = weight[..., w_slice]
+            operands["weight"] = (w.reshape(ins.path_shape), idx_w) if tp.shared_weights else \
+                (w.reshape((batch,) + ins.path_shape), "z" + idx_w)
+        elif ins.connection_mode == "uuw":
+            idx_out = ""
+        sizes = {"u": mul1, "v": mul2, "w": mul_out}
+        paths.append(_EinsumPath(operands, f"z{idx_out}k", (batch, *[sizes[c] for c in idx_out], ir_out.dim),
+                                 out_slices[ins.i_out],
+                                 {"x1": in1_slices[ins.i_in1], "x2": in2_slices[ins.i_in2], "weight": w_slice}))
+    return paths
+
 
 def einsum_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
     """The product path by path with numpy einsum over dense coupling tensors, in x1's dtype.
@@ -334,30 +400,30 @@ def einsum_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np
     Arguments must already be checked (:meth:`TensorProduct.check_inputs`). This is the
     reference algorithm, and the plain-numpy baseline of the benchmarks.
     """
-    dtype = x1.dtype
-    batch = x1.shape[0]
-    out = np.zeros((batch, tp.irreps_out.dim), dtype)
-    in1_slices, in2_slices, out_slices = tp.irreps_in1.slices(), tp.irreps_in2.slices(), tp.irreps_out.slices()
-    for ins, w_slice in zip(tp.instructions, tp.weight_slices()):
-        (mul1, ir1), (mul2, ir2) = tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2]
-        a = x1[:, in1_slices[ins.i_in1]].reshape(batch, mul1, ir1.dim)
-        b = x2[:, in2_slices[ins.i_in2]].reshape(batch, mul2, ir2.dim)
-        coupling = (ins.coefficient * wigner_3j(ir1.l, ir2.l, tp.irreps_out[ins.i_out].ir.l)).astype(dtype)
-        idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
-        operands, terms = [a, b, coupling], [f"z{idx1}i", f"z{idx2}j", "ijk"]
-        if ins.has_weight:
-            w = weight[..., w_slice]
-            if tp.shared_weights:
-                operands.append(w.reshape(ins.path_shape))
-                terms.append(idx_w)
-            else:
-                operands.append(w.reshape((batch,) + ins.path_shape))
-                terms.append("z" + idx_w)
-        elif ins.connection_mode == "uuw":
-            idx_out = ""
-        result = np.einsum(",".join(terms) + f"->z{idx_out}k", *operands, optimize=True)
-        out[:, out_slices[ins.i_out]] += result.reshape(batch, -1)
+    out = np.zeros((x1.shape[0], tp.irreps_out.dim), x1.dtype)
+    for path in _einsum_paths(tp, x1, x2, weight):
+        subscripts = ",".join(letters for _, letters in path.operands.values()) + f"->{path.out_letters}"
+        result = np.einsum(subscripts, *[array for array, _ in path.operands.values()], optimize=True)
+        out[:, path.out_slice] += result.reshape(x1.shape[0], -1)
     return out
+
+
+def check_wrt(tp: TensorProduct, wrt: str) -> None:
+    """Raise ValueError unless ``tp`` has a gradient with respect to ``wrt`` (one of :data:`WRT`)."""
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
+    if wrt == "weight" and not tp.weight_numel:
+        raise ValueError("this tensor product has no weights to take the gradient with respect to")
+
+
+def op_fingerprint(tp: TensorProduct, wrt: str | None = None) -> str:
+    """The identity of an op in tuning records and the schedule cache: the product's
+    fingerprint, or for its gradient with respect to ``wrt`` the sha256 of that plus "/d" + wrt,
+    so tuned products and gradients never mix."""
+    if wrt is None:
+        return tp.fingerprint
+    check_wrt(tp, wrt)
+    return hashlib.sha256(f"{tp.fingerprint}/d{wrt}".encode()).hexdigest()
 
 
 def _variances(name: str, values: Sequence[float] | None, irreps: Irreps) -> tuple[float, ...]:

@@ -12,43 +12,52 @@ from tpc.schedule import cpu, cuda, gaunt
 from tpc.schedule.space import AlgorithmSpace, SearchSpace
 
 FAMILIES = ("cpu", "cuda")
-# Knob space and schedule of each (family, algorithm); a family's algorithms in a fixed order.
+# Knob space and schedule of each (family, algorithm, op): op None for the product, else the
+# argument of a gradient; a family's algorithms in a fixed order. The x1 and x2 gradients are
+# products with transposed couplings and take the product's schedule; the weight gradient
+# has per-sample stages of its own. Gradients are scheduled for CPUs only so far.
 _SCHEDULES = {
-    ("cpu", "cg"): (cpu.SPACE, cpu.apply),
-    ("cpu", "fourier"): (gaunt.FOURIER_SPACE, gaunt.apply_fourier),
-    ("cpu", "grid"): (gaunt.GRID_SPACE, gaunt.apply_grid),
-    ("cuda", "cg"): (cuda.SPACE, cuda.apply),
-    ("cuda", "fourier"): (cuda.FOURIER_SPACE, cuda.apply_stagewise),
-    ("cuda", "grid"): (cuda.GRID_SPACE, cuda.apply_stagewise),
+    ("cpu", "cg", None): (cpu.SPACE, cpu.apply),
+    ("cpu", "fourier", None): (gaunt.FOURIER_SPACE, gaunt.apply_fourier),
+    ("cpu", "grid", None): (gaunt.GRID_SPACE, gaunt.apply_grid),
+    ("cuda", "cg", None): (cuda.SPACE, cuda.apply),
+    ("cuda", "fourier", None): (cuda.FOURIER_SPACE, cuda.apply_stagewise),
+    ("cuda", "grid", None): (cuda.GRID_SPACE, cuda.apply_stagewise),
+    ("cpu", "cg", "x1"): (cpu.SPACE, cpu.apply),
+    ("cpu", "cg", "x2"): (cpu.SPACE, cpu.apply),
+    ("cpu", "cg", "weight"): (cpu.WEIGHT_GRADIENT_SPACE, cpu.apply_per_sample),
 }
 
 
-def scheduled_algorithms(family: str) -> tuple[str, ...]:
-    """The algorithms a target family has schedules for."""
+def scheduled_algorithms(family: str, wrt: str | None = None) -> tuple[str, ...]:
+    """The algorithms a target family has schedules for (for the gradient with respect to ``wrt``)."""
     _check_family(family)
-    return tuple(algorithm for fam, algorithm in _SCHEDULES if fam == family)
+    return tuple(algorithm for fam, algorithm, op in _SCHEDULES if fam == family and op == wrt)
 
 
-def search_space(family: str, algorithm: str = "cg") -> SearchSpace:
-    """The knob space of an algorithm on a target family."""
-    return _entry(family, algorithm)[0]
+def search_space(family: str, algorithm: str = "cg", wrt: str | None = None) -> SearchSpace:
+    """The knob space of an algorithm on a target family (for the gradient with respect to ``wrt``)."""
+    return _entry(family, algorithm, wrt)[0]
 
 
-def tuning_space(family: str, algorithms: Sequence[str]) -> AlgorithmSpace:
+def tuning_space(family: str, algorithms: Sequence[str], wrt: str | None = None) -> AlgorithmSpace:
     """The tuner's space over ``algorithms`` (those without a schedule here left out), the first as default."""
-    available = scheduled_algorithms(family)
+    available = scheduled_algorithms(family, wrt)
     searched = tuple(name for name in algorithms if name in available)
-    return AlgorithmSpace(tuple((name, search_space(family, name)) for name in available), searched)
+    if algorithms and not searched:
+        raise ValueError(_no_schedule(family, algorithms[0], wrt))
+    return AlgorithmSpace(tuple((name, search_space(family, name, wrt)) for name in available), searched)
 
 
-def default_config(family: str, algorithm: str = "cg") -> dict[str, Any]:
+def default_config(family: str, algorithm: str = "cg", wrt: str | None = None) -> dict[str, Any]:
     """Default knob values of an algorithm on a target family."""
-    return search_space(family, algorithm).default()
+    return search_space(family, algorithm, wrt).default()
 
 
-def validate_config(family: str, config: Mapping[str, Any] | None, algorithm: str = "cg") -> dict[str, Any]:
+def validate_config(family: str, config: Mapping[str, Any] | None, algorithm: str = "cg",
+                    wrt: str | None = None) -> dict[str, Any]:
     """Full, checked knob values (unknown knobs or values raise ValueError)."""
-    return search_space(family, algorithm).validate(config)
+    return search_space(family, algorithm, wrt).validate(config)
 
 
 def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,16 +69,8 @@ def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> 
 
 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
-    """Schedule ``lowered`` for a target family with the given knob values."""
-    return _entry(family, lowered.algorithm)[1](lowered, config)
-
-
-def apply_gradient_schedule(lowered: Lowered, family: str) -> s_tir.Schedule:
-    """Schedule a lowered gradient with default knobs: x1 and x2 gradients are products and
-    take the Clebsch-Gordan schedule; the weight gradient (no path stages) runs per sample."""
-    if family != "cpu":
-        raise ValueError(f"gradient schedules exist for CPU targets only so far, not the {family!r} family")
-    return apply_schedule(lowered, family) if lowered.paths else cpu.apply_per_sample(lowered)
+    """Schedule ``lowered`` (a product or a gradient) for a target family with the given knob values."""
+    return _entry(family, lowered.algorithm, lowered.wrt)[1](lowered, config)
 
 
 def _check_family(family: str) -> None:
@@ -77,9 +78,18 @@ def _check_family(family: str) -> None:
         raise ValueError(f"unknown target family {family!r}; known: {sorted(FAMILIES)}")
 
 
-def _entry(family: str, algorithm: str):
+def _entry(family: str, algorithm: str, wrt: str | None = None):
     _check_family(family)
-    if (family, algorithm) not in _SCHEDULES:
-        raise ValueError(f"no {family} schedule for the {algorithm!r} algorithm; "
-                         f"{family} has schedules for {list(scheduled_algorithms(family))}")
-    return _SCHEDULES[(family, algorithm)]
+    if (family, algorithm, wrt) not in _SCHEDULES:
+        raise ValueError(_no_schedule(family, algorithm, wrt))
+    return _SCHEDULES[(family, algorithm, wrt)]
+
+
+def _no_schedule(family: str, algorithm: str, wrt: str | None) -> str:
+    """Why there is no schedule for an algorithm (of a product or a gradient) on a family."""
+    if wrt is not None:
+        families = sorted({fam.upper() for fam, _, op in _SCHEDULES if op == wrt})
+        return (f"gradients with respect to {wrt!r} are scheduled for {', '.join(families) or 'no'} targets only "
+                f"so far, with the 'cg' algorithm; not for the {family!r} family with {algorithm!r}")
+    return (f"no {family} schedule for the {algorithm!r} algorithm; "
+            f"{family} has schedules for {list(scheduled_algorithms(family))}")

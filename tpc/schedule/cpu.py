@@ -14,11 +14,13 @@ from tvm import s_tir
 from tpc.lower import Lowered
 from tpc.schedule.space import Knob, SearchSpace
 
+BATCH_TILE = Knob("batch_tile", (1, 2, 4, 8, 16, 32, 64), 8, "samples per parallel task")
+UNROLL_COMPONENTS = Knob("unroll_components", (True, False), True, "unroll the loop over output components k")
 KNOBS = (
-    Knob("batch_tile", (1, 2, 4, 8, 16, 32, 64), 8, "samples per parallel task"),
+    BATCH_TILE,
     Knob("materialize", ("reused", "all"), "reused",
          "keep the coupling stage z in memory only where it is reused across output channels, or always"),
-    Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
+    UNROLL_COMPONENTS,
     Knob("channel_unroll", (1, 2, 4, 8), 1, "unroll this many channels of each path stage together"),
     Knob("reduction_order", ("outer", "inner"), "outer",
          "loops of a path's channel sum (uvw: u, v) outside its output loops, so weights are read contiguously"),
@@ -37,6 +39,13 @@ def _factored_tile_rule(config: Mapping[str, Any]) -> str | None:
 
 
 SPACE = SearchSpace("cpu", KNOBS, version=3, rules=(_factored_tile_rule,))
+WEIGHT_GRADIENT_SPACE = SearchSpace("cpu-weight-gradient", (
+    BATCH_TILE,
+    Knob("inline_z", (False, True), False,
+         "compute each path's coupling z per sample in memory, or inline it into the weight-gradient sums "
+         "(recomputed for every output channel where the mode reuses it: uvw, weighted uuw)"),
+    UNROLL_COMPONENTS,
+), version=1)
 
 
 def default_config() -> dict[str, Any]:
@@ -117,15 +126,27 @@ def _loops_by_axis(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str,
     return {kind: [loop for axis, loop in zip(kept, loops) if axis == kind] for kind in ("c", "k", "r")}
 
 
-def apply_per_sample(lowered: Lowered, batch_tile: int = 8) -> s_tir.Schedule:
-    """Schedule any lowered function whose stages are per sample: batch tiles in parallel,
-    every stage computed for one sample at a time inside the tile (used for weight gradients)."""
+def apply_per_sample(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
+    """Schedule a lowered weight gradient (knobs of :data:`WEIGHT_GRADIENT_SPACE`): batch tiles
+    in parallel, every stage computed for one sample at a time inside the tile."""
+    config = WEIGHT_GRADIENT_SPACE.validate(config)
     sch = s_tir.Schedule(lowered.func)
-    out = sch.get_sblock(lowered.out)
-    batch_loop = sch.get_loops(out)[0]
-    tile_loop, sample_loop = sch.split(batch_loop, [None, batch_tile])
+    batch_loop = sch.get_loops(sch.get_sblock(lowered.out))[0]
+    tile_loop, sample_loop = sch.split(batch_loop, [None, config["batch_tile"]])
     sch.parallel(tile_loop)
-    stages = [block for block in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(block).name_hint != lowered.out]
-    for block in reversed(stages):  # consumers first, so each producer lands before its consumer
+    if config["inline_z"]:  # the stages out does not read: each path's z, read by its sum
+        for block in _stages(sch, lowered):
+            if all(sch.get(consumer).name_hint != lowered.out for consumer in sch.get_consumers(block)):
+                sch.compute_inline(block)
+    for block in reversed(_stages(sch, lowered)):  # consumers first, so each producer lands before its consumer
         sch.compute_at(block, sample_loop)
+        # Every stage's last axis is the output components k (a spatial axis of z, the sum's
+        # innermost reduction); compute_at drops it when its extent is 1.
+        if config["unroll_components"] and int(sch.get(block).iter_vars[-1].dom.extent) > 1:
+            sch.unroll(sch.get_loops(block)[-1])
     return sch
+
+
+def _stages(sch: s_tir.Schedule, lowered: Lowered) -> list:
+    """The blocks before ``out``, producers first."""
+    return [block for block in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(block).name_hint != lowered.out]

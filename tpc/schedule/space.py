@@ -142,8 +142,8 @@ class AlgorithmSpace:
 
     @property
     def signature(self) -> str:
-        """The family's algorithms and knob-space versions: what the encoding depends on."""
-        return "-".join(f"{name}{space.version}" for name, space in self.spaces)
+        """The knob spaces (names and versions) of the family's algorithms: what the encoding depends on."""
+        return "-".join(f"{space.family}{space.version}" for _, space in self.spaces)
 
     def space_of(self, algorithm: str) -> SearchSpace:
         """The knob space of one algorithm."""

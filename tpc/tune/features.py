@@ -1,7 +1,8 @@
 """Features of a candidate for the cost model: knob encoding, op descriptors, scheduled TIR.
 
-The op descriptors (degrees, channels, nonzeros, FLOPs, batch, dtype) let one model, trained
-on the measurements of several ops, rank candidates of an op it has not seen (transfer).
+The op descriptors (degrees, channels, nonzeros, FLOPs, batch, dtype, which gradient) let one
+model, trained on the measurements of several ops, rank candidates of an op it has not seen
+(transfer).
 The TIR features describe what the schedule actually produced (loop nests, memory traffic,
 parallel and unrolled loops), computed by MetaSchedule's per-store feature extractor.
 """
@@ -21,7 +22,7 @@ from tvm.s_tir.meta_schedule.search_strategy import MeasureCandidate
 from tvm.s_tir.meta_schedule.tune_context import TuneContext
 
 from tpc.build import scheduled
-from tpc.ops import TensorProduct
+from tpc.ops import WRT, TensorProduct
 from tpc.schedule.space import AlgorithmSpace, Space
 from tpc.targets import TargetSpec
 
@@ -32,8 +33,12 @@ TIR_FEATURE_LENGTH: int = 2 * PER_STORE_LENGTH + 1
 """Length of :func:`tir_features`: total and maximum over stores, then the store count."""
 
 
-def op_descriptors(tp: TensorProduct, batch: int, dtype: str) -> list[float]:
-    """Shape of the work, independent of the schedule."""
+FEATURES_VERSION = 2
+"""Changes whenever the candidate features change, so saved training sets of another layout are not mixed in."""
+
+
+def op_descriptors(tp: TensorProduct, batch: int, dtype: str, wrt: str | None = None) -> list[float]:
+    """Shape of the work, independent of the schedule: the product's, then which gradient (one-hot over WRT)."""
     muls = [mul for mul, _ in tp.irreps_out] or [0]
     ls = [ir.l for _, ir in tp.irreps_in1 + tp.irreps_in2 + tp.irreps_out] or [0]
     modes = [ins.connection_mode for ins in tp.instructions]
@@ -49,6 +54,7 @@ def op_descriptors(tp: TensorProduct, batch: int, dtype: str) -> list[float]:
         float(tp.shared_weights),
         float(dtype == "float64"),
         sum(mode == "uvw" for mode in modes) / max(len(modes), 1),
+        *[float(wrt == name) for name in WRT],
     ]
 
 
@@ -87,21 +93,23 @@ def tir_features(sch: s_tir.Schedule, target: tvm.target.Target, batch: int | No
 
 
 class TirFeaturizer:
-    """TIR features of an op's candidate configurations, each computed once.
+    """TIR features of an op's candidate configurations (the product's, or with ``wrt`` its
+    gradient's), each computed once.
 
     Lowering and scheduling cost 0.1-0.3 s per configuration, so the search asks for these
     only for its short list of candidates, not for every configuration it scores.
     """
 
-    def __init__(self, tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, space: AlgorithmSpace) -> None:
-        self.tp, self.target, self.dtype, self.batch, self.space = tp, target, dtype, batch, space
+    def __init__(self, tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, space: AlgorithmSpace,
+                 wrt: str | None = None) -> None:
+        self.tp, self.target, self.dtype, self.batch, self.space, self.wrt = tp, target, dtype, batch, space, wrt
         self._known: dict[str, list[float]] = {}
 
     def __call__(self, config: Mapping[str, Any]) -> list[float]:
         key = self.space.key(config)
         if key not in self._known:
             algorithm, knobs = self.space.split(config)
-            sch, _ = scheduled(self.tp, self.dtype, self.target.family, algorithm, knobs)
+            sch, _ = scheduled(self.tp, self.dtype, self.target.family, algorithm, knobs, wrt=self.wrt)
             self._known[key] = tir_features(sch, self.target.tvm_target(), batch=self.batch)
         return self._known[key]
 

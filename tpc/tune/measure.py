@@ -24,7 +24,8 @@ from tpc.targets import host_cores
 
 @dataclass(frozen=True)
 class MeasureInput:
-    """One candidate: the spec (as a dict), target dict, dtype, batch, algorithm and knobs."""
+    """One candidate: the spec (as a dict), target dict, dtype, batch, algorithm and knobs;
+    ``wrt`` None measures the product, else its gradient with respect to that argument."""
 
     spec: dict
     target: dict
@@ -32,6 +33,7 @@ class MeasureInput:
     batch: int
     algorithm: str
     config: dict
+    wrt: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class LocalRunner:
 
     Each build and each run is a fresh ``python -m tpc.tune.worker`` process, killed (with
     its threads) after ``build_timeout`` or ``run_timeout`` seconds. Runs first check the
-    output on ``check_batch`` samples against the float64 reference, then time ``repeat``
+    output on ``check_batch`` samples against the float64 reference (of the product or of
+    its gradient), then time ``repeat``
     repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median).
     """
 

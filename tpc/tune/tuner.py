@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Optional, Union
 
 from tpc import cache
-from tpc.ops import TensorProduct
+from tpc.ops import TensorProduct, op_fingerprint
 from tpc.records import Record, append_records, read_records
 from tpc.lower.algorithms import algorithms_for, default_algorithm
 from tpc.schedule import tuning_space
 from tpc.schedule.space import AlgorithmSpace
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.cost_model import CostModel
-from tpc.tune.features import TirFeaturizer, op_descriptors
+from tpc.tune.features import FEATURES_VERSION, TirFeaturizer, op_descriptors
 from tpc.tune.measure import LocalRunner, MeasureInput, Runner
 from tpc.tune.search import ModelSearch, RandomSearch, Strategy
 
@@ -52,13 +52,15 @@ class TuneResult:
         return self.default.seconds / self.best.seconds
 
 
-def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int) -> Path:
-    """``tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl`` under the current directory."""
-    return Path("tuning_logs") / f"{tp.fingerprint[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
+def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, wrt: str | None = None) -> Path:
+    """``tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl`` under the current directory (op: the
+    product's fingerprint, or its gradient's, see :func:`tpc.ops.op_fingerprint`)."""
+    return Path("tuning_logs") / f"{op_fingerprint(tp, wrt)[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
 
 
 def _model_path(target: TargetSpec, space: AlgorithmSpace, kind: str) -> Path:
-    return cache.cache_root() / "models" / f"{target.fingerprint}-{space.signature}-{kind}.npz"
+    name = f"{target.fingerprint}-{space.signature}-features{FEATURES_VERSION}-{kind}.npz"
+    return cache.cache_root() / "models" / name
 
 
 def _defaults(space: AlgorithmSpace) -> list[dict]:
@@ -79,8 +81,10 @@ def tune(
     runner: Optional[Runner] = None,
     round_size: int = 8,
     progress: bool = True,
+    wrt: Optional[str] = None,
 ) -> TuneResult:
-    """Measure up to ``trials`` schedules of ``tp`` and cache the best.
+    """Measure up to ``trials`` schedules of ``tp`` (with ``wrt``: of its gradient with respect
+    to "x1", "x2" or "weight", an op of its own) and cache the best.
 
     The default schedule is measured first. Every measurement is appended to ``log`` as it
     completes; with ``resume`` the log's earlier measurements for the same key count as
@@ -93,18 +97,20 @@ def tune(
         raise ValueError(f"trials must be at least 1, got {trials}")
     spec = resolve_target(target)
     batch = batch or DEFAULT_BATCH
-    default = default_algorithm(tp)
-    space = tuning_space(spec.family, [default] + [name for name in algorithms_for(tp) if name != default])
-    log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch)
+    op = op_fingerprint(tp, wrt)
+    default = default_algorithm(tp, wrt)
+    algorithms = [default] + [name for name in algorithms_for(tp, wrt) if name != default]
+    space = tuning_space(spec.family, algorithms, wrt)
+    log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch, wrt)
     runner = runner or LocalRunner()
-    key = (tp.fingerprint, batch, dtype, spec.fingerprint)
+    key = (op, batch, dtype, spec.fingerprint)
     previous = [r for r in read_records(log) if resume and (r.op, r.batch, r.dtype, r.target_fingerprint) == key
                 and r.algorithm in space.algorithms and r.space_version == space.version_of(r.algorithm)]
     models = {kind: CostModel.load(_model_path(spec, space, kind)) for kind in MODEL_KINDS} \
         if strategy == "xgb" else {}
-    searcher: Strategy = (ModelSearch(space, models["knobs"], tp.fingerprint + f"/{batch}/{dtype}",
-                                      op_descriptors(tp, batch, dtype), seed=seed, tir_model=models["tir"],
-                                      featurize=TirFeaturizer(tp, spec, dtype, batch, space))
+    searcher: Strategy = (ModelSearch(space, models["knobs"], op + f"/{batch}/{dtype}",
+                                      op_descriptors(tp, batch, dtype, wrt), seed=seed, tir_model=models["tir"],
+                                      featurize=TirFeaturizer(tp, spec, dtype, batch, space, wrt))
                           if strategy == "xgb" else RandomSearch(space, seed=seed))
     searcher.observe([space.join(r.algorithm, r.config) for r in previous],
                      [r.seconds if r.ok else None for r in previous])
@@ -121,10 +127,10 @@ def tune(
             if not configs:
                 break  # the whole space has been measured
             split = [space.split(c) for c in configs]
-            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, algorithm, knobs)
+            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, algorithm, knobs, wrt)
                       for algorithm, knobs in split]
             results = runner.measure(inputs)
-            fresh = [Record(tp.fingerprint, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
+            fresh = [Record(op, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
                             algorithm, knobs, result.seconds, result.error,
                             "default" if space.key(c) in defaults else searcher.name, len(records) + i)
                      for i, (c, (algorithm, knobs), result) in enumerate(zip(configs, split, results))]

@@ -11,9 +11,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tpc.ops import TensorProduct
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
@@ -32,7 +35,7 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
 
     start = time.perf_counter()
     request = BuildRequest(TensorProduct.from_dict(job["spec"]), resolve_target(job["target"]), job["dtype"],
-                           ScheduleChoice(job["algorithm"], job["config"], "tuning"))
+                           ScheduleChoice(job["algorithm"], job["config"], "tuning"), job.get("wrt"))
     kernel = build(request)
     Path(job["library"]).write_bytes(kernel.library_bytes())
     if kernel.tables:
@@ -41,33 +44,52 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Check the library's output on a small batch against the reference, then time it."""
+    """Check the library's output on a small batch against the float64 reference of the
+    product (or of its gradient), then time it."""
     import tvm
 
     from tpc.ops import TensorProduct
-    from tpc.testing import random_inputs, relative_error
+    from tpc.runtime import GradientKernel, Kernel, ScheduleChoice
+    from tpc.targets import resolve_target
+    from tpc.testing import relative_error
 
     tp = TensorProduct.from_dict(job["spec"])
-    dtype = job["dtype"]
+    dtype, wrt = job["dtype"], job.get("wrt")
     module = tvm.runtime.load_module(job["library"])
-    function = module["main"]
     tables = _load_tables(tables_path(job["library"]))
+    target, choice = resolve_target(job["target"]), ScheduleChoice(job["algorithm"], job["config"], "tuning")
+    kernel = Kernel(module, tp, target, dtype, choice, tables=tables) if wrt is None \
+        else GradientKernel(module, tp, wrt, target, dtype, choice)
     rng = np.random.default_rng(0)
-    x1, x2, weight = random_inputs(tp, job["check_batch"], rng, dtype)
-    out = np.zeros((job["check_batch"], tp.irreps_out.dim), dtype)
-    function(*[a for a in (x1, x2, weight) if a is not None], out, *tables)
-    error = relative_error(out, tp.reference(x1, x2, weight))
+    arguments = _arguments(tp, wrt, job["check_batch"], rng, dtype)
+    expected = tp.reference(*arguments) if wrt is None else tp.reference_gradient(*arguments, wrt)
+    error = relative_error(kernel(*arguments), expected)
     if not error < TOLERANCE[dtype]:
         return {"error": f"wrong result: relative error {error:.2e} against the reference"}
     device = tvm.cpu()
-    x1, x2, weight = random_inputs(tp, job["batch"], rng, dtype)
-    args = [tvm.runtime.tensor(a, device) for a in (x1, x2, weight) if a is not None]
-    args.append(tvm.runtime.tensor(np.zeros((job["batch"], tp.irreps_out.dim), dtype), device))
+    args = [tvm.runtime.tensor(a, device) for a in _arguments(tp, wrt, job["batch"], rng, dtype) if a is not None]
+    args.append(tvm.runtime.tensor(np.zeros(output_shape(tp, wrt, job["batch"]), dtype), device))
     args += [tvm.runtime.tensor(table, device) for table in tables]
     evaluator = module.time_evaluator("main", device, number=1, repeat=job["repeat"],
                                       min_repeat_ms=job["min_repeat_ms"])
     results = evaluator(*args).results
     return {"seconds": float(np.median(results)), "samples": [float(r) for r in results]}
+
+
+def _arguments(tp: TensorProduct, wrt: str | None, batch: int, rng: np.random.Generator, dtype: str) -> list:
+    """Random ``x1, x2, weight`` (None when there are none), and ``grad`` for a gradient."""
+    from tpc.testing import random_inputs
+
+    arguments = list(random_inputs(tp, batch, rng, dtype))
+    if wrt is not None:
+        arguments.append(rng.standard_normal((batch, tp.irreps_out.dim)).astype(dtype))
+    return arguments
+
+
+def output_shape(tp: TensorProduct, wrt: str | None, batch: int) -> tuple[int, int]:
+    """The shape of the compiled function's ``out``: per sample, also for shared-weight gradients."""
+    width = {None: tp.irreps_out.dim, "x1": tp.irreps_in1.dim, "x2": tp.irreps_in2.dim, "weight": tp.weight_numel}
+    return batch, width[wrt]
 
 
 def _load_tables(path: Path) -> list[np.ndarray]:
