@@ -24,8 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tpc._version import __version__
 from tpc.lower.algorithms import algorithms_for
+from tpc.lower.cg import coupling_tensor
 from tpc.ops import Instruction, TensorProduct
-from tpc.so3 import wigner_3j
 
 DOMAIN = "ai.tpc"
 OP_TYPE = "TensorProduct"
@@ -207,15 +207,9 @@ class _FunctionBody:
         self.nodes.append(helper.make_node("Concat", pieces, ["y"], axis=1) if len(pieces) > 1
                           else helper.make_node("Identity", pieces, ["y"]))
 
-    def _coupling(self, ins: Instruction) -> np.ndarray:
-        """The path's coupling tensor (2l1+1, 2l2+1, 2l_out+1), normalization included."""
-        ls = (self.tp.irreps_in1[ins.i_in1].ir.l, self.tp.irreps_in2[ins.i_in2].ir.l,
-              self.tp.irreps_out[ins.i_out].ir.l)
-        return ins.coefficient * wigner_3j(*ls)
-
     def _pair_path(self, number: int, ins: Instruction, weights: slice | None) -> str:
         """A path of mode uvw, uvu, uvv or uvuv: (batch, mul_out, 2l_out+1)."""
-        coupling = self._coupling(ins)
+        coupling = coupling_tensor(self.tp, number)
         dim1, dim2, dim_out = coupling.shape
         mul1, mul2 = self.tp.irreps_in1[ins.i_in1].mul, self.tp.irreps_in2[ins.i_in2].mul
         mode = ins.connection_mode
@@ -249,7 +243,7 @@ class _FunctionBody:
 
     def _uniform_path(self, number: int, ins: Instruction, weights: slice | None) -> str:
         """A path of mode uuw or uuu: (batch, mul_out, 2l_out+1)."""
-        coupling = self._coupling(ins)
+        coupling = coupling_tensor(self.tp, number)
         dim1, dim2, dim_out = coupling.shape
         mul = self.tp.irreps_in1[ins.i_in1].mul
         key = (ins.i_in1, ins.i_in2)
