@@ -90,6 +90,21 @@ class _Compiled:
         np.savez(buffer, **{f"table{i}": table for i, table in enumerate(self.tables)})
         return buffer.getvalue()
 
+    def _check_dtypes(self, views: dict[str, np.ndarray | None]) -> None:
+        """Every given host array has the kernel's dtype."""
+        for name, view in views.items():
+            if view is not None and view.dtype != np.dtype(self.dtype):
+                raise TypeError(f"{name} has dtype {view.dtype}, this kernel was compiled for {self.dtype}")
+
+    def _host_result(self, shape: tuple[int, ...], out: Any) -> np.ndarray:
+        """A new result array, or a checked view of the one the caller gave."""
+        if out is None:
+            return np.empty(shape, dtype=self.dtype)
+        result = _host_view("out", out)
+        if result.shape != shape or result.dtype != np.dtype(self.dtype):
+            raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
+        return result
+
     def _tables_on(self, device: Any) -> list[Any]:
         """The constant tables copied to ``device`` (once per device)."""
         key = (device.dlpack_device_type(), device.index)
@@ -128,17 +143,9 @@ class Kernel(_Compiled):
         views = [_host_view(name, value) for name, value in (("x1", x1), ("x2", x2))]
         weight_view = None if weight is None else _host_view("weight", weight)
         v1, v2, weight_view = self.spec.check_inputs(views[0], views[1], weight_view)
-        for name, view in (("x1", v1), ("x2", v2), ("weight", weight_view)):
-            if view is not None and view.dtype != np.dtype(self.dtype):
-                raise TypeError(f"{name} has dtype {view.dtype}, this kernel was compiled for {self.dtype}")
+        self._check_dtypes({"x1": v1, "x2": v2, "weight": weight_view})
         batch = v1.shape[0]
-        shape = (batch, self.spec.irreps_out.dim)
-        if out is None:
-            result = np.empty(shape, dtype=self.dtype)
-        else:
-            result = _host_view("out", out)
-            if result.shape != shape or result.dtype != np.dtype(self.dtype):
-                raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
+        result = self._host_result((batch, self.spec.irreps_out.dim), out)
         if batch:
             args = [v1, v2] + ([weight_view] if weight_view is not None else []) + [result, *self.tables]
             self._module["main"](*args)
@@ -246,16 +253,9 @@ class GradientKernel(_Compiled):
         batch = v1.shape[0]
         if g.shape != (batch, self.spec.irreps_out.dim):
             raise ValueError(f"grad must have shape ({batch}, {self.spec.irreps_out.dim}), got {g.shape}")
-        for name, view in (("x1", v1), ("x2", v2), ("weight", w), ("grad", g)):
-            if view is not None and view.dtype != np.dtype(self.dtype):
-                raise TypeError(f"{name} has dtype {view.dtype}, this kernel was compiled for {self.dtype}")
-        shape = {"x1": v1.shape, "x2": v2.shape, "weight": None if w is None else w.shape}[self.wrt]
-        if out is None:
-            result = np.empty(shape, dtype=self.dtype)
-        else:
-            result = _host_view("out", out)
-            if result.shape != shape or result.dtype != np.dtype(self.dtype):
-                raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
+        self._check_dtypes({"x1": v1, "x2": v2, "weight": w, "grad": g})
+        result = self._host_result({"x1": v1.shape, "x2": v2.shape, "weight": None if w is None else w.shape}[self.wrt],
+                                   out)
         weights = [] if w is None else [w]
         if self.wrt == "weight" and self.spec.shared_weights:
             self._summed_weight_gradient(v1, v2, weights, g, result)
