@@ -17,12 +17,16 @@ from tpc.targets import resolve_target
 
 
 def __getattr__(name: str):
-    """``tpc.tune`` and the ONNX exporters are imported on first use, so loading kernels never
-    imports the tuner or onnx."""
+    """``tpc.tune``, the ONNX exporters and graphs are imported on first use, so loading
+    kernels never imports the tuner, onnx or networkx."""
     if name == "tune":
         import tpc.tune
 
         return tpc.tune
+    if name in ("graph", "Graph"):
+        import tpc.graph
+
+        return tpc.graph if name == "graph" else tpc.graph.Graph
     if name in ("export_onnx", "export_torch_onnx", "build_ort_library"):
         import tpc.export
 
@@ -34,6 +38,7 @@ __all__ = [
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
     "GauntTensorProduct",
+    "Graph",
     "Instruction",
     "Irrep",
     "Irreps",
@@ -47,6 +52,7 @@ __all__ = [
     "compile_gradient",
     "export_onnx",
     "export_torch_onnx",
+    "graph",
     "load",
     "presets",
     "resolve_target",
