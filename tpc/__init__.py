@@ -27,6 +27,10 @@ def __getattr__(name: str):
         import tpc.graph
 
         return tpc.graph if name == "graph" else tpc.graph.Graph
+    if name == "compile_graph":
+        from tpc.compile_graph import compile_graph
+
+        return compile_graph
     if name in ("export_onnx", "export_torch_onnx", "build_ort_library"):
         import tpc.export
 
@@ -49,6 +53,7 @@ __all__ = [
     "algorithms_for",
     "build_ort_library",
     "compile",
+    "compile_graph",
     "compile_gradient",
     "export_onnx",
     "export_torch_onnx",

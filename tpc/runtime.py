@@ -100,7 +100,7 @@ class _Compiled:
         """A new result array, or a checked view of the one the caller gave."""
         if out is None:
             return np.empty(shape, dtype=self.dtype)
-        result = _host_view("out", out)
+        result = host_view("out", out)
         if result.shape != shape or result.dtype != np.dtype(self.dtype):
             raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
         return result
@@ -140,8 +140,8 @@ class Kernel(_Compiled):
             raise RuntimeError(f"cannot run this kernel here: {why}")
         if self.target.family == "cuda":
             return self._call_on_device(x1, x2, weight, out)
-        views = [_host_view(name, value) for name, value in (("x1", x1), ("x2", x2))]
-        weight_view = None if weight is None else _host_view("weight", weight)
+        views = [host_view(name, value) for name, value in (("x1", x1), ("x2", x2))]
+        weight_view = None if weight is None else host_view("weight", weight)
         v1, v2, weight_view = self.spec.check_inputs(views[0], views[1], weight_view)
         self._check_dtypes({"x1": v1, "x2": v2, "weight": weight_view})
         batch = v1.shape[0]
@@ -247,9 +247,9 @@ class GradientKernel(_Compiled):
         runs, why = self._runs_here
         if not runs:
             raise RuntimeError(f"cannot run this kernel here: {why}")
-        v1, v2, w = self.spec.check_inputs(_host_view("x1", x1), _host_view("x2", x2),
-                                           None if weight is None else _host_view("weight", weight))
-        g = _host_view("grad", grad)
+        v1, v2, w = self.spec.check_inputs(host_view("x1", x1), host_view("x2", x2),
+                                           None if weight is None else host_view("weight", weight))
+        g = host_view("grad", grad)
         batch = v1.shape[0]
         if g.shape != (batch, self.spec.irreps_out.dim):
             raise ValueError(f"grad must have shape ({batch}, {self.spec.irreps_out.dim}), got {g.shape}")
@@ -352,7 +352,7 @@ def _library_compiler(target: TargetSpec):
     return None
 
 
-def _host_view(name: str, value: Any) -> np.ndarray:
+def host_view(name: str, value: Any) -> np.ndarray:
     """A zero-copy numpy view of a host array or DLPack tensor, C-contiguous."""
     if isinstance(value, np.ndarray):
         view = value

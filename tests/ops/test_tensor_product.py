@@ -174,3 +174,13 @@ def test_output_blocks_without_paths_are_zero(rng):
     out = tp.reference(x1, x2, weight)
     assert np.all(out[:, 2:] == 0) and np.abs(out[:, :2]).max() > 0
     assert TensorProduct("1x0e", "1x0e", "1x0e", []).reference(np.ones((2, 1)), np.ones((2, 1))).tolist() == [[0], [0]]
+
+
+@pytest.mark.parametrize("name", ["mace-small-l2", "fc-small"])
+def test_the_reference_of_an_empty_batch_is_empty(name):
+    tp = tpc.presets.get(name).tp
+    shapes = tp.input_shapes(0)
+    arrays = [np.zeros(shapes[key]) for key in ("x1", "x2", "weight")]
+    assert tp.reference(*arrays).shape == (0, tp.irreps_out.dim)
+    grad = np.zeros((0, tp.irreps_out.dim))
+    assert tp.reference_gradient(*arrays, grad, "weight").shape == shapes["weight"]

@@ -276,7 +276,7 @@ def element_aligned(func, dtype: str):
     return relaxed
 
 
-def _select_component(k, values: list, zero):
+def select_component(k, values: list, zero):
     """``values[k]`` for a loop variable k, as a Select chain that folds when k is constant."""
     out = zero
     for component in reversed(range(len(values))):
@@ -308,7 +308,7 @@ def coupling_expression(plan: PathPlan, zero):
                 for i, j in zip(*np.nonzero(coupling[:, :, component]))
             ]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
-        return _select_component(k, per_component, zero)
+        return select_component(k, per_component, zero)
 
     return expression
 
@@ -337,7 +337,7 @@ def _b_factor(plan: PathPlan, batch, zero, name: str):
             return sum(terms[1:], terms[0])
         values.append(value)
     return te.compute((batch, plan.extent(b.letters), len(values)),
-                      lambda s, c, q: _select_component(q, [value(s, c) for value in values], zero), name=name)
+                      lambda s, c, q: select_component(q, [value(s, c) for value in values], zero), name=name)
 
 
 def _factored_expression(plan: PathPlan, factor, zero):
@@ -352,7 +352,7 @@ def _factored_expression(plan: PathPlan, factor, zero):
             terms = [a.tensor[sample, base + i] * factor[sample, channel, q]
                      for q, (i, kk) in enumerate(pairs) if kk == component]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
-        return _select_component(k, per_component, zero)
+        return select_component(k, per_component, zero)
 
     return expression
 

@@ -404,7 +404,7 @@ def einsum_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np
     for path in _einsum_paths(tp, x1, x2, weight):
         subscripts = ",".join(letters for _, letters in path.operands.values()) + f"->{path.out_letters}"
         result = np.einsum(subscripts, *[array for array, _ in path.operands.values()], optimize=True)
-        out[:, path.out_slice] += result.reshape(x1.shape[0], -1)
+        out[:, path.out_slice] += result.reshape(out[:, path.out_slice].shape)
     return out
 
 

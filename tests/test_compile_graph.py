@@ -1,0 +1,144 @@
+import numpy as np
+import pytest
+from test_graph import HIDDEN, block_inputs, interaction_block
+
+import tpc
+from tpc.compile_graph import compile_graph
+from tpc.graph import Graph, Linear
+
+
+@pytest.fixture(scope="module")
+def block():
+    return interaction_block()
+
+
+@pytest.fixture(scope="module")
+def compiled_block(block):
+    return {dtype: compile_graph(block[0], dtype=dtype) for dtype in ("float64", "float32")}
+
+
+def _as(inputs: dict, dtype: str) -> dict:
+    return {name: value.astype(dtype) if value.dtype == np.float64 else value for name, value in inputs.items()}
+
+
+def _relative_error(got: dict, expected: dict) -> float:
+    assert got.keys() == expected.keys()
+    return max(np.abs(got[name] - expected[name]).max() / np.abs(expected[name]).max() for name in expected)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 1e-4)])
+def test_block_matches_reference(block, compiled_block, rng, dtype, tolerance):
+    g, _ = block
+    for atoms, cutoff in ((20, 2.0), (13, 2.5)):
+        inputs = block_inputs(g, rng, atoms=atoms, cutoff=cutoff)
+        got = compiled_block[dtype](**_as(inputs, dtype))
+        assert all(value.dtype == np.dtype(dtype) for value in got.values())
+        assert _relative_error(got, g.reference(**inputs)) < tolerance
+
+
+def test_block_with_zero_edges(block, compiled_block, rng):
+    g, tp = block
+    inputs = block_inputs(g, rng, atoms=7)
+    inputs.update(senders=np.zeros(0, np.int64), receivers=np.zeros(0, np.int64), w_tp=np.zeros((0, tp.weight_numel)))
+    got = compiled_block["float64"](**inputs)
+    expected = g.reference(**inputs)
+    np.testing.assert_array_equal(got["aggregated"], 0.0)
+    np.testing.assert_allclose(got["out"], expected["out"], rtol=0, atol=1e-12)
+
+
+def _single(build, **arrays):
+    g = Graph()
+    g.output("y", build(g))
+    compiled = compile_graph(g, dtype="float64")
+    np.testing.assert_allclose(compiled(**arrays)["y"], g.reference(**arrays)["y"], rtol=0, atol=1e-12)
+
+
+def test_gather_alone(rng):
+    x, index = rng.standard_normal((11, 7)), rng.integers(0, 11, 29)
+    _single(lambda g: g.gather(g.input("x", ("nodes", 7), "float64"), g.input("i", ("edges",), "int64")), x=x, i=index)
+
+
+def test_scatter_sum_alone_with_empty_and_repeated_rows(rng):
+    x, index = rng.standard_normal((31, 5)), rng.integers(0, 6, 31)
+    index[index == 3] = 4  # row 3 receives nothing
+    g = Graph()
+    nodes = g.input("n", ("nodes", 1), "float64")
+    summed = g.scatter_sum(g.input("x", ("edges", 5), "float64"), g.input("i", ("edges",), "int64"), "nodes")
+    g.output("y", summed)
+    g.output("n_out", nodes)
+    compiled = compile_graph(g, dtype="float64")
+    got = compiled(x=x, i=index, n=np.zeros((9, 1)))["y"]
+    expected = np.zeros((9, 5))
+    np.add.at(expected, index, x)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert not got[3].any() and not got[6:].any()
+    np.testing.assert_array_equal(compiled(x=x, i=index, n=np.zeros((9, 1)))["y"], got)  # fixed summation order
+
+
+@pytest.mark.parametrize("lmax", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("normalize, normalization", [(True, "component"), (False, "integral"), (True, "norm")])
+def test_spherical_harmonics_alone(rng, lmax, normalize, normalization):
+    vectors = rng.standard_normal((19, 3))
+    vectors[4] = 0.0
+    _single(lambda g: g.spherical_harmonics(g.input("v", ("edges", 3), "float64"), lmax, normalize, normalization),
+            v=vectors)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_linear_alone_with_repeated_irreps(rng, shared):
+    irreps_in, irreps_out = "3x0e+2x1o+4x0e+1x2e", "5x0e+2x1o+3x1e"
+    linear = Linear(irreps_in, irreps_out, shared_weights=shared)
+    weight = rng.standard_normal((linear.weight_numel,) if shared else (6, linear.weight_numel))
+    _single(lambda g: g.linear(g.input("x", ("rows", irreps_in), "float64"), irreps_out,
+                               g.input("w", ("rows",) + weight.shape[1:] if not shared else weight.shape, "float64")),
+            x=rng.standard_normal((6, tpc.Irreps(irreps_in).dim)), w=weight)
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "mul1", "silu"])
+def test_elementwise_alone(rng, op):
+    rows = 9
+    a = rng.standard_normal((rows, tpc.Irreps(HIDDEN).dim))
+    if op == "silu":
+        scalars = rng.standard_normal((rows, 5)) * 30
+        _single(lambda g: g.elementwise("silu", g.input("a", ("rows", "5x0e"), "float64")), a=scalars)
+        return
+    b_irreps = {"add": HIDDEN, "sub": HIDDEN, "mul": "16x0e", "mul1": "0e"}[op]
+    b = rng.standard_normal((rows, tpc.Irreps(b_irreps).dim))
+    _single(lambda g: g.elementwise(op[:3], g.input("a", ("rows", HIDDEN), "float64"),
+                                    g.input("b", ("rows", b_irreps), "float64")), a=a, b=b)
+
+
+@pytest.mark.parametrize("mutate, error, message", [
+    (lambda x: x.pop("h"), ValueError, r"missing \['h'\]"),
+    (lambda x: x.update(extra=np.zeros(1)), ValueError, r"unknown \['extra'\]"),
+    (lambda x: x.update(h=x["h"].astype(np.float32)), TypeError, "input 'h' must have dtype float64, got float32"),
+    (lambda x: x.update(senders=x["senders"].astype(np.int32)), TypeError, "'senders' must have dtype int64"),
+    (lambda x: x.update(h=x["h"][:, :5].copy()), ValueError, r"input 'h' must have shape \(nodes, 32\)"),
+    (lambda x: x.update(h=x["h"][:3].copy()), ValueError, "dim 'nodes' .* is 3 here but 20"),
+    (lambda x: x.update(h=np.asfortranarray(x["h"])), ValueError, "C-contiguous"),
+    (lambda x: x.update(h=[[0.0]]), TypeError, "numpy array or a DLPack tensor"),
+    (lambda x: x["senders"].__setitem__(0, 20), ValueError, r"index 'senders' has values outside \[0, 20\)"),
+    (lambda x: x["receivers"].__setitem__(0, -1), ValueError, r"index 'receivers' has values outside"),
+])
+def test_bad_inputs_give_clear_errors(block, compiled_block, rng, mutate, error, message):
+    g, _ = block
+    inputs = block_inputs(g, rng)
+    mutate(inputs)
+    with pytest.raises(error, match=message):
+        compiled_block["float64"](**inputs)
+
+
+def test_dlpack_inputs_and_bad_arguments(block, compiled_block, rng):
+    torch = pytest.importorskip("torch")
+    g, _ = block
+    inputs = block_inputs(g, rng)
+    got = compiled_block["float64"](**{name: torch.as_tensor(value) for name, value in inputs.items()})
+    assert _relative_error(got, g.reference(**inputs)) < 1e-10
+    with pytest.raises(TypeError, match="takes a tpc.graph.Graph"):
+        compile_graph("graph")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        compile_graph(g, dtype="float16")
+    with pytest.raises(ValueError, match="CPU kernels only"):
+        compile_graph(g, target="cuda")
+    with pytest.raises(ValueError, match="cannot"):
+        compile_graph(g, target="arm")

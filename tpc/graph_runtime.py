@@ -1,0 +1,125 @@
+"""Running a compiled graph: input checks, intermediates, one kernel call per node.
+
+:class:`CompiledGraph` holds one :class:`Step` per node in topological order; it needs the
+compiled functions only, not the compiler (:mod:`tpc.compile_graph` makes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tpc.graph import Dim, TensorType
+from tpc.runtime import host_view
+from tpc.targets import TargetSpec
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node: its compiled function, called with the input arrays then the output array.
+
+    ``index_bound`` is the exclusive upper bound of the node's index input (the second
+    argument) for gathers and scatter-sums, None for other nodes. A scatter-sum's function
+    takes the index as its CSR ``(perm, offsets)``.
+    """
+
+    node: str
+    kind: str
+    function: Callable[..., Any]
+    arguments: tuple[str, ...]
+    shape: tuple[Dim, ...]
+    index_bound: Dim | None = None
+
+
+class CompiledGraph:
+    """A graph compiled node by node: ``compiled(**inputs)`` returns the outputs by name.
+
+    Inputs are numpy arrays or DLPack CPU tensors, C-contiguous; float inputs must have the
+    compiled dtype and index inputs int64. Shapes must match the graph's, with each symbolic
+    dim the same size everywhere, and index values must address existing rows.
+    """
+
+    def __init__(self, inputs: Mapping[str, TensorType], steps: Sequence[Step], outputs: Mapping[str, str],
+                 dtype: str, target: TargetSpec) -> None:
+        self.inputs = dict(inputs)
+        self.steps = tuple(steps)
+        self.outputs = dict(outputs)
+        self.dtype = dtype
+        self.target = target
+
+    def __repr__(self) -> str:
+        return (f"CompiledGraph({len(self.steps)} kernels, inputs {sorted(self.inputs)}, outputs "
+                f"{sorted(self.outputs)}, dtype={self.dtype}, target={self.target.name})")
+
+    def __call__(self, **arrays: Any) -> dict[str, np.ndarray]:
+        """Run every kernel in order on the given inputs; see the class docstring."""
+        values, sizes = self._bind(arrays)
+        self._check_indices(values, sizes)
+        csr: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for step in self.steps:
+            shape = tuple(sizes[dim] if isinstance(dim, str) else dim for dim in step.shape)
+            out = np.empty(shape, dtype=self.dtype)
+            args = [values[name] for name in step.arguments]
+            if step.kind == "scatter_sum":
+                index_name = step.arguments[1]
+                if index_name not in csr:
+                    csr[index_name] = _segment_csr(values[index_name], shape[0])
+                args = [args[0], *csr[index_name]]
+            if not args[0].size:  # TVM rejects empty arrays; only a scatter-sum makes rows from none
+                out.fill(0)
+            elif out.size:
+                step.function(*args, out)
+            values[step.node] = out
+        return {name: values[tensor] for name, tensor in self.outputs.items()}
+
+    def _bind(self, arrays: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Host views of the inputs, checked, and the sizes of the symbolic dims."""
+        missing, unknown = sorted(self.inputs.keys() - arrays.keys()), sorted(arrays.keys() - self.inputs.keys())
+        if missing or unknown:
+            raise ValueError(f"the compiled graph takes the inputs {sorted(self.inputs)}: missing {missing}, "
+                             f"unknown {unknown}")
+        values: dict[str, np.ndarray] = {}
+        sizes: dict[str, int] = {}
+        for name, tensor_type in self.inputs.items():
+            view = host_view(f"input {name!r}", arrays[name])
+            dtype = "int64" if tensor_type.dtype == "int64" else self.dtype
+            if view.dtype != np.dtype(dtype):
+                raise TypeError(f"input {name!r} must have dtype {dtype}, got {view.dtype}")
+            shape = tensor_type.shape
+            if view.ndim != len(shape) or any(isinstance(dim, int) and dim != size for dim, size in zip(shape, view.shape)):
+                raise ValueError(f"input {name!r} must have shape {_shape(shape)}, got {view.shape}")
+            for axis, dim in enumerate(shape):
+                if isinstance(dim, str) and sizes.setdefault(dim, view.shape[axis]) != view.shape[axis]:
+                    raise ValueError(f"input {name!r}: dim {dim!r} (axis {axis}) is {view.shape[axis]} here but "
+                                     f"{sizes[dim]} in an earlier input")
+            values[name] = view
+        return values, sizes
+
+    def _check_indices(self, values: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> None:
+        """Every gather and scatter-sum index addresses existing rows (before any kernel runs)."""
+        for step in self.steps:
+            if step.index_bound is None:
+                continue
+            name = step.arguments[1]
+            index = values[name]
+            bound = sizes[step.index_bound] if isinstance(step.index_bound, str) else step.index_bound
+            if index.size and (index.min() < 0 or index.max() >= bound):
+                raise ValueError(f"node {step.node!r} ({step.kind}): index {name!r} has values outside "
+                                 f"[0, {bound}): min {index.min()}, max {index.max()}")
+
+
+def _segment_csr(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(perm, offsets)``: positions sorted by index value (stable, so every row sums in a fixed
+    order) and where each value's run starts, ``size + 1`` entries."""
+    perm = np.argsort(index, kind="stable").astype(np.int64)
+    offsets = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(index, minlength=size), out=offsets[1:])
+    return perm, offsets
+
+
+def _shape(shape: Sequence[Dim]) -> str:
+    """A shape as the graph writes it, e.g. ``(nodes, 32)``."""
+    return f"({', '.join(str(dim) for dim in shape)}{',' if len(shape) == 1 else ''})"
