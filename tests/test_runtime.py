@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -188,3 +189,17 @@ def test_kernels_with_tables_round_trip_and_tampered_tables_are_refused(tmp_path
     _write_members(tmp_path / "missing.tpc", {name: data for name, data in members.items() if name != TABLES})
     with pytest.raises(ValueError, match="disagree about the kernel's tables"):
         tpc.load(tmp_path / "missing.tpc")
+
+
+@pytest.mark.parametrize("given", [None, "1"])
+def test_kernels_use_one_worker_per_core_unless_told(given):
+    """TVM alone would start half a worker per CPU (it assumes SMT); tpc asks for one per core."""
+    env = {key: value for key, value in os.environ.items() if key != "TVM_NUM_THREADS"}
+    if given:
+        env["TVM_NUM_THREADS"] = given
+    script = ("import tvm_ffi, tpc\nfrom tpc.targets import worker_threads\n"
+              "print(tvm_ffi.get_global_func('runtime.NumThreads')(), worker_threads())")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    used, per_core = map(int, result.stdout.split())
+    assert used == (int(given) if given else per_core)

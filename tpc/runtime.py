@@ -27,7 +27,10 @@ from tvm.support import cc
 
 from tpc._version import __version__
 from tpc.ops import TensorProduct
-from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target
+from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target, worker_threads
+
+# One TVM worker per physical core unless the user chose (read when TVM's pool first starts).
+os.environ.setdefault("TVM_NUM_THREADS", str(worker_threads()))
 
 KERNEL_FORMAT = "tpc.Kernel/1"
 MANIFEST = "manifest.json"

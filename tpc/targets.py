@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any, Union
 
+import psutil
 import tvm
 
 TARGET_NAMES = ("host", "x86", "arm", "cuda")
@@ -74,6 +75,19 @@ def host_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def worker_threads() -> int:
+    """Threads for TVM's CPU thread pool: one per physical core this process may use.
+
+    TVM's own default assumes two hardware threads per x86 core and starts half as many
+    workers as there are CPUs, which leaves half the cores idle where there is no SMT.
+    """
+    logical = host_cores()
+    physical, total = psutil.cpu_count(logical=False), psutil.cpu_count(logical=True)
+    if not physical or not total:
+        return logical
+    return max(1, logical * physical // total)
 
 
 def _cpu(name: str, triple: str, mcpu: str, cores: int, mattr: tuple[str, ...] = ()) -> TargetSpec:
