@@ -112,3 +112,20 @@ def test_bad_arguments_are_named():
         tpc.torch.TensorProduct(tp, target="cuda")
     with pytest.raises(TypeError, match="takes a tpc.TensorProduct"):
         tpc.torch.TensorProduct(o3.FullyConnectedTensorProduct("0e", "0e", "0e"))
+
+
+def test_inductor_compiles_a_model_around_the_op_with_its_backward():
+    tp = tpc.ChannelwiseTensorProduct("4x0e+4x1o", "0e+1o", 1)
+    module = tpc.torch.TensorProduct(tp)
+    x1 = torch.randn(6, tp.irreps_in1.dim, requires_grad=True)
+    x2, weight = torch.randn(6, tp.irreps_in2.dim), torch.randn(6, tp.weight_numel)
+
+    def energy(a, b, c):
+        return (module(a, b, c).sin() * 2).sum()
+
+    compiled = torch.compile(energy, fullgraph=True)
+    value = compiled(x1, x2, weight)
+    (compiled_grad,) = torch.autograd.grad(value, x1)
+    expected = energy(x1, x2, weight)
+    (eager_grad,) = torch.autograd.grad(expected, x1)
+    assert torch.allclose(value, expected, atol=1e-5) and torch.allclose(compiled_grad, eager_grad, atol=1e-5)
