@@ -11,8 +11,6 @@ picks (tuned or shipped when cached), all writing into a preallocated output.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import numpy as np
@@ -23,7 +21,7 @@ import tpc
 from tpc.build import PASS_CONFIG
 from tpc.lower.cg import element_aligned
 from tpc.testing import random_inputs
-from bench_default import machine
+from bench_default import machine, median_seconds
 
 
 def traffic_kernel(tp: tpc.TensorProduct, batch: int) -> Callable[..., None]:
@@ -44,17 +42,6 @@ def traffic_kernel(tp: tpc.TensorProduct, batch: int) -> Callable[..., None]:
     sch.vectorize(sch.split(columns, [None, 16])[1])
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         return tvm.compile(sch.mod, target=tpc.resolve_target("host").tvm_target())["main"]
-
-
-def median_ms(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time in milliseconds after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -78,7 +65,7 @@ def main() -> None:
     rows = [("memory floor (read inputs, write output)", lambda: floor(*arrays, out)),
             ("default schedule", lambda: default(*arrays, out=out)),
             (f"tpc.compile's schedule ({chosen.schedule.source})", lambda: chosen(*arrays, out=out))]
-    times = {name: median_ms(run, args.repeats) for name, run in rows}
+    times = {name: 1e3 * median_seconds(run, min_runs=args.repeats, min_seconds=0) for name, run in rows}
     base = times[rows[0][0]]
     print(f"\n{'kernel':<44}{'ms':>9}{'GB/s':>8}{'x floor':>9}")
     for name, ms in times.items():

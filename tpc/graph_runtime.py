@@ -100,12 +100,16 @@ class CompiledGraph:
 
     def _check_indices(self, values: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> None:
         """Every gather and scatter-sum index addresses existing rows (before any kernel runs)."""
+        checked: set[tuple[str, int]] = set()
         for step in self.steps:
             if step.index_bound is None:
                 continue
             name = step.arguments[1]
             index = values[name]
             bound = sizes[step.index_bound] if isinstance(step.index_bound, str) else step.index_bound
+            if (name, bound) in checked:
+                continue
+            checked.add((name, bound))
             if index.size and (index.min() < 0 or index.max() >= bound):
                 raise ValueError(f"node {step.node!r} ({step.kind}): index {name!r} has values outside "
                                  f"[0, {bound}): min {index.min()}, max {index.max()}")

@@ -24,7 +24,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tpc._version import __version__
 from tpc.lower.algorithms import algorithms_for
-from tpc.lower.cg import coupling_tensor
 from tpc.ops import Instruction, TensorProduct
 
 DOMAIN = "ai.tpc"
@@ -209,7 +208,7 @@ class _FunctionBody:
 
     def _pair_path(self, number: int, ins: Instruction, weights: slice | None) -> str:
         """A path of mode uvw, uvu, uvv or uvuv: (batch, mul_out, 2l_out+1)."""
-        coupling = coupling_tensor(self.tp, number)
+        coupling = self.tp.coupling(number)
         dim1, dim2, dim_out = coupling.shape
         mul1, mul2 = self.tp.irreps_in1[ins.i_in1].mul, self.tp.irreps_in2[ins.i_in2].mul
         mode = ins.connection_mode
@@ -243,7 +242,7 @@ class _FunctionBody:
 
     def _uniform_path(self, number: int, ins: Instruction, weights: slice | None) -> str:
         """A path of mode uuw or uuu: (batch, mul_out, 2l_out+1)."""
-        coupling = coupling_tensor(self.tp, number)
+        coupling = self.tp.coupling(number)
         dim1, dim2, dim_out = coupling.shape
         mul = self.tp.irreps_in1[ins.i_in1].mul
         key = (ins.i_in1, ins.i_in2)

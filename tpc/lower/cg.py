@@ -25,7 +25,6 @@ from tvm import te, tirx
 
 from tpc.ops import TensorProduct
 from tpc.ops.tensor_product import MODE_INDICES
-from tpc.so3 import wigner_3j
 
 DTYPES = ("float32", "float64")
 
@@ -148,13 +147,6 @@ class Inputs:
         return [self.x1, self.x2] + ([self.weight] if self.weight is not None else [])
 
 
-def coupling_tensor(tp: TensorProduct, index: int) -> np.ndarray:
-    """The coupling coefficients of path ``index``, normalization included: ``(d1, d2, d_out)``."""
-    ins = tp.instructions[index]
-    ls = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l, tp.irreps_out[ins.i_out].ir.l)
-    return ins.coefficient * wigner_3j(*ls)
-
-
 def path_letters(tp: TensorProduct, index: int) -> tuple[dict[str, int], tuple[str, ...], tuple[str, ...],
                                                         tuple[str, ...], tuple[str, ...] | None]:
     """Letter extents and the letters of x1, x2, the output and the weights of path ``index``."""
@@ -178,7 +170,7 @@ def forward_plans(tp: TensorProduct, inputs: Inputs) -> list[PathPlan]:
         ir1, ir2 = tp.irreps_in1[ins.i_in1].ir, tp.irreps_in2[ins.i_in2].ir
         plans.append(PathPlan(
             p, Operand(inputs.x1, in1_slices[ins.i_in1].start, ir1.dim, letters1),
-            Operand(inputs.x2, in2_slices[ins.i_in2].start, ir2.dim, letters2), coupling_tensor(tp, p), extents,
+            Operand(inputs.x2, in2_slices[ins.i_in2].start, ir2.dim, letters2), tp.coupling(p), extents,
             letters_out, letters_w, weight_slices[p].start if ins.has_weight else 0, ins.i_out))
     return plans
 

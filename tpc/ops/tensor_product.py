@@ -195,6 +195,12 @@ class TensorProduct:
         ls = (self.irreps_in1[ins.i_in1].ir.l, self.irreps_in2[ins.i_in2].ir.l, self.irreps_out[ins.i_out].ir.l)
         return int(np.count_nonzero(wigner_3j(*ls)))
 
+    def coupling(self, index: int) -> np.ndarray:
+        """The coupling coefficients of path ``index``, normalization included: ``(d1, d2, d_out)``."""
+        ins = self.instructions[index]
+        ls = (self.irreps_in1[ins.i_in1].ir.l, self.irreps_in2[ins.i_in2].ir.l, self.irreps_out[ins.i_out].ir.l)
+        return ins.coefficient * wigner_3j(*ls)
+
     @property
     def nnz(self) -> int:
         """Nonzero coupling coefficients summed over paths (the sparse work per channel pair)."""
@@ -373,10 +379,10 @@ def _einsum_paths(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np.
     batch = x1.shape[0]
     in1_slices, in2_slices, out_slices = tp.irreps_in1.slices(), tp.irreps_in2.slices(), tp.irreps_out.slices()
     paths = []
-    for ins, w_slice in zip(tp.instructions, tp.weight_slices()):
+    for index, (ins, w_slice) in enumerate(zip(tp.instructions, tp.weight_slices())):
         (mul1, ir1), (mul2, ir2), (mul_out, ir_out) = (tp.irreps_in1[ins.i_in1], tp.irreps_in2[ins.i_in2],
                                                        tp.irreps_out[ins.i_out])
-        coupling = (ins.coefficient * wigner_3j(ir1.l, ir2.l, ir_out.l)).astype(x1.dtype)
+        coupling = tp.coupling(index).astype(x1.dtype)
         idx1, idx2, idx_w, idx_out = MODE_INDICES[ins.connection_mode]
         operands = {"x1": (x1[:, in1_slices[ins.i_in1]].reshape(batch, mul1, ir1.dim), f"z{idx1}i"),
                     "x2": (x2[:, in2_slices[ins.i_in2]].reshape(batch, mul2, ir2.dim), f"z{idx2}j"),
