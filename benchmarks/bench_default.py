@@ -11,47 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
-import time
-from typing import Callable
 
 import numpy as np
 import torch
-import tvm
 
 import tpc
 from tpc.ops.tensor_product import einsum_forward
 from tpc.targets import host_cores
-from tpc.testing import e3nn_module, random_inputs, relative_error
+from tpc.testing import e3nn_module, machine, median_seconds, random_inputs, relative_error
 
 DEFAULT_PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "nequip", "fc-small", "gaunt-L2", "gaunt-L4"]
-
-
-def machine() -> str:
-    """One line describing the machine and the library versions."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{model}, {host_cores()} cores usable, LLVM cpu {tvm.target.codegen.llvm_get_system_cpu()}; "
-            f"tpc {tpc.__version__}, TVM {tvm.__version__}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), numpy {np.__version__}")
-
-
-def median_seconds(run: Callable[[], object], min_runs: int = 3, min_seconds: float = 1.0) -> float:
-    """Median wall time of ``run`` after one warm-up call."""
-    run()
-    times: list[float] = []
-    while len(times) < min_runs or sum(times) < min_seconds:
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-        if len(times) >= 50:
-            break
-    return statistics.median(times)
 
 
 def bench(name: str, batch: int | None) -> dict:

@@ -20,8 +20,7 @@ from tvm import s_tir, te
 import tpc
 from tpc.build import PASS_CONFIG
 from tpc.lower.cg import element_aligned
-from tpc.testing import random_inputs
-from bench_default import machine, median_seconds
+from tpc.testing import machine, median_seconds, random_inputs
 
 
 def traffic_kernel(tp: tpc.TensorProduct, batch: int) -> Callable[..., None]:

@@ -21,7 +21,7 @@ from tvm.s_tir.analysis import estimate_tir_flops
 
 import tpc
 from tpc.lower.algorithms import lower
-from bench_default import machine
+from tpc.testing import machine
 
 BATCH = 10000
 

@@ -27,8 +27,7 @@ import onnxruntime as ort
 import tpc
 from tpc.export import build_ort_library, export_onnx
 from tpc.targets import host_cores
-from tpc.testing import random_inputs, relative_error
-from bench_default import machine
+from tpc.testing import machine, random_inputs, relative_error
 
 WARMUP = 3
 TOLERANCE = 1e-4

@@ -18,8 +18,7 @@ import torch
 
 import tpc
 import tpc.torch
-from tpc.testing import e3nn_module, random_inputs, relative_error
-from bench_default import machine, median_seconds
+from tpc.testing import e3nn_module, machine, median_seconds, random_inputs, relative_error
 
 TOLERANCE = 1e-4
 

@@ -22,8 +22,7 @@ from tvm.s_tir import meta_schedule as ms
 import tpc
 from tpc.build import PASS_CONFIG
 from tpc.lower import lower_cg
-from tpc.testing import random_inputs, relative_error
-from bench_default import machine
+from tpc.testing import machine, random_inputs, relative_error
 
 
 def tpc_run(tp, batch: int, trials: int, strategy: str, seed: int) -> tuple[list[float], float]:

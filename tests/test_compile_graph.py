@@ -84,6 +84,22 @@ def test_spherical_harmonics_alone(rng, lmax, normalize, normalization):
             v=vectors)
 
 
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 1e-5)])
+def test_radial_basis_alone_with_zero_and_distant_vectors(rng, dtype, tolerance):
+    cutoff = 2.5
+    vectors = rng.uniform(-2.0, 2.0, (41, 3))
+    vectors[3] = 0.0
+    vectors[7] = [cutoff, 0.0, 0.0]
+    vectors[8:12] = [[3.0, 0.0, 0.0], [0.0, -4.0, 0.0], [2.0, 2.0, 2.0], [100.0, 0.0, 1.0]]  # beyond the cutoff
+    g = Graph()
+    g.output("y", g.radial_basis(g.input("v", ("edges", 3), dtype), 8, cutoff))
+    expected = g.reference(v=vectors)["y"]
+    got = compile_graph(g, dtype=dtype)(v=vectors.astype(dtype))["y"]
+    assert got.dtype == np.dtype(dtype) and np.isfinite(got).all()
+    assert not got[3].any() and not got[7:12].any()
+    assert np.abs(got - expected).max() / np.abs(expected).max() < tolerance
+
+
 @pytest.mark.parametrize("shared", [True, False])
 def test_linear_alone_with_repeated_irreps(rng, shared):
     irreps_in, irreps_out = "3x0e+2x1o+4x0e+1x2e", "5x0e+2x1o+3x1e"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tpc
-from tpc.graph import Elementwise, Gather, Graph, Input, Linear, Node, TensorType
+from tpc.graph import Elementwise, Gather, Graph, Input, Linear, Node, RadialBasis, TensorType, op_from_dict
 
 HIDDEN = "8x0e+8x1o"
 OUT = "8x0e+8x1o+8x2e"
@@ -101,6 +101,36 @@ def test_linear_matches_e3nn_with_repeated_irreps(rng, shared):
         expected = module(torch.as_tensor(x), torch.as_tensor(weight)).numpy()
     assert module.weight_numel == linear.weight_numel
     np.testing.assert_allclose(g.reference(x=x, w=weight)["y"], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("number, cutoff", [(1, 1.0), (8, 5.0), (5, 2.5)])
+def test_radial_basis_matches_e3nn(rng, number, cutoff):
+    import torch
+    from e3nn.math import soft_one_hot_linspace
+
+    directions = rng.standard_normal((200, 3))
+    lengths = np.concatenate([[0.0, 1e-9, cutoff, np.nextafter(cutoff, 0)], rng.uniform(0, 1.5 * cutoff, 196)])
+    vectors = directions / np.linalg.norm(directions, axis=1, keepdims=True) * lengths[:, None]
+    g = Graph()
+    g.output("basis", g.radial_basis(g.input("v", ("edges", 3), "float64"), number, cutoff))
+    got = g.reference(v=vectors)["basis"]
+    r = torch.as_tensor(np.linalg.norm(vectors, axis=1))
+    expected = (soft_one_hot_linspace(r, 0.0, cutoff, number, basis="bessel", cutoff=True) * number**0.5).numpy()
+    assert got.shape == (200, number)
+    np.testing.assert_allclose(got[1:], expected[1:], rtol=0, atol=1e-12)
+    assert np.isnan(expected[0]).all() and not got[0].any()  # e3nn's 0/0 at r = 0 is masked to 0 here
+    assert not got[lengths >= cutoff].any()
+    assert (np.abs(got[(lengths > 0) & (lengths < 0.9 * cutoff)]).max(axis=1) > 0).all()
+
+
+def test_radial_basis_op_parameters_round_trip():
+    op = RadialBasis(8, 5)
+    assert op.cutoff == 5.0 and isinstance(op.cutoff, float)
+    assert op_from_dict(json.loads(json.dumps(op.to_dict()))) == op
+    assert op.describe() == "radial_basis(number=8, cutoff=5.0)"
+    g = Graph()
+    basis = g.radial_basis(g.input("v", ("edges", "1o")), 4, 2.0, name="basis")
+    assert str(basis.type) == "(edges, 4x0e) float32"
 
 
 def test_nodes_are_topological_with_types():
@@ -305,6 +335,30 @@ def _bad_lmax(g: Graph):
     g.spherical_harmonics(g.input("vec", ("edges", 3)), lmax=-1, name="sh")
 
 
+def _radial_no_functions(g: Graph):
+    g.radial_basis(g.input("vec", ("edges", 3)), 0, 5.0, name="radial")
+
+
+def _radial_bool_number(g: Graph):
+    g.radial_basis(g.input("vec", ("edges", 3)), True, 5.0, name="radial")
+
+
+def _radial_negative_cutoff(g: Graph):
+    g.radial_basis(g.input("vec", ("edges", 3)), 8, -1.0, name="radial")
+
+
+def _radial_infinite_cutoff(g: Graph):
+    g.radial_basis(g.input("vec", ("edges", 3)), 8, float("inf"), name="radial")
+
+
+def _radial_of_features(g: Graph):
+    g.radial_basis(_features(g, "vec", "1x0e+1x1o"), 8, 5.0, name="radial")
+
+
+def _radial_of_pseudovectors(g: Graph):
+    g.radial_basis(_features(g, "vec", "1e"), 8, 5.0, name="radial")
+
+
 def _scatter_rows_disagree(g: Graph):
     g.scatter_sum(_features(g), g.input("receivers", ("pairs",), "int64"), "nodes", name="agg")
 
@@ -389,6 +443,13 @@ MALFORMED = [
                     r"is float64"),
     (_vectors_not_3d, r"node 'sh' \(spherical_harmonics\): vectors 'vec' must have shape \(rows, 3\)"),
     (_bad_lmax, r"node 'sh' \(spherical_harmonics\): lmax must be an integer >= 0, got -1"),
+    (_radial_no_functions, r"node 'radial' \(radial_basis\): number must be an integer >= 1 .*got 0"),
+    (_radial_bool_number, r"node 'radial' \(radial_basis\): number must be an integer >= 1 .*got True"),
+    (_radial_negative_cutoff, r"node 'radial' \(radial_basis\): cutoff must be a finite number > 0, got -1.0"),
+    (_radial_infinite_cutoff, r"node 'radial' \(radial_basis\): cutoff must be a finite number > 0, got inf"),
+    (_radial_of_features, r"node 'radial' \(radial_basis\): vectors 'vec' must have shape \(rows, 3\)"),
+    (_radial_of_pseudovectors, r"node 'radial' \(radial_basis\): vectors 'vec' must have shape \(rows, 3\) "
+                               r"and irreps 1o or none"),
     (_scatter_rows_disagree, r"node 'agg' \(scatter_sum\): index 'receivers' has 'pairs' rows but x "
                              r"'x' has 'edges'"),
     (_unbound_dim, r"node 'agg' \(scatter_sum\): dim 'graphs' is not a dim of any graph input"),

@@ -11,8 +11,8 @@ from tvm import s_tir
 
 from tpc import cache
 from tpc.lower.algorithms import algorithms_for, check_algorithm, default_algorithm, lower
-from tpc.ops import TensorProduct, check_wrt, op_fingerprint
-from tpc.runtime import GradientKernel, Kernel, ScheduleChoice
+from tpc.ops import TensorProduct, check_fusion, check_wrt, op_fingerprint
+from tpc.runtime import ConvolutionKernel, GradientKernel, Kernel, ScheduleChoice
 from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
                           validate_config)
 from tpc.targets import TargetSpec, resolve_target
@@ -32,18 +32,25 @@ class CacheKey:
     dtype: str
     target: TargetSpec
     wrt: str | None = None
+    fusion: str | None = None
+
+    @property
+    def op(self) -> str | None:
+        """The schedule registry's name of the op: None (the product), a gradient or a fusion."""
+        return self.fusion or self.wrt
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Everything that determines a compiled kernel (of the product, or of its gradient with
-    respect to ``wrt``)."""
+    """Everything that determines a compiled kernel (of the product, of its gradient with
+    respect to ``wrt``, or of the product fused with its neighbours as ``fusion`` says)."""
 
     tp: TensorProduct
     target: TargetSpec
     dtype: str
     choice: ScheduleChoice
     wrt: str | None = None
+    fusion: str | None = None
 
 
 def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[str, Any]],
@@ -57,49 +64,55 @@ def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[st
     computes the op (the default: :func:`tpc.lower.algorithms.default_algorithm`); a name
     allows only that one, and it must compute the op's function.
     """
-    tp, family, wrt = request_key.tp, request_key.target.family, request_key.wrt
+    tp, family, wrt, fusion, op = (request_key.tp, request_key.target.family, request_key.wrt, request_key.fusion,
+                                   request_key.op)
     if algorithm is not None:
-        check_algorithm(tp, algorithm, wrt)
+        check_algorithm(tp, algorithm, wrt, fusion)
     if isinstance(schedule, Mapping) and "config" in schedule:
         recorded = schedule.get("algorithm", "cg")
         if algorithm is not None and recorded != algorithm:
             raise ValueError(f"the schedule record is for the {recorded!r} algorithm, not {algorithm!r}")
-        check_algorithm(tp, recorded, wrt)
-        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, wrt), "explicit")
-    chosen = algorithm or default_algorithm(tp, wrt)
+        check_algorithm(tp, recorded, wrt, fusion)
+        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, op), "explicit")
+    chosen = algorithm or default_algorithm(tp, wrt, fusion)
     if schedule is None:
-        allowed = [algorithm] if algorithm else algorithms_for(tp, wrt)
-        versions = {name: search_space(family, name, wrt).version for name in allowed
-                    if name in scheduled_algorithms(family, wrt)}
-        hit = cache.lookup(op_fingerprint(tp, wrt), request_key.batch, request_key.dtype,
+        allowed = [algorithm] if algorithm else algorithms_for(tp, wrt, fusion)
+        versions = {name: search_space(family, name, op).version for name in allowed
+                    if name in scheduled_algorithms(family, op)}
+        hit = cache.lookup(op_fingerprint(tp, wrt, fusion), request_key.batch, request_key.dtype,
                            request_key.target.fingerprint, versions)
         if hit is not None:
             record = hit.record
-            return ScheduleChoice(record.algorithm, validate_config(family, record.config, record.algorithm, wrt),
+            return ScheduleChoice(record.algorithm, validate_config(family, record.config, record.algorithm, op),
                                   hit.source)
     if schedule is None or schedule == "default":
-        return ScheduleChoice(chosen, default_config(family, chosen, wrt), "default")
+        return ScheduleChoice(chosen, default_config(family, chosen, op), "default")
     if isinstance(schedule, Mapping):
-        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, wrt), "explicit")
+        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, op), "explicit")
     raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
 
 
 def scheduled(tp: TensorProduct, dtype: str, family: str, algorithm: str, config: Mapping[str, Any],
-              batch: int | None = None, wrt: str | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
+              batch: int | None = None, wrt: str | None = None,
+              fusion: str | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
     """The scheduled TIR of one configuration of the product (or of its gradient with respect
-    to ``wrt``), symbolic batch unless ``batch`` is given, and the constant tables its function
-    takes after ``out``."""
-    lowered = lower(tp, algorithm, dtype, batch=batch, wrt=wrt, **lowering_options(family, algorithm, config))
+    to ``wrt``, or of the product fused as ``fusion`` says), symbolic batch unless ``batch`` is
+    given, and the constant tables its function takes after ``out``."""
+    lowered = lower(tp, algorithm, dtype, batch=batch, wrt=wrt, fusion=fusion,
+                    **lowering_options(family, algorithm, config))
     return apply_schedule(lowered, family, config), lowered.tables
 
 
-def build(request: BuildRequest) -> Union[Kernel, GradientKernel]:
+def build(request: BuildRequest) -> Union[Kernel, GradientKernel, ConvolutionKernel]:
     """Lower, schedule and compile one request."""
     choice = request.choice
     sch, tables = scheduled(request.tp, request.dtype, request.target.family, choice.algorithm, choice.config,
-                            wrt=request.wrt)
+                            wrt=request.wrt, fusion=request.fusion)
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         executable = tvm.compile(sch.mod, target=request.target.tvm_target())
+    if request.fusion is not None:
+        return ConvolutionKernel(executable.mod, request.tp, request.fusion, request.target, request.dtype, choice,
+                                 executable=executable)
     if request.wrt is not None:
         return GradientKernel(executable.mod, request.tp, request.wrt, request.target, request.dtype, choice,
                               executable=executable)
@@ -155,3 +168,20 @@ def compile_gradient(tp: TensorProduct, wrt: str, target: Union[str, dict, Targe
     spec = resolve_target(target)
     choice = choose_schedule(CacheKey(tp, batch, dtype, spec, wrt), schedule)
     return build(BuildRequest(tp, spec, dtype, choice, wrt))
+
+
+def compile_convolution(tp: TensorProduct, fusion: str, target: Union[str, dict, TargetSpec] = "host",
+                        dtype: str = "float32", edges: int | None = None,
+                        schedule: Union[None, str, Mapping[str, Any]] = None) -> ConvolutionKernel:
+    """Compile ``tp`` fused with the gather of its x1 and/or the scatter-sum of its output
+    (``fusion``: "gather", "scatter" or "gather+scatter") for a CPU target.
+
+    ``edges`` names the edge count it will mostly run at and ``schedule`` is as in
+    :func:`compile`: by default the best cached schedule of the fused op (tuned with
+    ``tpc.tune(tp, fusion=...)``), else the default one.
+    """
+    _check_arguments("compile_convolution", tp, edges)
+    check_fusion(fusion)
+    spec = resolve_target(target)
+    choice = choose_schedule(CacheKey(tp, edges, dtype, spec, fusion=fusion), schedule)
+    return build(BuildRequest(tp, spec, dtype, choice, fusion=fusion))

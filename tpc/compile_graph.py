@@ -26,6 +26,7 @@ from tpc.graph import (
     Input,
     Linear,
     Node,
+    RadialBasis,
     ScatterSum,
     SphericalHarmonics,
     TensorProductOp,
@@ -37,6 +38,7 @@ from tpc.lower.graph_ops import (
     lower_elementwise,
     lower_gather,
     lower_linear,
+    lower_radial_basis,
     lower_scatter_sum,
     lower_spherical_harmonics,
 )
@@ -47,7 +49,7 @@ ROW_TILE = 16
 
 LOWERINGS: dict[type, Callable[..., te.Tensor]] = {
     Gather: lower_gather, SphericalHarmonics: lower_spherical_harmonics, Linear: lower_linear,
-    ScatterSum: lower_scatter_sum, Elementwise: lower_elementwise,
+    ScatterSum: lower_scatter_sum, Elementwise: lower_elementwise, RadialBasis: lower_radial_basis,
 }
 
 

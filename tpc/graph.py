@@ -1,7 +1,7 @@
 """Tensor-product graphs: message-passing blocks as data.
 
-A :class:`Graph` is a DAG of ops (gather, spherical harmonics, tensor product, linear,
-scatter-sum, elementwise) over named tensors, held in a ``networkx.DiGraph``. Every node
+A :class:`Graph` is a DAG of ops (gather, spherical harmonics, radial basis, tensor product,
+linear, scatter-sum, elementwise) over named tensors, held in a ``networkx.DiGraph``. Every node
 computes one tensor, named like the node; graph inputs are nodes too (op :class:`Input`).
 Tensors carry a shape (integers and symbolic dims such as ``"edges"``), a dtype and, for
 feature tensors, their irreps. The graph validates itself, draws itself, round-trips through
@@ -159,6 +159,13 @@ def _require_float_matrix(argument: str, tensor: Tensor) -> None:
         raise ValueError(f"{argument} {tensor.name!r} must be float32 or float64, got {tensor.dtype}")
     if len(tensor.shape) != 2:
         raise ValueError(f"{argument} {tensor.name!r} must have shape (rows, features), got {tensor.shape}")
+
+
+def _require_vectors(argument: str, tensor: Tensor) -> None:
+    _require_float_matrix(argument, tensor)
+    if tensor.shape[1] != 3 or tensor.irreps not in (None, Irreps("1o")):
+        raise ValueError(f"{argument} {tensor.name!r} must have shape (rows, 3) and irreps 1o or none, "
+                         f"got {tensor.type}")
 
 
 def _require_index(argument: str, tensor: Tensor) -> None:
@@ -334,14 +341,57 @@ class SphericalHarmonics(Op):
 
     def check(self, inputs: Sequence[Tensor]) -> TensorType:
         (vectors,) = inputs
-        _require_float_matrix("vectors", vectors)
-        if vectors.shape[1] != 3 or vectors.irreps not in (None, Irreps("1o")):
-            raise ValueError(f"vectors {vectors.name!r} must have shape (rows, 3) and irreps 1o or none, "
-                             f"got {vectors.type}")
+        _require_vectors("vectors", vectors)
         return TensorType((vectors.shape[0], self.irreps_out.dim), vectors.dtype, self.irreps_out)
 
     def evaluate(self, values: Sequence[np.ndarray], inputs: Sequence[Tensor], sizes: Mapping[str, int]) -> np.ndarray:
         return spherical_harmonics(list(range(self.lmax + 1)), values[0], self.normalize, self.normalization)
+
+
+@dataclass(frozen=True)
+class RadialBasis(Op):
+    """e3nn's Bessel basis of the lengths of vectors (rows, 3), as MACE and NequIP scale it.
+
+    Column k (k = 1..number) of a row with length r is
+    ``sqrt(number) * sqrt(2 / cutoff) * sin(k pi r / cutoff) / r`` for ``0 < r < cutoff`` and 0
+    elsewhere: ``soft_one_hot_linspace(r, 0, cutoff, number, "bessel", cutoff=True)`` times
+    ``sqrt(number)``. At r = 0 e3nn's masked 0/0 gives NaN; here the mask's 0 wins.
+    """
+
+    number: int
+    cutoff: float
+    kind: ClassVar[str] = "radial_basis"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.number, bool) or not isinstance(self.number, (int, np.integer)) or self.number < 1:
+            raise ValueError(f"number must be an integer >= 1 (how many basis functions), got {self.number!r}")
+        if (isinstance(self.cutoff, bool) or not isinstance(self.cutoff, (int, float, np.integer, np.floating))
+                or not math.isfinite(self.cutoff) or self.cutoff <= 0):
+            raise ValueError(f"cutoff must be a finite number > 0, got {self.cutoff!r}")
+        object.__setattr__(self, "number", int(self.number))
+        object.__setattr__(self, "cutoff", float(self.cutoff))
+
+    @property
+    def irreps_out(self) -> Irreps:
+        """``{number}x0e``: the basis values are scalars."""
+        return Irreps([(self.number, SCALAR)])
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return ("vectors",)
+
+    def check(self, inputs: Sequence[Tensor]) -> TensorType:
+        (vectors,) = inputs
+        _require_vectors("vectors", vectors)
+        return TensorType((vectors.shape[0], self.number), vectors.dtype, self.irreps_out)
+
+    def evaluate(self, values: Sequence[np.ndarray], inputs: Sequence[Tensor], sizes: Mapping[str, int]) -> np.ndarray:
+        lengths = np.linalg.norm(values[0], axis=1)[:, None]
+        inside = (lengths > 0) & (lengths < self.cutoff)
+        safe_lengths = np.where(inside, lengths, 1.0)
+        frequencies = np.arange(1, self.number + 1) * (math.pi / self.cutoff)
+        scale = math.sqrt(self.number) * math.sqrt(2 / self.cutoff)
+        return np.where(inside, scale * np.sin(frequencies * safe_lengths) / safe_lengths, 0.0)
 
 
 @dataclass(frozen=True)
@@ -557,8 +607,8 @@ class Elementwise(Op):
         return a * (b if b.shape[1] == 1 else np.repeat(b, copy_dims, axis=1))
 
 
-OPS: dict[str, type[Op]] = {op.kind: op for op in (Input, Gather, SphericalHarmonics, TensorProductOp, Linear,
-                                                    ScatterSum, Elementwise)}
+OPS: dict[str, type[Op]] = {op.kind: op for op in (Input, Gather, SphericalHarmonics, RadialBasis, TensorProductOp,
+                                                    Linear, ScatterSum, Elementwise)}
 
 
 def op_from_dict(data: Any) -> Op:
@@ -589,10 +639,11 @@ def _blame(node: str, kind: str) -> Iterator[None]:
 class Graph:
     """A DAG of ops over named tensors, built with the methods below.
 
-    Builder methods (``input``, ``gather``, ``spherical_harmonics``, ``tensor_product``,
-    ``linear``, ``scatter_sum``, ``elementwise``) check their node at once and return a
-    :class:`Tensor` handle; ``output`` names a result. :meth:`add` is the unchecked low-level
-    form (names may refer to nodes added later), checked as a whole by :meth:`validate`.
+    Builder methods (``input``, ``gather``, ``spherical_harmonics``, ``radial_basis``,
+    ``tensor_product``, ``linear``, ``scatter_sum``, ``elementwise``) check their node at once
+    and return a :class:`Tensor` handle; ``output`` names a result. :meth:`add` is the
+    unchecked low-level form (names may refer to nodes added later), checked as a whole by
+    :meth:`validate`.
     """
 
     def __init__(self) -> None:
@@ -646,6 +697,11 @@ class Graph:
         """e3nn's harmonics ``0e+1o+2e+...`` up to ``lmax`` of vectors (rows, 3)."""
         return self._append(SphericalHarmonics, (vectors,), name, lmax=lmax, normalize=normalize,
                             normalization=normalization)
+
+    def radial_basis(self, vectors: Tensor, number: int, cutoff: float, name: str | None = None) -> Tensor:
+        """``number`` Bessel functions of the lengths of vectors (rows, 3), zero from ``cutoff`` on
+        (e3nn's bessel ``soft_one_hot_linspace`` times ``sqrt(number)``): (rows, number) scalars."""
+        return self._append(RadialBasis, (vectors,), name, number=number, cutoff=cutoff)
 
     def tensor_product(self, x1: Tensor, x2: Tensor, weight: Tensor | None, tp: TensorProduct,
                        name: str | None = None) -> Tensor:

@@ -1,12 +1,16 @@
-"""Named problem sets shared by the CLI, the tests and the benchmarks."""
+"""Named problem sets shared by the CLI, the tests and the benchmarks: tensor products
+(:func:`get`) and whole message-passing blocks as graphs (:func:`get_graph`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from tpc.irreps import Irreps
 from tpc.ops import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct, TensorProduct
+
+if TYPE_CHECKING:
+    from tpc.graph import Graph
 
 
 @dataclass(frozen=True)
@@ -67,3 +71,46 @@ def get(name: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(_BUILDERS)}")
     build, batch, description = _BUILDERS[name]
     return Preset(name, build(), batch, description)
+
+
+@dataclass(frozen=True)
+class GraphPreset:
+    """A tensor-product graph with typical sizes of its symbolic dims (e.g. nodes, edges)."""
+
+    name: str
+    graph: "Graph"
+    sizes: dict[str, int]
+    description: str
+
+
+def _mace_interaction(channels: int, lmax: int) -> "Graph":
+    """The MACE interaction graph, harmonics up to ``lmax`` too (imported here: networkx)."""
+    from tpc.graph_presets import mace_interaction
+
+    return mace_interaction(channels=channels, lmax=lmax, sh_lmax=lmax)[0]
+
+
+_GRAPH_BUILDERS: dict[str, tuple[Callable[[], "Graph"], dict[str, int], str]] = {
+    "mace-interaction-l2": (
+        lambda: _mace_interaction(32, 2),
+        {"nodes": 2000, "edges": 60000},
+        "MACE interaction block: 32x(0e+1o+2e) node features, harmonics 0e+1o+2e, radial MLP on 8 Bessel "
+        "functions, channelwise product, scatter-sum, gated linear down, linear skip",
+    ),
+}
+
+
+def graph_names() -> list[str]:
+    """Names of all graph presets."""
+    return list(_GRAPH_BUILDERS)
+
+
+def get_graph(name: str) -> GraphPreset:
+    """The graph preset called ``name``; unknown names raise ValueError listing the valid ones.
+
+    Graphs (and so networkx) are imported on this call, not by ``import tpc``.
+    """
+    if name not in _GRAPH_BUILDERS:
+        raise ValueError(f"unknown graph preset {name!r}; valid graph presets: {', '.join(_GRAPH_BUILDERS)}")
+    build, sizes, description = _GRAPH_BUILDERS[name]
+    return GraphPreset(name, build(), dict(sizes), description)

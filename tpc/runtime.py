@@ -282,6 +282,69 @@ class GradientKernel(_Compiled):
             result += part.sum(axis=0)
 
 
+class ConvolutionKernel(_Compiled):
+    """A product fused with the gather of its x1 and/or the scatter-sum of its output
+    (``fusion``, see :mod:`tpc.lower.convolution`), for host arrays.
+
+    ``kernel(x1, x2, weight, senders=, offsets=, out=)``: ``senders`` (int64, one per edge)
+    with the gather, where x1 holds one row per node; ``offsets`` (int64, receivers + 1
+    non-decreasing entries from 0 to the edge count) with the scatter-sum, where the edges are
+    sorted by receiver. The result has one row per receiver with the scatter-sum, else one per
+    edge. Index values are trusted: the graph runtime checks them once per call.
+    """
+
+    def __init__(self, module: Any, tp: TensorProduct, fusion: str, target: TargetSpec, dtype: str,
+                 schedule: ScheduleChoice, executable: Any = None) -> None:
+        super().__init__(module, tp, target, dtype, schedule, executable)
+        self.fusion = fusion
+        self.gather, self.scatter = (part in fusion.split("+") for part in ("gather", "scatter"))
+
+    def __repr__(self) -> str:
+        return (f"ConvolutionKernel({self.fusion} of {self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
+                f"schedule from {self.schedule.source})")
+
+    def __call__(self, x1: Any, x2: Any, weight: Any = None, *, senders: Any = None, offsets: Any = None,
+                 out: Any = None) -> np.ndarray:
+        """The fused product of one graph; see the class docstring."""
+        runs, why = self._runs_here
+        if not runs:
+            raise RuntimeError(f"cannot run this kernel here: {why}")
+        v1, v2 = host_view("x1", x1), host_view("x2", x2)
+        w = None if weight is None else host_view("weight", weight)
+        edges = v2.shape[0]
+        indices = {"senders": (self.gather, senders, (edges,)), "offsets": (self.scatter, offsets, None)}
+        views = {}
+        for name, (needed, value, shape) in indices.items():
+            if needed != (value is not None):
+                raise ValueError(f"this {self.fusion} kernel {'needs' if needed else 'takes no'} {name}")
+            if value is not None:
+                views[name] = host_view(name, value)
+                if views[name].dtype != np.int64 or views[name].ndim != 1 or \
+                        (shape is not None and views[name].shape != shape):
+                    raise ValueError(f"{name} must be a one-dimensional int64 array"
+                                     + (f" of shape {shape}" if shape else "") + f", got {views[name].dtype} "
+                                     f"{views[name].shape}")
+        width = self.spec.irreps_in1.dim
+        if v1.ndim != 2 or v1.shape[1] != width or (not self.gather and v1.shape[0] != edges):
+            rows_of_x1 = "nodes" if self.gather else edges
+            raise ValueError(f"x1 must have shape ({rows_of_x1}, {width}), got {v1.shape}")
+        # x2 and the weights are checked like a product's over the edges.
+        _, v2, w = self.spec.check_inputs(np.broadcast_to(np.zeros((1, width), v2.dtype), (edges, width)), v2, w)
+        self._check_dtypes({"x1": v1, "x2": v2, "weight": w})
+        rows = views["offsets"].shape[0] - 1 if self.scatter else edges
+        result = self._host_result((rows, self.spec.irreps_out.dim), out)
+        args = [v1] + ([views["senders"]] if self.gather else []) + [v2] + ([w] if w is not None else [])
+        if self.scatter:
+            args += [views["offsets"], result, int(np.diff(views["offsets"]).max()) if rows else 0]
+        else:
+            args.append(result)
+        if not edges:
+            result.fill(0)
+        elif rows:
+            self._module["main"](*args)
+        return result
+
+
 def load(path: Union[str, os.PathLike]) -> Kernel:
     """Load a kernel saved with :meth:`Kernel.save`; refuses files it cannot trust or run."""
     manifest, library, tables_file = _read_archive(Path(path))

@@ -62,7 +62,8 @@ class Lowered:
     constant arrays (basis changes too large to fold into the code) that every call passes
     after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
     ``wrt`` is None for a product; for a gradient, the argument it is taken with respect to
-    (its function takes ``grad`` before ``out``).
+    (its function takes ``grad`` before ``out``). ``fusion`` names the neighbours of a product
+    fused into it (:mod:`tpc.lower.convolution`), None for a product alone.
     """
 
     func: object
@@ -71,6 +72,7 @@ class Lowered:
     algorithm: str = "cg"
     tables: tuple[np.ndarray, ...] = ()
     wrt: str | None = None
+    fusion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,25 @@ class PathPlan:
     def extent(self, letters: tuple[str, ...]) -> int:
         """Number of channels the letters index together."""
         return int(np.prod([self.extents[letter] for letter in letters], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Consecutive samples summed into one output row: run n is the samples
+    ``offsets[n] <= s < offsets[n + 1]`` (int64, runs + 1 entries), and ``longest`` (a scalar
+    parameter) bounds the length of every run.
+
+    The sum over a run is a reduction of static extent ``longest`` whose steps past the run's
+    end add nothing; TVM 0.27 cannot schedule a reduction whose extent is read from memory.
+    """
+
+    offsets: te.Tensor
+    longest: tirx.Var
+
+    @property
+    def count(self):
+        """The number of runs."""
+        return self.offsets.shape[0] - 1
 
 
 @dataclass(frozen=True)
@@ -202,9 +223,14 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None
 
 
 def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], irreps_out, batch,
-                coupling: str = "direct") -> Lowered:
+                coupling: str = "direct", runs: Runs | None = None) -> Lowered:
     """The stages of every path and the assembled ``out`` (batch, irreps_out.dim), as a PrimFunc
-    whose parameters are ``params`` then ``out``."""
+    whose parameters are ``params`` then ``out`` (then ``runs.longest``).
+
+    With ``runs`` the samples are summed in runs (see :class:`Runs`): ``out`` has one row per
+    run and nothing per sample is stored. The sum happens in the path outputs ``y``, before the
+    assembly, which is linear.
+    """
     dtype = str(inputs.x1.dtype)
     zero = tirx.const(0.0, dtype)
     path_outputs: dict[int, list] = {}
@@ -221,11 +247,11 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
         shape = (batch, *[plan.extents[letter] for letter in letters], plan.coupling.shape[2])
         # te.compute calls its function at once, so closing over loop variables is safe here.
         z = te.compute(shape, lambda b, *rest: coupled(b, dict(zip(letters, rest[:-1])), rest[-1]), name=f"z{p}")
-        y = _path_output(plan, z, batch, inputs, f"y{p}")
+        y = _path_output(plan, z, batch, inputs, f"y{p}", runs)
         stages.append(PathStages(
             z.op.name, y.op.name, reuses_z=any(letter not in letters for letter in plan.out_letters),
             z_channels=tuple(int(n) for n in z.shape[1:-1]), y_channels=plan.extent(plan.out_letters),
-            reductions=tuple(int(axis.dom.extent) for axis in y.op.reduce_axis), components=plan.coupling.shape[2],
+            reductions=tuple(plan.extents[letter] for letter in plan.reduce_letters), components=plan.coupling.shape[2],
             factor=None if factor is None else factor.op.name))
         path_outputs.setdefault(plan.out_block, []).append(y)
 
@@ -242,10 +268,14 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
             block_value = sum((y[b, local // dim, local % dim] for y in ys[1:]), ys[0][b, local // dim, local % dim]) \
                 if ys else zero
             value = tirx.if_then_else(tirx.likely(c < block_slice.stop), block_value, value)
+        if runs is not None:  # an empty run never initializes its sums
+            value = tirx.if_then_else(runs.offsets[b + 1] > runs.offsets[b], value, zero)
         return value
 
-    out = te.compute((batch, irreps_out.dim), assemble, name="out")
-    func = element_aligned(te.create_prim_func(params + [out]), dtype)
+    rows = batch if runs is None else runs.count
+    out = te.compute((rows, irreps_out.dim), assemble, name="out")
+    scalars = [runs.longest] if runs is not None else []
+    func = element_aligned(te.create_prim_func(params + [out] + scalars), dtype)
     return Lowered(func, tuple(stages), "out")
 
 
@@ -263,7 +293,8 @@ def element_aligned(func, dtype: str):
         if node.get("type") == "tirx.BufferType":
             node["data"]["data_alignment"] = itemsize
     relaxed = tvm.ir.load_json(json.dumps(graph))
-    if any(param.data_alignment != itemsize for param in relaxed.params):
+    buffers = [param for param in relaxed.params if hasattr(param, "data_alignment")]  # not scalar parameters
+    if any(param.data_alignment != itemsize for param in buffers):
         raise RuntimeError("could not relax the argument alignment of the lowered function")
     return relaxed
 
@@ -360,20 +391,31 @@ def unflatten(flat, letters: tuple[str, ...], extents: dict[str, int]) -> dict:
     return values
 
 
-def _path_output(plan: PathPlan, z, batch, inputs: Inputs, name: str):
-    """The ``y`` stage of one path: weights applied to ``z`` and the other letters summed."""
-    axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters}
+def _path_output(plan: PathPlan, z, batch, inputs: Inputs, name: str, runs: Runs | None = None):
+    """The ``y`` stage of one path: weights applied to ``z`` and the other letters summed (and,
+    with ``runs``, the samples of each run)."""
     out_letters, weight_letters = plan.out_letters, plan.weight_letters
 
-    def body(b, c, k):
+    def body(row, c, k):
+        axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters}
+        sample, inside = row, None
+        if runs is not None:
+            start = runs.offsets[row].astype("int32")
+            step = te.reduce_axis((0, runs.longest), name="s")
+            inside = tirx.likely(step < runs.offsets[row + 1].astype("int32") - start)
+            sample = start + step
         values = dict(axes)
         values.update(unflatten(c, out_letters, plan.extents))
-        term = z[(b, *[values[letter] for letter in plan.z_letters], k)]
+        term = z[(sample, *[values[letter] for letter in plan.z_letters], k)]
         if weight_letters is not None:
             flat = 0
             for letter in weight_letters:
                 flat = flat * plan.extents[letter] + values[letter]
-            term = inputs.weight_at(b, plan.weight_offset + flat) * term
-        return te.sum(term, axis=list(axes.values())) if axes else term
+            term = inputs.weight_at(sample, plan.weight_offset + flat) * term
+        if inside is not None:
+            term = tirx.if_then_else(inside, term, tirx.const(0.0, str(z.dtype)))
+        summed = ([step] if runs is not None else []) + list(axes.values())
+        return te.sum(term, axis=summed) if summed else term
 
-    return te.compute((batch, plan.extent(out_letters), plan.coupling.shape[2]), body, name=name)
+    rows = batch if runs is None else runs.count
+    return te.compute((rows, plan.extent(out_letters), plan.coupling.shape[2]), body, name=name)

@@ -21,7 +21,7 @@ from math import factorial, pi, sqrt
 import numpy as np
 from tvm import te, tirx
 
-from tpc.graph import Dim, Elementwise, Gather, Linear, ScatterSum, SphericalHarmonics
+from tpc.graph import Dim, Elementwise, Gather, Linear, RadialBasis, ScatterSum, SphericalHarmonics
 from tpc.irreps import Irreps
 from tpc.lower.cg import select_component
 from tpc.so3.spherical_harmonics import degree_scale
@@ -156,6 +156,32 @@ def lower_spherical_harmonics(op: SphericalHarmonics, inputs: Sequence[te.Tensor
         return select_component(c, [_evaluate_polynomial(polynomial, xyz, dtype) for polynomial in polynomials], zero)
 
     return te.compute((rows, len(polynomials)), harmonic, name="spherical_harmonics")
+
+
+def lower_radial_basis(op: RadialBasis, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
+    """The Bessel basis of the row lengths of ``vectors`` (rows, 3): column k is
+    ``sqrt(number * 2 / cutoff) * sin((k + 1) pi r / cutoff) / r`` inside ``0 < r < cutoff``, else 0.
+
+    The lengths are a stage of their own; outside the interval the division reads 1 instead
+    of r, so a zero vector never computes 0/0.
+    """
+    (vectors,) = inputs
+    dtype = str(vectors.dtype)
+    zero, one = tirx.const(0.0, dtype), tirx.const(1.0, dtype)
+    rows = vectors.shape[0]
+    lengths = te.compute((rows,), lambda e: te.sqrt(vectors[e, 0] * vectors[e, 0] + vectors[e, 1] * vectors[e, 1]
+                                                    + vectors[e, 2] * vectors[e, 2]), name="lengths")
+    scale = tirx.const(sqrt(op.number * 2 / op.cutoff), dtype)
+    cutoff = tirx.const(op.cutoff, dtype)
+
+    def basis(e, k):
+        r = lengths[e]
+        inside = tirx.all(r > zero, r < cutoff)
+        safe = tirx.if_then_else(inside, r, one)
+        frequency = (k + 1).astype(dtype) * tirx.const(pi / op.cutoff, dtype)
+        return tirx.if_then_else(inside, scale * te.sin(frequency * safe) / safe, zero)
+
+    return te.compute((rows, op.number), basis, name="radial_basis")
 
 
 # -- linear and elementwise -----------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Tensor-product specifications: what to compute, independent of how."""
 
 from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct
-from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct, check_wrt, op_fingerprint
+from tpc.ops.tensor_product import (FUSIONS, MODES, WRT, Instruction, TensorProduct, check_fusion, check_wrt,
+                                    op_fingerprint)
 
 __all__ = [
+    "FUSIONS",
     "MODES",
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
@@ -11,6 +13,7 @@ __all__ = [
     "Instruction",
     "TensorProduct",
     "WRT",
+    "check_fusion",
     "check_wrt",
     "op_fingerprint",
 ]

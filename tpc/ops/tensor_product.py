@@ -422,10 +422,26 @@ def check_wrt(tp: TensorProduct, wrt: str) -> None:
         raise ValueError("this tensor product has no weights to take the gradient with respect to")
 
 
-def op_fingerprint(tp: TensorProduct, wrt: str | None = None) -> str:
+FUSIONS = ("gather", "scatter", "gather+scatter")
+"""The kernels of a product fused with its neighbours in a graph (see :mod:`tpc.lower.convolution`)."""
+
+
+def check_fusion(fusion: str) -> None:
+    """Raise ValueError unless ``fusion`` names one of :data:`FUSIONS`."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; expected one of {list(FUSIONS)}")
+
+
+def op_fingerprint(tp: TensorProduct, wrt: str | None = None, fusion: str | None = None) -> str:
     """The identity of an op in tuning records and the schedule cache: the product's
-    fingerprint, or for its gradient with respect to ``wrt`` the sha256 of that plus "/d" + wrt,
-    so tuned products and gradients never mix."""
+    fingerprint; for its gradient with respect to ``wrt`` the sha256 of that plus "/d" + wrt;
+    for the product fused with its gather and/or scatter-sum, of that plus "/fused:" + fusion;
+    so tuned products, gradients and fused kernels never mix."""
+    if wrt is not None and fusion is not None:
+        raise ValueError("a fused kernel computes the product, not a gradient")
+    if fusion is not None:
+        check_fusion(fusion)
+        return hashlib.sha256(f"{tp.fingerprint}/fused:{fusion}".encode()).hexdigest()
     if wrt is None:
         return tp.fingerprint
     check_wrt(tp, wrt)

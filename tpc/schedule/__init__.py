@@ -8,14 +8,17 @@ from typing import Any
 from tvm import s_tir
 
 from tpc.lower import Lowered
-from tpc.schedule import cpu, cuda, gaunt
+from tpc.ops import FUSIONS
+from tpc.schedule import convolution, cpu, cuda, gaunt
 from tpc.schedule.space import AlgorithmSpace, SearchSpace
 
 FAMILIES = ("cpu", "cuda")
 # Knob space and schedule of each (family, algorithm, op): op None for the product, else the
-# argument of a gradient; a family's algorithms in a fixed order. The x1 and x2 gradients are
-# products with transposed couplings and take the product's schedule; the weight gradient
-# has per-sample stages of its own. Gradients are scheduled for CPUs only so far.
+# argument of a gradient or the fusion of a fused kernel; a family's algorithms in a fixed
+# order. The x1 and x2 gradients are products with transposed couplings and take the product's
+# schedule; the weight gradient has per-sample stages of its own. A product fused with its
+# gather only is a product over the edges; with its scatter-sum it has a schedule of its own.
+# Gradients and fused kernels are scheduled for CPUs only so far.
 _SCHEDULES = {
     ("cpu", "cg", None): (cpu.SPACE, cpu.apply),
     ("cpu", "fourier", None): (gaunt.FOURIER_SPACE, gaunt.apply_fourier),
@@ -26,38 +29,42 @@ _SCHEDULES = {
     ("cpu", "cg", "x1"): (cpu.SPACE, cpu.apply),
     ("cpu", "cg", "x2"): (cpu.SPACE, cpu.apply),
     ("cpu", "cg", "weight"): (cpu.WEIGHT_GRADIENT_SPACE, cpu.apply_per_sample),
+    ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
+    ("cpu", "cg", "scatter"): (convolution.SPACE, convolution.apply_scatter),
+    ("cpu", "cg", "gather+scatter"): (convolution.SPACE, convolution.apply_scatter),
 }
 
 
-def scheduled_algorithms(family: str, wrt: str | None = None) -> tuple[str, ...]:
-    """The algorithms a target family has schedules for (for the gradient with respect to ``wrt``)."""
+def scheduled_algorithms(family: str, op: str | None = None) -> tuple[str, ...]:
+    """The algorithms a target family has schedules for, for ``op``: None for the product, else
+    a gradient's argument or a fusion (see :data:`tpc.ops.FUSIONS`)."""
     _check_family(family)
-    return tuple(algorithm for fam, algorithm, op in _SCHEDULES if fam == family and op == wrt)
+    return tuple(algorithm for fam, algorithm, entry_op in _SCHEDULES if fam == family and entry_op == op)
 
 
-def search_space(family: str, algorithm: str = "cg", wrt: str | None = None) -> SearchSpace:
-    """The knob space of an algorithm on a target family (for the gradient with respect to ``wrt``)."""
-    return _entry(family, algorithm, wrt)[0]
+def search_space(family: str, algorithm: str = "cg", op: str | None = None) -> SearchSpace:
+    """The knob space of an algorithm on a target family, for ``op`` (see :func:`scheduled_algorithms`)."""
+    return _entry(family, algorithm, op)[0]
 
 
-def tuning_space(family: str, algorithms: Sequence[str], wrt: str | None = None) -> AlgorithmSpace:
+def tuning_space(family: str, algorithms: Sequence[str], op: str | None = None) -> AlgorithmSpace:
     """The tuner's space over ``algorithms`` (those without a schedule here left out), the first as default."""
-    available = scheduled_algorithms(family, wrt)
+    available = scheduled_algorithms(family, op)
     searched = tuple(name for name in algorithms if name in available)
     if algorithms and not searched:
-        raise ValueError(_no_schedule(family, algorithms[0], wrt))
-    return AlgorithmSpace(tuple((name, search_space(family, name, wrt)) for name in available), searched)
+        raise ValueError(_no_schedule(family, algorithms[0], op))
+    return AlgorithmSpace(tuple((name, search_space(family, name, op)) for name in available), searched)
 
 
-def default_config(family: str, algorithm: str = "cg", wrt: str | None = None) -> dict[str, Any]:
+def default_config(family: str, algorithm: str = "cg", op: str | None = None) -> dict[str, Any]:
     """Default knob values of an algorithm on a target family."""
-    return search_space(family, algorithm, wrt).default()
+    return search_space(family, algorithm, op).default()
 
 
 def validate_config(family: str, config: Mapping[str, Any] | None, algorithm: str = "cg",
-                    wrt: str | None = None) -> dict[str, Any]:
+                    op: str | None = None) -> dict[str, Any]:
     """Full, checked knob values (unknown knobs or values raise ValueError)."""
-    return search_space(family, algorithm, wrt).validate(config)
+    return search_space(family, algorithm, op).validate(config)
 
 
 def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,8 +76,8 @@ def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> 
 
 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
-    """Schedule ``lowered`` (a product or a gradient) for a target family with the given knob values."""
-    return _entry(family, lowered.algorithm, lowered.wrt)[1](lowered, config)
+    """Schedule ``lowered`` (a product, a gradient or a fused kernel) for a target family with the given knob values."""
+    return _entry(family, lowered.algorithm, lowered.fusion or lowered.wrt)[1](lowered, config)
 
 
 def _check_family(family: str) -> None:
@@ -78,18 +85,19 @@ def _check_family(family: str) -> None:
         raise ValueError(f"unknown target family {family!r}; known: {sorted(FAMILIES)}")
 
 
-def _entry(family: str, algorithm: str, wrt: str | None = None):
+def _entry(family: str, algorithm: str, op: str | None = None):
     _check_family(family)
-    if (family, algorithm, wrt) not in _SCHEDULES:
-        raise ValueError(_no_schedule(family, algorithm, wrt))
-    return _SCHEDULES[(family, algorithm, wrt)]
+    if (family, algorithm, op) not in _SCHEDULES:
+        raise ValueError(_no_schedule(family, algorithm, op))
+    return _SCHEDULES[(family, algorithm, op)]
 
 
-def _no_schedule(family: str, algorithm: str, wrt: str | None) -> str:
-    """Why there is no schedule for an algorithm (of a product or a gradient) on a family."""
-    if wrt is not None:
-        families = sorted({fam.upper() for fam, _, op in _SCHEDULES if op == wrt})
-        return (f"gradients with respect to {wrt!r} are scheduled for {', '.join(families) or 'no'} targets only "
+def _no_schedule(family: str, algorithm: str, op: str | None) -> str:
+    """Why there is no schedule for an algorithm (of a product, a gradient or a fused kernel) on a family."""
+    if op is not None:
+        families = sorted({fam.upper() for fam, _, entry_op in _SCHEDULES if entry_op == op})
+        what = f"fused kernels ({op})" if op in FUSIONS else f"gradients with respect to {op!r}"
+        return (f"{what} are scheduled for {', '.join(families) or 'no'} targets only "
                 f"so far, with the 'cg' algorithm; not for the {family!r} family with {algorithm!r}")
     return (f"no {family} schedule for the {algorithm!r} algorithm; "
             f"{family} has schedules for {list(scheduled_algorithms(family))}")
