@@ -6,7 +6,7 @@ import pytest
 
 import tpc
 from tpc import presets
-from tpc.compile_graph import compile_graph
+from tpc.graph_build import compile_graph
 from tpc.graph import Gather, Graph, ScatterSum, TensorProductOp
 from tpc.graph_presets import mace_interaction
 from tpc.testing import E3nnInteraction, box_side, interaction_inputs, random_system, relative_error

@@ -28,7 +28,7 @@ def __getattr__(name: str):
 
         return tpc.graph if name == "graph" else tpc.graph.Graph
     if name == "compile_graph":
-        from tpc.compile_graph import compile_graph
+        from tpc.graph_build import compile_graph
 
         return compile_graph
     if name in ("export_onnx", "export_torch_onnx", "build_ort_library"):

@@ -1,7 +1,7 @@
 """Running a compiled graph: input checks, intermediates, one kernel call per node.
 
 :class:`CompiledGraph` holds one :class:`Step` per node in topological order; it needs the
-compiled functions only, not the compiler (:mod:`tpc.compile_graph` makes them).
+compiled functions only, not the compiler (:mod:`tpc.graph_build` makes them).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from tpc.targets import TargetSpec
 
 @dataclass(frozen=True)
 class Step:
-    """One node: its compiled function, called with the input arrays then the output array.
+    """One kernel: its compiled function, called with the argument arrays then the output array;
+    ``node`` names the tensor it computes.
 
-    ``index_bound`` is the exclusive upper bound of the node's index input (the second
-    argument) for gathers and scatter-sums, None for other nodes. A scatter-sum's function
-    takes the index as its CSR ``(perm, offsets)``.
+    ``indices`` pairs each index argument with the exclusive bound of its values. With
+    ``segments`` the last argument is a scatter index, passed as its CSR ``(perm, offsets)``
+    ("csr") or, for a fused scatter-sum over receiver-sorted edges, as ``offsets`` alone.
     """
 
     node: str
@@ -31,24 +32,31 @@ class Step:
     function: Callable[..., Any]
     arguments: tuple[str, ...]
     shape: tuple[Dim, ...]
-    index_bound: Dim | None = None
+    indices: tuple[tuple[str, Dim], ...] = ()
+    segments: str | None = None
 
 
 class CompiledGraph:
-    """A graph compiled node by node: ``compiled(**inputs)`` returns the outputs by name.
+    """A compiled graph: ``compiled(**inputs)`` returns the outputs by name.
 
     Inputs are numpy arrays or DLPack CPU tensors, C-contiguous; float inputs must have the
     compiled dtype and index inputs int64. Shapes must match the graph's, with each symbolic
     dim the same size everywhere, and index values must address existing rows.
+
+    With ``edge_order`` ``(dim, index)``, every input whose first dim is ``dim`` is put in the
+    order that sorts the input ``index`` (stably) before the kernels run, and every output
+    whose first dim is ``dim`` is put back in the given order: the results are those of the
+    given order, and summed rows are summed in a fixed order.
     """
 
     def __init__(self, inputs: Mapping[str, TensorType], steps: Sequence[Step], outputs: Mapping[str, str],
-                 dtype: str, target: TargetSpec) -> None:
+                 dtype: str, target: TargetSpec, edge_order: tuple[str, str] | None = None) -> None:
         self.inputs = dict(inputs)
         self.steps = tuple(steps)
         self.outputs = dict(outputs)
         self.dtype = dtype
         self.target = target
+        self.edge_order = edge_order
 
     def __repr__(self) -> str:
         return (f"CompiledGraph({len(self.steps)} kernels, inputs {sorted(self.inputs)}, outputs "
@@ -58,22 +66,47 @@ class CompiledGraph:
         """Run every kernel in order on the given inputs; see the class docstring."""
         values, sizes = self._bind(arrays)
         self._check_indices(values, sizes)
-        csr: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        order = self._sort_edges(values)
+        csr: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         for step in self.steps:
             shape = tuple(sizes[dim] if isinstance(dim, str) else dim for dim in step.shape)
             out = np.empty(shape, dtype=self.dtype)
             args = [values[name] for name in step.arguments]
-            if step.kind == "scatter_sum":
-                index_name = step.arguments[1]
-                if index_name not in csr:
-                    csr[index_name] = _segment_csr(values[index_name], shape[0])
-                args = [args[0], *csr[index_name]]
+            if step.segments is not None:
+                key = (step.arguments[-1], shape[0])
+                if key not in csr:
+                    csr[key] = _segment_csr(args[-1], shape[0])
+                args[-1:] = csr[key] if step.segments == "csr" else csr[key][1:]
             if not args[0].size:  # TVM rejects empty arrays; only a scatter-sum makes rows from none
                 out.fill(0)
             elif out.size:
                 step.function(*args, out)
             values[step.node] = out
-        return {name: values[tensor] for name, tensor in self.outputs.items()}
+        results = {name: values[tensor] for name, tensor in self.outputs.items()}
+        if order is not None:
+            dim = self.edge_order[0]
+            for name, tensor in self.outputs.items():
+                if self._first_dim(tensor) == dim:
+                    results[name] = np.empty_like(results[name])
+                    results[name][order] = values[tensor]
+        return results
+
+    def _first_dim(self, tensor: str) -> Dim | None:
+        """The first dim of a graph input or step output."""
+        if tensor in self.inputs:
+            return self.inputs[tensor].shape[0]
+        return next(step.shape[0] for step in self.steps if step.node == tensor)
+
+    def _sort_edges(self, values: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Reorder the edge inputs by the sort index (see the class docstring); the order used."""
+        if self.edge_order is None:
+            return None
+        dim, index = self.edge_order
+        order = np.argsort(values[index], kind="stable")
+        for name, tensor_type in self.inputs.items():
+            if tensor_type.shape[0] == dim:
+                values[name] = values[name][order]
+        return order
 
     def _bind(self, arrays: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
         """Host views of the inputs, checked, and the sizes of the symbolic dims."""
@@ -102,17 +135,15 @@ class CompiledGraph:
         """Every gather and scatter-sum index addresses existing rows (before any kernel runs)."""
         checked: set[tuple[str, int]] = set()
         for step in self.steps:
-            if step.index_bound is None:
-                continue
-            name = step.arguments[1]
-            index = values[name]
-            bound = sizes[step.index_bound] if isinstance(step.index_bound, str) else step.index_bound
-            if (name, bound) in checked:
-                continue
-            checked.add((name, bound))
-            if index.size and (index.min() < 0 or index.max() >= bound):
-                raise ValueError(f"node {step.node!r} ({step.kind}): index {name!r} has values outside "
-                                 f"[0, {bound}): min {index.min()}, max {index.max()}")
+            for name, dim in step.indices:
+                index = values[name]
+                bound = sizes[dim] if isinstance(dim, str) else dim
+                if (name, bound) in checked:
+                    continue
+                checked.add((name, bound))
+                if index.size and (index.min() < 0 or index.max() >= bound):
+                    raise ValueError(f"node {step.node!r} ({step.kind}): index {name!r} has values outside "
+                                     f"[0, {bound}): min {index.min()}, max {index.max()}")
 
 
 def _segment_csr(index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

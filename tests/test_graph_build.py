@@ -3,8 +3,8 @@ import pytest
 from test_graph import HIDDEN, block_inputs, interaction_block
 
 import tpc
-from tpc.compile_graph import compile_graph
-from tpc.graph import Graph, Linear
+from tpc.graph_build import FUSION_CHOICES, compile_graph, fuse_products
+from tpc.graph import Gather, Graph, Linear
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +15,12 @@ def block():
 @pytest.fixture(scope="module")
 def compiled_block(block):
     return {dtype: compile_graph(block[0], dtype=dtype) for dtype in ("float64", "float32")}
+
+
+@pytest.fixture(scope="module", params=FUSION_CHOICES)
+def fused_block(request, block):
+    return request.param, {dtype: compile_graph(block[0], dtype=dtype, fusion=request.param)
+                           for dtype in ("float64", "float32")}
 
 
 def _as(inputs: dict, dtype: str) -> dict:
@@ -34,6 +40,70 @@ def test_block_matches_reference(block, compiled_block, rng, dtype, tolerance):
         got = compiled_block[dtype](**_as(inputs, dtype))
         assert all(value.dtype == np.dtype(dtype) for value in got.values())
         assert _relative_error(got, g.reference(**inputs)) < tolerance
+
+
+def test_every_fusion_matches_reference_and_unsorted_edges_come_back_in_order(block, fused_block, rng):
+    fusion, compiled = fused_block
+    g, _ = block
+    steps = [step.kind for step in compiled["float64"].steps]
+    assert ("fused_" + fusion in steps) == (fusion != "none")
+    assert ("tensor_product" in steps) == (fusion == "none")
+    inputs = block_inputs(g, rng, atoms=23, cutoff=2.2)
+    order = rng.permutation(len(inputs["senders"]))  # edges in no particular order
+    for name in ("senders", "receivers", "w_tp"):
+        inputs[name] = inputs[name][order]
+    expected = g.reference(**inputs)
+    assert _relative_error(compiled["float64"](**inputs), expected) < 1e-10
+    assert _relative_error(compiled["float32"](**_as(inputs, "float32")), expected) < 1e-4
+
+
+def test_edge_outputs_keep_the_given_edge_order(rng):
+    g = Graph()
+    x = g.input("x", ("nodes", "4x0e+2x1o"), "float64")
+    index = g.input("receivers", ("edges",), "int64")
+    senders = g.input("senders", ("edges",), "int64")
+    w = g.input("w", ("edges", 8), "float64")
+    tp = tpc.ChannelwiseTensorProduct("4x0e+2x1o", "0e+1o", lmax=1)
+    vectors = g.input("v", ("edges", 3), "float64")
+    sh = g.spherical_harmonics(vectors, 1, name="sh")
+    w_tp = g.input("w_tp", ("edges", tp.weight_numel), "float64")
+    g.output("summed", g.scatter_sum(g.tensor_product(g.gather(x, senders), sh, w_tp, tp), index, "nodes"))
+    g.output("edge_sh", sh)
+    g.output("w_back", g.elementwise("add", w, w))
+    compiled = compile_graph(g, dtype="float64")
+    assert compiled.edge_order == ("edges", "receivers")
+    edges = 40
+    inputs = {"x": rng.standard_normal((9, 10)), "receivers": rng.integers(0, 9, edges), "senders": rng.integers(0, 9, edges),
+              "w": rng.standard_normal((edges, 8)), "v": rng.standard_normal((edges, 3)),
+              "w_tp": rng.standard_normal((edges, tp.weight_numel))}
+    got, expected = compiled(**inputs), g.reference(**inputs)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-12)
+
+
+def test_fusion_rules(block):
+    g, _ = block
+    partition = fuse_products(g)
+    (group,) = partition.fused
+    assert isinstance(group.gather.op, Gather) and group.gather.inputs[1].name == "senders"
+    assert (group.product.name, group.scatter.name, group.fusion) == ("messages", "aggregated", "gather+scatter")
+    assert partition.edge_order == ("edges", "receivers")
+    assert fuse_products(g, "none").fused == () and fuse_products(g, "none").edge_order is None
+    assert fuse_products(g, "gather").fused[0].fusion == "gather"
+    assert fuse_products(g, "gather").edge_order is None
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        fuse_products(g, "everything")
+    tp = tpc.ChannelwiseTensorProduct("4x0e", "0e", lmax=0)
+    shared = Graph()  # the gathered rows and the messages are read twice: nothing is fused
+    x = shared.input("x", ("nodes", "4x0e"), "float64")
+    index = shared.input("i", ("edges",), "int64")
+    gathered = shared.gather(x, index)
+    messages = shared.tensor_product(gathered, shared.input("y", ("edges", "0e"), "float64"),
+                                     shared.input("w", ("edges", tp.weight_numel), "float64"), tp)
+    shared.output("summed", shared.scatter_sum(messages, index, "nodes"))
+    shared.output("gathered", gathered)
+    shared.output("messages", messages)
+    assert fuse_products(shared).fused == ()
 
 
 def test_block_with_zero_edges(block, compiled_block, rng):
