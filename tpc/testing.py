@@ -376,3 +376,35 @@ def median_seconds(run: Callable[[], object], min_runs: int = 3, min_seconds: fl
         if len(times) >= 50:
             break
     return statistics.median(times)
+
+
+def random_convolution(tp: TensorProduct, fusion: str, edges: int, nodes: int, rng: np.random.Generator,
+                       dtype: str = "float32", reference: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Keyword arguments of a fused kernel (:class:`tpc.runtime.ConvolutionKernel`) on a random
+    graph of ``edges`` edges between ``nodes`` nodes, and the float64 reference of its result
+    (None without ``reference``).
+
+    Senders are uniform; receivers are uniform and sorted, as the fused scatter-sum requires,
+    so some receivers may have no edges.
+    """
+    gather, scatter = (part in fusion.split("+") for part in ("gather", "scatter"))
+    senders = rng.integers(0, nodes, edges)
+    receivers = np.sort(rng.integers(0, nodes, edges))
+    x1, x2, weight = random_inputs(tp, edges, rng, "float64")
+    node_x1 = rng.standard_normal((nodes, tp.irreps_in1.dim))
+    if gather:
+        x1 = node_x1[senders]
+    arguments = {"x1": node_x1 if gather else x1, "x2": x2, "weight": weight}
+    arguments = {name: None if value is None else value.astype(dtype) for name, value in arguments.items()}
+    if gather:
+        arguments["senders"] = senders.astype(np.int64)
+    if scatter:
+        arguments["offsets"] = np.concatenate([[0], np.cumsum(np.bincount(receivers, minlength=nodes))]).astype(np.int64)
+    if not reference:
+        return arguments, None
+    messages = tp.reference(x1, x2, weight)
+    if not scatter:
+        return arguments, messages
+    summed = np.zeros((nodes, tp.irreps_out.dim))
+    np.add.at(summed, receivers, messages)
+    return arguments, summed

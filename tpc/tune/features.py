@@ -22,7 +22,7 @@ from tvm.s_tir.meta_schedule.search_strategy import MeasureCandidate
 from tvm.s_tir.meta_schedule.tune_context import TuneContext
 
 from tpc.build import scheduled
-from tpc.ops import WRT, TensorProduct
+from tpc.ops import FUSIONS, WRT, TensorProduct
 from tpc.schedule.space import AlgorithmSpace, Space
 from tpc.targets import TargetSpec
 
@@ -33,12 +33,14 @@ TIR_FEATURE_LENGTH: int = 2 * PER_STORE_LENGTH + 1
 """Length of :func:`tir_features`: total and maximum over stores, then the store count."""
 
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 """Changes whenever the candidate features change, so saved training sets of another layout are not mixed in."""
 
 
-def op_descriptors(tp: TensorProduct, batch: int, dtype: str, wrt: str | None = None) -> list[float]:
-    """Shape of the work, independent of the schedule: the product's, then which gradient (one-hot over WRT)."""
+def op_descriptors(tp: TensorProduct, batch: int, dtype: str, wrt: str | None = None,
+                   fusion: str | None = None) -> list[float]:
+    """Shape of the work, independent of the schedule: the product's, then which gradient
+    (one-hot over WRT) and which fusion (one-hot over FUSIONS)."""
     muls = [mul for mul, _ in tp.irreps_out] or [0]
     ls = [ir.l for _, ir in tp.irreps_in1 + tp.irreps_in2 + tp.irreps_out] or [0]
     modes = [ins.connection_mode for ins in tp.instructions]
@@ -55,6 +57,7 @@ def op_descriptors(tp: TensorProduct, batch: int, dtype: str, wrt: str | None = 
         float(dtype == "float64"),
         sum(mode == "uvw" for mode in modes) / max(len(modes), 1),
         *[float(wrt == name) for name in WRT],
+        *[float(fusion == name) for name in FUSIONS],
     ]
 
 
@@ -93,33 +96,37 @@ def tir_features(sch: s_tir.Schedule, target: tvm.target.Target, batch: int | No
 
 
 class TirFeaturizer:
-    """TIR features of an op's candidate configurations (the product's, or with ``wrt`` its
-    gradient's), each computed once.
+    """TIR features of an op's candidate configurations (the product's, with ``wrt`` its
+    gradient's, with ``fusion`` its fused kernel's), each computed once.
 
     Lowering and scheduling cost 0.1-0.3 s per configuration, so the search asks for these
     only for its short list of candidates, not for every configuration it scores.
     """
 
     def __init__(self, tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, space: AlgorithmSpace,
-                 wrt: str | None = None) -> None:
+                 wrt: str | None = None, fusion: str | None = None) -> None:
         self.tp, self.target, self.dtype, self.batch, self.space, self.wrt = tp, target, dtype, batch, space, wrt
+        self.fusion = fusion
         self._known: dict[str, list[float]] = {}
 
     def __call__(self, config: Mapping[str, Any]) -> list[float]:
         key = self.space.key(config)
         if key not in self._known:
             algorithm, knobs = self.space.split(config)
-            sch, _ = scheduled(self.tp, self.dtype, self.target.family, algorithm, knobs, wrt=self.wrt)
+            sch, _ = scheduled(self.tp, self.dtype, self.target.family, algorithm, knobs, wrt=self.wrt,
+                               fusion=self.fusion)
             self._known[key] = tir_features(sch, self.target.tvm_target(), batch=self.batch)
         return self._known[key]
 
 
 def _bind_batch(func: tirx.PrimFunc, batch: int) -> tirx.PrimFunc:
-    """``func`` with every symbolic dimension of its buffer arguments set to ``batch``."""
+    """``func`` with every symbolic dimension of its buffer arguments set to ``batch`` (dims that
+    are expressions of others, such as a fused kernel's receiver count, follow them)."""
     specialized = {}
     for param in func.params:
         shape = getattr(param, "shape", None)
-        if shape is None or all(isinstance(dim, tirx.IntImm) for dim in shape):
+        if shape is None or all(isinstance(dim, tirx.IntImm) for dim in shape) or \
+                not all(isinstance(dim, (tirx.IntImm, tirx.Var)) for dim in shape):
             continue
         static = [dim if isinstance(dim, tirx.IntImm) else batch for dim in shape]
         specialized[param] = tirx.decl_buffer(

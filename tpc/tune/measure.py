@@ -25,7 +25,8 @@ from tpc.targets import host_cores
 @dataclass(frozen=True)
 class MeasureInput:
     """One candidate: the spec (as a dict), target dict, dtype, batch, algorithm and knobs;
-    ``wrt`` None measures the product, else its gradient with respect to that argument."""
+    ``wrt`` None measures the product, else its gradient with respect to that argument;
+    ``fusion`` measures the product fused with its gather and/or scatter-sum (batch: edges)."""
 
     spec: dict
     target: dict
@@ -34,6 +35,7 @@ class MeasureInput:
     algorithm: str
     config: dict
     wrt: Optional[str] = None
+    fusion: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,11 @@ class TuneResult:
         return self.default.seconds / self.best.seconds
 
 
-def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, wrt: str | None = None) -> Path:
+def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, wrt: str | None = None,
+                     fusion: str | None = None) -> Path:
     """``tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl`` under the current directory (op: the
-    product's fingerprint, or its gradient's, see :func:`tpc.ops.op_fingerprint`)."""
-    return Path("tuning_logs") / f"{op_fingerprint(tp, wrt)[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
+    fingerprint of the product, its gradient or its fused kernel, see :func:`tpc.ops.op_fingerprint`)."""
+    return Path("tuning_logs") / f"{op_fingerprint(tp, wrt, fusion)[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
 
 
 def _model_path(target: TargetSpec, space: AlgorithmSpace, kind: str) -> Path:
@@ -82,9 +83,12 @@ def tune(
     round_size: int = 8,
     progress: bool = True,
     wrt: Optional[str] = None,
+    fusion: Optional[str] = None,
 ) -> TuneResult:
     """Measure up to ``trials`` schedules of ``tp`` (with ``wrt``: of its gradient with respect
-    to "x1", "x2" or "weight", an op of its own) and cache the best.
+    to "x1", "x2" or "weight", an op of its own; with ``fusion``: of the product fused with its
+    gather and/or scatter-sum, see :mod:`tpc.lower.convolution`, where ``batch`` counts edges)
+    and cache the best.
 
     The default schedule is measured first. Every measurement is appended to ``log`` as it
     completes; with ``resume`` the log's earlier measurements for the same key count as
@@ -97,11 +101,11 @@ def tune(
         raise ValueError(f"trials must be at least 1, got {trials}")
     spec = resolve_target(target)
     batch = batch or DEFAULT_BATCH
-    op = op_fingerprint(tp, wrt)
-    default = default_algorithm(tp, wrt)
-    algorithms = [default] + [name for name in algorithms_for(tp, wrt) if name != default]
-    space = tuning_space(spec.family, algorithms, wrt)
-    log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch, wrt)
+    op = op_fingerprint(tp, wrt, fusion)
+    default = default_algorithm(tp, wrt, fusion)
+    algorithms = [default] + [name for name in algorithms_for(tp, wrt, fusion) if name != default]
+    space = tuning_space(spec.family, algorithms, fusion or wrt)
+    log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch, wrt, fusion)
     runner = runner or LocalRunner()
     key = (op, batch, dtype, spec.fingerprint)
     previous = [r for r in read_records(log) if resume and (r.op, r.batch, r.dtype, r.target_fingerprint) == key
@@ -109,8 +113,9 @@ def tune(
     models = {kind: CostModel.load(_model_path(spec, space, kind)) for kind in MODEL_KINDS} \
         if strategy == "xgb" else {}
     searcher: Strategy = (ModelSearch(space, models["knobs"], op + f"/{batch}/{dtype}",
-                                      op_descriptors(tp, batch, dtype, wrt), seed=seed, tir_model=models["tir"],
-                                      featurize=TirFeaturizer(tp, spec, dtype, batch, space, wrt))
+                                      op_descriptors(tp, batch, dtype, wrt, fusion), seed=seed,
+                                      tir_model=models["tir"], featurize=TirFeaturizer(tp, spec, dtype, batch, space,
+                                                                                       wrt, fusion))
                           if strategy == "xgb" else RandomSearch(space, seed=seed))
     searcher.observe([space.join(r.algorithm, r.config) for r in previous],
                      [r.seconds if r.ok else None for r in previous])
@@ -127,7 +132,7 @@ def tune(
             if not configs:
                 break  # the whole space has been measured
             split = [space.split(c) for c in configs]
-            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, algorithm, knobs, wrt)
+            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, algorithm, knobs, wrt, fusion)
                       for algorithm, knobs in split]
             results = runner.measure(inputs)
             fresh = [Record(op, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from tpc.ops import TensorProduct
 
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+MEAN_DEGREE = 30
+"""Edges per receiver of the random graphs fused kernels are timed on (MACE and NequIP radius
+graphs have 20-40 neighbours per atom)."""
 
 
 def tables_path(library: str | Path) -> Path:
@@ -35,7 +38,7 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
 
     start = time.perf_counter()
     request = BuildRequest(TensorProduct.from_dict(job["spec"]), resolve_target(job["target"]), job["dtype"],
-                           ScheduleChoice(job["algorithm"], job["config"], "tuning"), job.get("wrt"))
+                           ScheduleChoice(job["algorithm"], job["config"], "tuning"), job.get("wrt"), job.get("fusion"))
     kernel = build(request)
     Path(job["library"]).write_bytes(kernel.library_bytes())
     if kernel.tables:
@@ -55,6 +58,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     tp = TensorProduct.from_dict(job["spec"])
     dtype, wrt = job["dtype"], job.get("wrt")
+    if job.get("fusion"):
+        return _run_convolution(job, tp)
     module = tvm.runtime.load_module(job["library"])
     tables = _load_tables(tables_path(job["library"]))
     target, choice = resolve_target(job["target"]), ScheduleChoice(job["algorithm"], job["config"], "tuning")
@@ -74,6 +79,37 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                                       min_repeat_ms=job["min_repeat_ms"])
     results = evaluator(*args).results
     return {"seconds": float(np.median(results)), "samples": [float(r) for r in results]}
+
+
+def _run_convolution(job: dict[str, Any], tp: TensorProduct) -> dict[str, Any]:
+    """Check a fused kernel on a small random graph against the float64 reference, then time
+    it on a random graph with ``job["batch"]`` edges and :data:`MEAN_DEGREE` edges per receiver."""
+    import tvm
+
+    from tpc.runtime import ConvolutionKernel, ScheduleChoice
+    from tpc.targets import resolve_target
+    from tpc.testing import random_convolution, relative_error
+
+    module = tvm.runtime.load_module(job["library"])
+    kernel = ConvolutionKernel(module, tp, job["fusion"], resolve_target(job["target"]), job["dtype"],
+                               ScheduleChoice(job["algorithm"], job["config"], "tuning"))
+    rng = np.random.default_rng(0)
+    arguments, expected = random_convolution(tp, job["fusion"], 8 * job["check_batch"], job["check_batch"], rng,
+                                             job["dtype"])
+    error = relative_error(kernel(**arguments), expected)
+    if not error < TOLERANCE[job["dtype"]]:
+        return {"error": f"wrong result: relative error {error:.2e} against the reference"}
+    edges = job["batch"]
+    arguments, _ = random_convolution(tp, job["fusion"], edges, max(1, edges // MEAN_DEGREE), rng, job["dtype"],
+                                      reference=False)
+    out = kernel(**arguments)
+    samples = []
+    deadline = time.perf_counter() + job["repeat"] * job["min_repeat_ms"] / 1e3
+    while len(samples) < job["repeat"] or (time.perf_counter() < deadline and len(samples) < 100):
+        start = time.perf_counter()
+        kernel(**arguments, out=out)
+        samples.append(time.perf_counter() - start)
+    return {"seconds": float(np.median(samples)), "samples": samples}
 
 
 def _arguments(tp: TensorProduct, wrt: str | None, batch: int, rng: np.random.Generator, dtype: str) -> list:
