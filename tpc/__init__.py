@@ -17,12 +17,16 @@ from tpc.targets import resolve_target
 
 
 def __getattr__(name: str):
-    """``tpc.tune``, the ONNX exporters and graphs are imported on first use, so loading
-    kernels never imports the tuner, onnx or networkx."""
+    """``tpc.tune``, ``tpc.tune_graph``, the ONNX exporters and graphs are imported on first use,
+    so loading kernels never imports the tuner, onnx or networkx."""
     if name == "tune":
         import tpc.tune
 
         return tpc.tune
+    if name == "tune_graph":
+        from tpc.tune import tune_graph
+
+        return tune_graph
     if name in ("graph", "Graph"):
         import tpc.graph
 
@@ -63,4 +67,5 @@ __all__ = [
     "resolve_target",
     "so3",
     "tune",
+    "tune_graph",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from tpc import presets, report
 from tpc.build import compile as compile_kernel
@@ -14,6 +14,9 @@ from tpc.lower.algorithms import ALGORITHMS
 from tpc.lower import DTYPES
 from tpc.ops import WRT, TensorProduct, op_fingerprint
 from tpc.targets import TARGET_NAMES
+
+if TYPE_CHECKING:
+    from tpc.graph import Graph
 
 
 def _load_spec(args: argparse.Namespace) -> tuple[str, TensorProduct, int]:
@@ -95,9 +98,49 @@ def _export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_graph(args: argparse.Namespace) -> tuple[str, "Graph", dict[str, int]]:
+    """The graph of ``--graph FILE`` or ``--graph-preset NAME`` and its dim sizes (the preset's,
+    overridden by ``--size dim=N``)."""
+    from tpc.graph import Graph
+
+    if (args.graph is None) == (args.graph_preset is None):
+        raise ValueError("give either --graph FILE or --graph-preset NAME")
+    sizes: dict[str, int] = {}
+    if args.graph_preset is not None:
+        preset = presets.get_graph(args.graph_preset)
+        title, graph, sizes = f"{preset.name}: {preset.description}", preset.graph, dict(preset.sizes)
+    else:
+        path = Path(args.graph)
+        if not path.is_file():
+            raise ValueError(f"graph file {args.graph!r} does not exist")
+        title, graph = str(path), Graph.from_json(path.read_text())
+    for item in args.size or []:
+        dim, _, value = item.partition("=")
+        if not dim or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--size takes DIM=N with N a positive integer, got {item!r}")
+        sizes[dim] = int(value)
+    return title, graph, sizes
+
+
+def _tune_graph(args: argparse.Namespace) -> int:
+    import tpc.tune
+
+    for option in ("spec", "preset", "batch", "gradient", "log"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} tunes one product; a graph takes --size DIM=N instead")
+    title, graph, sizes = _load_graph(args)
+    print(title, file=sys.stderr)
+    result = tpc.tune.tune_graph(graph, sizes, target=args.target, dtype=args.dtype, trials=args.trials,
+                                 fusion=args.fusion, strategy=args.strategy, seed=args.seed)
+    print(tpc.tune.graph_summary(result))
+    return 130 if result.interrupted else 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     import tpc.tune
 
+    if args.graph is not None or args.graph_preset is not None:
+        return _tune_graph(args)
     title, tp, batch = _load_spec(args)
     print(title, file=sys.stderr)
     result = tpc.tune.tune(tp, batch=batch, target=args.target, dtype=args.dtype, trials=args.trials,
@@ -191,6 +234,13 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--seed", type=int, default=0)
     tune.add_argument("--gradient", choices=WRT, help="tune the gradient with respect to this argument instead of "
                                                       "the product (CPU targets; tpc.compile_gradient uses the result)")
+    tune.add_argument("--graph", metavar="FILE", help="tune the kernels of a graph (JSON, as Graph.to_json writes) "
+                                                      "instead of one product; they share --trials")
+    tune.add_argument("--graph-preset", metavar="NAME", help=f"a named graph: {', '.join(presets.graph_names())}")
+    tune.add_argument("--size", action="append", metavar="DIM=N",
+                      help="size of a symbolic dim of the graph, e.g. edges=60000 (repeatable; default: the preset's)")
+    tune.add_argument("--fusion", default="gather+scatter", choices=("none", "gather", "scatter", "gather+scatter"),
+                      help="what may be fused into the graph's products (default gather+scatter, as tpc.compile_graph)")
     tune.set_defaults(run=_tune)
     listing_cache = commands.add_parser("list", help="show the cached schedules")
     listing_cache.set_defaults(run=_list)

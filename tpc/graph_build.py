@@ -15,7 +15,7 @@ serves every size. Running lives in :mod:`tpc.graph_runtime`, which needs no com
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,11 +143,15 @@ def fuse_products(graph: Graph, fusion: str = "gather+scatter") -> Partition:
 
 
 def compile_graph(graph: Graph, target: str | dict | TargetSpec = "host", dtype: str = "float32",
-                  fusion: str = "gather+scatter") -> CompiledGraph:
+                  fusion: str = "gather+scatter", tuned: bool = True,
+                  sizes: Mapping[str, int] | None = None) -> CompiledGraph:
     """Compile ``graph`` for a CPU ``target``; float tensors are computed in ``dtype``.
 
     ``fusion`` says what may be fused into tensor products (see :func:`fuse_products`):
     "gather+scatter" (the default), "gather", "scatter" or "none" (one kernel per node).
+    Products take their best cached schedules (``tpc.tune_graph`` tunes them), those tuned
+    nearest the typical ``sizes`` of the symbolic dims when given, or with ``tuned=False``
+    their default ones. The compiled graph runs at any sizes.
     The result is called with the graph inputs as keyword arguments (float inputs in
     ``dtype``, index inputs int64) and returns the graph outputs by name.
     """
@@ -162,14 +166,16 @@ def compile_graph(graph: Graph, target: str | dict | TargetSpec = "host", dtype:
     if not runs:
         raise ValueError(f"compile_graph runs its kernels in this process, but target {spec.name!r} cannot: {why}")
     partition = fuse_products(graph, fusion)
+    schedule = None if tuned else "default"
     groups = {group.last.name: group for group in partition.fused}
     absorbed = partition.absorbed()
     steps = []
     for node in graph.nodes():
         if node.name in groups:
-            steps.append(_compile_fused(groups[node.name], spec, dtype))
+            group = groups[node.name]
+            steps.append(_compile_fused(group, spec, dtype, schedule, product_rows(group.product, sizes)))
         elif node.name not in absorbed and not isinstance(node.op, Input):
-            steps.append(_compile_node(node, spec, dtype))
+            steps.append(_compile_node(node, spec, dtype, schedule, product_rows(node, sizes)))
     inputs = {node.name: node.output.type for node in graph.nodes() if isinstance(node.op, Input)}
     return CompiledGraph(inputs, steps, graph.outputs, dtype, spec, partition.edge_order)
 
@@ -183,19 +189,31 @@ def _index_bounds(node: Node) -> tuple[tuple[str, Dim], ...]:
     return ()
 
 
-def _compile_node(node: Node, spec: TargetSpec, dtype: str) -> Step:
-    """One node as a runnable step."""
+def product_rows(node: Node, sizes: Mapping[str, int] | None) -> int | None:
+    """The rows (samples, edges) a tensor product node runs on, from its x2, where ``sizes``
+    gives them; None for other nodes or unknown sizes. (A fused group's last node stands for
+    its product.)"""
+    if not isinstance(node.op, TensorProductOp):
+        return None
+    rows = node.inputs[1].shape[0]
+    return rows if isinstance(rows, int) else (sizes or {}).get(rows)
+
+
+def _compile_node(node: Node, spec: TargetSpec, dtype: str, schedule: str | None, rows: int | None) -> Step:
+    """One node as a runnable step (``schedule`` as in :func:`tpc.compile` and ``rows`` its
+    batch, for products)."""
     arguments = tuple(tensor.name for tensor in node.inputs)
     segments = "csr" if isinstance(node.op, ScatterSum) else None
     if isinstance(node.op, TensorProductOp):
-        kernel = compile_product(node.op.tp, target=spec, dtype=dtype)
+        kernel = compile_product(node.op.tp, batch=rows, target=spec, dtype=dtype, schedule=schedule)
         return Step(node.name, node.op.kind, _product_call(kernel), arguments, node.output.shape)
     executable = build_node(node, spec, dtype)
     return Step(node.name, node.op.kind, executable.mod["main"], arguments, node.output.shape,
                 _index_bounds(node), segments)
 
 
-def _compile_fused(group: FusedProduct, spec: TargetSpec, dtype: str) -> Step:
+def _compile_fused(group: FusedProduct, spec: TargetSpec, dtype: str, schedule: str | None,
+                   edges: int | None) -> Step:
     """A product with its gather and/or scatter-sum as one step; its arguments are x1 (the
     gather's rows), the gather's index, x2, the weights, the scatter-sum's index, in that
     order, each only where it applies."""
@@ -203,7 +221,8 @@ def _compile_fused(group: FusedProduct, spec: TargetSpec, dtype: str) -> Step:
     x1, x2, *weight = [tensor.name for tensor in product.inputs]
     arguments = ([gather.inputs[0].name, gather.inputs[1].name] if gather else [x1]) + [x2] + weight + \
         ([scatter.inputs[1].name] if scatter else [])
-    kernel = compile_convolution(product.op.tp, group.fusion, target=spec, dtype=dtype)
+    kernel = compile_convolution(product.op.tp, group.fusion, target=spec, dtype=dtype, edges=edges,
+                                 schedule=schedule)
     bounds = (_index_bounds(gather) if gather else ()) + (_index_bounds(scatter) if scatter else ())
     return Step(group.last.name, "fused_" + group.fusion, _fused_call(kernel, bool(weight)), tuple(arguments),
                 group.last.output.shape, bounds, "offsets" if scatter else None)

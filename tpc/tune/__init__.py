@@ -8,9 +8,11 @@ whenever ``tpc`` is imported.
 import sys
 import types
 
+from tpc.tune.graph import GraphTuneResult, graph_summary, graph_tasks, tune_graph
 from tpc.tune.tuner import STRATEGIES, TuneResult, summary, tune
 
-__all__ = ["STRATEGIES", "TuneResult", "summary", "tune"]
+__all__ = ["STRATEGIES", "GraphTuneResult", "TuneResult", "graph_summary", "graph_tasks", "summary", "tune",
+           "tune_graph"]
 
 
 class _CallableModule(types.ModuleType):
