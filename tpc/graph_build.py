@@ -206,7 +206,8 @@ def _compile_node(node: Node, spec: TargetSpec, dtype: str, schedule: str | None
     segments = "csr" if isinstance(node.op, ScatterSum) else None
     if isinstance(node.op, TensorProductOp):
         kernel = compile_product(node.op.tp, batch=rows, target=spec, dtype=dtype, schedule=schedule)
-        return Step(node.name, node.op.kind, _product_call(kernel), arguments, node.output.shape)
+        return Step(node.name, node.op.kind, _product_call(kernel), arguments, node.output.shape,
+                    schedule=kernel.schedule)
     executable = build_node(node, spec, dtype)
     return Step(node.name, node.op.kind, executable.mod["main"], arguments, node.output.shape,
                 _index_bounds(node), segments)
@@ -225,7 +226,7 @@ def _compile_fused(group: FusedProduct, spec: TargetSpec, dtype: str, schedule: 
                                  schedule=schedule)
     bounds = (_index_bounds(gather) if gather else ()) + (_index_bounds(scatter) if scatter else ())
     return Step(group.last.name, "fused_" + group.fusion, _fused_call(kernel, bool(weight)), tuple(arguments),
-                group.last.output.shape, bounds, "offsets" if scatter else None)
+                group.last.output.shape, bounds, "offsets" if scatter else None, kernel.schedule)
 
 
 def _product_call(kernel: Any) -> Callable[..., None]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tpc.graph import Dim, TensorType
-from tpc.runtime import host_view
+from tpc.runtime import ScheduleChoice, host_view
 from tpc.targets import TargetSpec
 
 
@@ -25,6 +25,7 @@ class Step:
     ``indices`` pairs each index argument with the exclusive bound of its values. With
     ``segments`` the last argument is a scatter index, passed as its CSR ``(perm, offsets)``
     ("csr") or, for a fused scatter-sum over receiver-sorted edges, as ``offsets`` alone.
+    ``schedule`` is the schedule of a product kernel (plain or fused), None for other kernels.
     """
 
     node: str
@@ -34,6 +35,7 @@ class Step:
     shape: tuple[Dim, ...]
     indices: tuple[tuple[str, Dim], ...] = ()
     segments: str | None = None
+    schedule: ScheduleChoice | None = None
 
 
 class CompiledGraph:
