@@ -131,8 +131,8 @@ def fuse_products(graph: Graph, fusion: str = "gather+scatter") -> Partition:
         gather = source if "gather" in wanted and isinstance(source.op, Gather) and readers[source.name] == 1 else None
         scatter = None
         consumers = [other for other in nodes if any(t.name == node.name for t in other.inputs)]
-        if "scatter" in wanted and readers[node.name] == 1 and isinstance(consumers[0].op, ScatterSum) \
-                and consumers[0].inputs[0].name == node.name:
+        if "scatter" in wanted and readers[node.name] == 1 and len(consumers) == 1 \
+                and isinstance(consumers[0].op, ScatterSum) and consumers[0].inputs[0].name == node.name:
             index = by_name[consumers[0].inputs[1].name]
             dim = index.output.shape[0]
             if isinstance(index.op, Input) and isinstance(dim, str) and edge_order in (None, (dim, index.name)):

@@ -328,9 +328,9 @@ class ConvolutionKernel(_Compiled):
         if v1.ndim != 2 or v1.shape[1] != width or (not self.gather and v1.shape[0] != edges):
             rows_of_x1 = "nodes" if self.gather else edges
             raise ValueError(f"x1 must have shape ({rows_of_x1}, {width}), got {v1.shape}")
+        self._check_dtypes({"x1": v1, "x2": v2, "weight": w})
         # x2 and the weights are checked like a product's over the edges.
         _, v2, w = self.spec.check_inputs(np.broadcast_to(np.zeros((1, width), v2.dtype), (edges, width)), v2, w)
-        self._check_dtypes({"x1": v1, "x2": v2, "weight": w})
         rows = views["offsets"].shape[0] - 1 if self.scatter else edges
         result = self._host_result((rows, self.spec.irreps_out.dim), out)
         args = [v1] + ([views["senders"]] if self.gather else []) + [v2] + ([w] if w is not None else [])
