@@ -12,7 +12,7 @@ from tpc.build import compile as compile_kernel
 from tpc.cache import cached_records
 from tpc.lower.algorithms import ALGORITHMS
 from tpc.lower import DTYPES
-from tpc.ops import WRT, TensorProduct, op_fingerprint
+from tpc.ops import FUSIONS, WRT, TensorProduct, op_fingerprint
 from tpc.targets import TARGET_NAMES
 
 if TYPE_CHECKING:
@@ -162,6 +162,7 @@ def _list(args: argparse.Namespace) -> int:
         tp = presets.get(name).tp
         names[tp.fingerprint] = name
         names.update({op_fingerprint(tp, wrt): f"{name} d/d{wrt}" for wrt in WRT if wrt != "weight" or tp.weight_numel})
+        names.update({op_fingerprint(tp, fusion=fusion): f"{name} fused {fusion}" for fusion in FUSIONS})
     print(f"{'op':<24} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
     for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
         target = f"{record.target.get('kind')}/{record.target.get('mtriple', record.target.get('arch', ''))}" \

@@ -104,7 +104,8 @@ def test_tune_graph_shares_the_budget_and_compile_graph_uses_the_records(isolate
     assert [progress.trials for progress in again.tasks] == trials  # resumed: nothing measured twice
 
 
-def test_tune_command_takes_a_graph(isolated, capsys):
+def test_tune_command_takes_a_graph(isolated, capsys, monkeypatch):
+    monkeypatch.chdir(isolated)  # the command writes its logs under ./tuning_logs
     path = isolated / "graph.json"
     path.write_text(two_layer_graph().to_json())
     assert main(["tune", "--graph", str(path), "--size", "edges=200", "--size", "nodes=20", "--trials", "2",
