@@ -290,7 +290,7 @@ class ConvolutionKernel(_Compiled):
     with the gather, where x1 holds one row per node; ``offsets`` (int64, receivers + 1
     non-decreasing entries from 0 to the edge count) with the scatter-sum, where the edges are
     sorted by receiver. The result has one row per receiver with the scatter-sum, else one per
-    edge. Index values are trusted: the graph runtime checks them once per call.
+    edge. Senders must address rows of x1 and the offsets must describe runs covering the edges.
     """
 
     def __init__(self, module: Any, tp: TensorProduct, fusion: str, target: TargetSpec, dtype: str,
@@ -332,10 +332,11 @@ class ConvolutionKernel(_Compiled):
         # x2 and the weights are checked like a product's over the edges.
         _, v2, w = self.spec.check_inputs(np.broadcast_to(np.zeros((1, width), v2.dtype), (edges, width)), v2, w)
         rows = views["offsets"].shape[0] - 1 if self.scatter else edges
+        longest = self._check_indices(views, v1.shape[0], edges)
         result = self._host_result((rows, self.spec.irreps_out.dim), out)
         args = [v1] + ([views["senders"]] if self.gather else []) + [v2] + ([w] if w is not None else [])
         if self.scatter:
-            args += [views["offsets"], result, int(np.diff(views["offsets"]).max()) if rows else 0]
+            args += [views["offsets"], result, longest]
         else:
             args.append(result)
         if not edges:
@@ -343,6 +344,21 @@ class ConvolutionKernel(_Compiled):
         elif rows:
             self._module["main"](*args)
         return result
+
+    @staticmethod
+    def _check_indices(views: dict[str, np.ndarray], nodes: int, edges: int) -> int:
+        """Reject indices that would read outside the arrays; the longest run (0 without offsets)."""
+        senders = views.get("senders")
+        if senders is not None and senders.size and (senders.min() < 0 or senders.max() >= nodes):
+            raise ValueError(f"senders has values outside [0, {nodes}) (the rows of x1): min {senders.min()}, "
+                             f"max {senders.max()}")
+        offsets = views.get("offsets")
+        if offsets is None:
+            return 0
+        lengths = np.diff(offsets)
+        if offsets.size == 0 or offsets[0] != 0 or offsets[-1] != edges or (lengths.size and lengths.min() < 0):
+            raise ValueError(f"offsets must rise from 0 to the edge count ({edges}) without decreasing")
+        return int(lengths.max()) if lengths.size else 0
 
 
 def load(path: Union[str, os.PathLike]) -> Kernel:
