@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import threading
+
 import numpy as np
 
 from tpc.graph import Dim, TensorType
@@ -49,6 +51,10 @@ class CompiledGraph:
     order that sorts the input ``index`` (stably) before the kernels run, and every output
     whose first dim is ``dim`` is put back in the given order: the results are those of the
     given order, and summed rows are summed in a fixed order.
+
+    Intermediate tensors keep their memory from one call to the next (first-touching hundreds
+    of megabytes of messages costs as much as computing them); calls from several threads
+    take turns.
     """
 
     def __init__(self, inputs: Mapping[str, TensorType], steps: Sequence[Step], outputs: Mapping[str, str],
@@ -59,6 +65,8 @@ class CompiledGraph:
         self.dtype = dtype
         self.target = target
         self.edge_order = edge_order
+        self._intermediates: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"CompiledGraph({len(self.steps)} kernels, inputs {sorted(self.inputs)}, outputs "
@@ -66,13 +74,23 @@ class CompiledGraph:
 
     def __call__(self, **arrays: Any) -> dict[str, np.ndarray]:
         """Run every kernel in order on the given inputs; see the class docstring."""
+        with self._lock:  # intermediates are reused from call to call
+            return self._run(arrays)
+
+    def _run(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         values, sizes = self._bind(arrays)
         self._check_indices(values, sizes)
         order = self._sort_edges(values)
         csr: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        returned = set(self.outputs.values())
         for step in self.steps:
             shape = tuple(sizes[dim] if isinstance(dim, str) else dim for dim in step.shape)
-            out = np.empty(shape, dtype=self.dtype)
+            if step.node in returned:
+                out = np.empty(shape, dtype=self.dtype)
+            else:  # an intermediate: its memory is kept for the next call of the same sizes
+                out = self._intermediates.get(step.node)
+                if out is None or out.shape != shape:
+                    out = self._intermediates[step.node] = np.empty(shape, dtype=self.dtype)
             args = [values[name] for name in step.arguments]
             if step.segments is not None:
                 key = (step.arguments[-1], shape[0])
