@@ -70,11 +70,14 @@ def test_reference_matches_e3nn():
     assert np.abs(expected["out"]).max() > 1.0 and np.abs(expected["aggregated"]).max() > 1.0
 
 
-def test_compiled_preset_matches_e3nn_in_float32():
+@pytest.mark.parametrize("fusion", ["none", "gather+scatter"])
+def test_compiled_preset_matches_e3nn_in_float32(fusion):
     g, tp = mace_interaction(channels=8, cutoff=4.0)
     system = random_system(50, neighbours=12, seed=5, cutoff=4.0)
     inputs = interaction_inputs(g, system, seed=6, dtype="float32")
-    got = compile_graph(g, dtype="float32")(**inputs)
+    compiled = compile_graph(g, dtype="float32", fusion=fusion)
+    assert any(step.kind == "fused_gather+scatter" for step in compiled.steps) == (fusion != "none")
+    got = compiled(**inputs)
     oracle = E3nnInteraction(tp, radial=8, radial_hidden=32, cutoff=4.0)
     expected = oracle(oracle.tensors(inputs))
     single = E3nnInteraction(tp, radial=8, radial_hidden=32, cutoff=4.0, dtype="float32")
