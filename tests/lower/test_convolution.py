@@ -7,7 +7,7 @@ import pytest
 import tpc
 from tpc.build import compile_convolution
 from tpc.ops import FUSIONS
-from tpc.schedule.convolution import SPACE
+from tpc.schedule.convolution import GATHER_SCATTER_SPACE
 from tpc.testing import random_convolution, relative_error
 
 UVU = tpc.ChannelwiseTensorProduct("3x0e+2x1o+2x2e", "0e+1o+2e", 2)
@@ -32,11 +32,12 @@ def test_fused_kernels_match_the_reference(rng, tp, fusion, dtype):
 
 @pytest.mark.parametrize("config", [
     {"edge_loop": "inner"}, {"merge_paths": True}, {"channel_unroll": 2}, {"receiver_tile": 1},
-    {"unroll_components": False, "receiver_tile": 32},
+    {"unroll_components": False, "receiver_tile": 32}, {"x1_layout": "ir_mul"},
+    {"x1_layout": "ir_mul", "unroll_components": False, "merge_paths": True},
 ])
 def test_every_knob_of_the_fused_schedule_computes_the_same(rng, config):
     kernel = compile_convolution(UVU, "gather+scatter", dtype="float64", schedule=config)
-    assert kernel.schedule.source == "explicit" and kernel.schedule.config == SPACE.validate(config)
+    assert kernel.schedule.source == "explicit" and kernel.schedule.config == GATHER_SCATTER_SPACE.validate(config)
     arguments, expected = random_convolution(UVU, "gather+scatter", 300, 29, rng, "float64")
     assert relative_error(kernel(**arguments), expected) < 1e-12
 

@@ -78,12 +78,24 @@ class Lowered:
 @dataclass(frozen=True)
 class Operand:
     """The block of an input that one path reads: first column, components per channel, and
-    the channel letters whose values (row-major) give the channel; no letters: channel 0."""
+    the channel letters whose values (row-major) give the channel; no letters: channel 0.
+
+    The block is stored as e3nn stores it, channel-major ("mul_ir"), unless ``channels`` is
+    set: then it is component-major ("ir_mul") over that many channels, so that consecutive
+    channels of one component are adjacent (vector loads across channels).
+    """
 
     tensor: te.Tensor
     start: int
     dim: int
     letters: tuple[str, ...]
+    channels: int = 0
+
+    def column(self, channel, component):
+        """The tensor column of one component of one channel of the block."""
+        if self.channels:
+            return self.start + int(component) * self.channels + channel
+        return self.start + channel * self.dim + int(component)
 
 
 @dataclass(frozen=True)
@@ -321,13 +333,12 @@ def coupling_expression(plan: PathPlan, zero):
     dtype = a.tensor.dtype
 
     def expression(sample, values, k):
-        base_a = a.start + _channel(a, values, plan.extents) * a.dim
-        base_b = b.start + _channel(b, values, plan.extents) * b.dim
+        channel_a, channel_b = _channel(a, values, plan.extents), _channel(b, values, plan.extents)
         per_component = []
         for component in range(coupling.shape[2]):
             terms = [
                 tirx.const(float(coupling[i, j, component]), dtype)
-                * a.tensor[sample, base_a + int(i)] * b.tensor[sample, base_b + int(j)]
+                * a.tensor[sample, a.column(channel_a, i)] * b.tensor[sample, b.column(channel_b, j)]
                 for i, j in zip(*np.nonzero(coupling[:, :, component]))
             ]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
@@ -355,7 +366,7 @@ def _b_factor(plan: PathPlan, batch, zero, name: str):
     values = []
     for i, k in _factor_pairs(coupling):
         def value(sample, channel, i=i, k=k):
-            terms = [tirx.const(float(coupling[i, j, k]), dtype) * b.tensor[sample, b.start + channel * b.dim + int(j)]
+            terms = [tirx.const(float(coupling[i, j, k]), dtype) * b.tensor[sample, b.column(channel, j)]
                      for j in np.nonzero(coupling[i, :, k])[0]]
             return sum(terms[1:], terms[0])
         values.append(value)
@@ -368,11 +379,11 @@ def _factored_expression(plan: PathPlan, factor, zero):
     a, pairs = plan.a, _factor_pairs(plan.coupling)
 
     def expression(sample, values, k):
-        base = a.start + _channel(a, values, plan.extents) * a.dim
+        channel_a = _channel(a, values, plan.extents)
         channel = _channel(plan.b, values, plan.extents)
         per_component = []
         for component in range(plan.coupling.shape[2]):
-            terms = [a.tensor[sample, base + i] * factor[sample, channel, q]
+            terms = [a.tensor[sample, a.column(channel_a, i)] * factor[sample, channel, q]
                      for q, (i, kk) in enumerate(pairs) if kk == component]
             per_component.append(sum(terms[1:], terms[0]) if terms else zero)
         return select_component(k, per_component, zero)

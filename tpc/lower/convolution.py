@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tvm import te
+from tvm import te, tirx
 
 from tpc.lower.cg import Inputs, Lowered, Runs, check_lowering_arguments, forward_plans, lower_plans
 from tpc.ops import TensorProduct, check_fusion
@@ -28,9 +28,19 @@ from tpc.ops import TensorProduct, check_fusion
 GATHER_STAGE = "edge_x1"
 
 
-def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", coupling: str = "direct") -> Lowered:
+X1_LAYOUTS = ("mul_ir", "ir_mul")
+TRANSPOSED_STAGE = "x1_ir_mul"
+
+
+def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", coupling: str = "direct",
+                      x1_layout: str = "mul_ir") -> Lowered:
     """Lower ``tp`` with its gather and/or scatter-sum fused (``fusion``: "gather", "scatter" or
     "gather+scatter"; see the module docstring).
+
+    ``x1_layout`` "ir_mul" (with the gather only) first copies the node features to
+    component-major blocks (stage ``x1_ir_mul``, one pass over the nodes), so that a path reads
+    the same component of consecutive channels from adjacent memory: loads across channels
+    become vector loads.
 
     Parameters, in order: ``x1`` (node features, or one row per edge when the gather is not
     fused), ``senders`` (int64, with the gather), ``x2`` (per edge), ``weight`` (per edge or
@@ -41,18 +51,45 @@ def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", co
     """
     check_fusion(fusion)
     check_lowering_arguments(dtype, coupling)
+    if x1_layout not in X1_LAYOUTS:
+        raise ValueError(f"x1_layout must be one of {X1_LAYOUTS}, got {x1_layout!r}")
     gather, scatter = (part in fusion.split("+") for part in ("gather", "scatter"))
+    transposed = x1_layout == "ir_mul"
+    if transposed and not gather:
+        raise ValueError("x1_layout 'ir_mul' needs the gather fused (it transposes the node features once)")
     edges = te.var("edges")
     x1 = te.placeholder((te.var("nodes") if gather else edges, tp.irreps_in1.dim), dtype, name="x1")
     senders = te.placeholder((edges,), "int64", name="senders")
     plain = Inputs.of(tp, dtype, edges)
     edge_x1 = x1
     if gather:
-        edge_x1 = te.compute((edges, tp.irreps_in1.dim), lambda e, c: x1[senders[e].astype("int32"), c],
+        source = _component_major(x1, tp) if transposed else x1
+        edge_x1 = te.compute((edges, tp.irreps_in1.dim), lambda e, c: source[senders[e].astype("int32"), c],
                              name=GATHER_STAGE)
     inputs = Inputs(edge_x1, plain.x2, plain.weight, tp.shared_weights)
     offsets = te.placeholder((te.var("receivers_and_one"),), "int64", name="offsets")
     params = [x1] + ([senders] if gather else []) + plain.params()[1:] + ([offsets] if scatter else [])
     runs = Runs(offsets, te.var("longest_run")) if scatter else None
-    lowered = lower_plans(forward_plans(tp, inputs), inputs, params, tp.irreps_out, edges, coupling, runs)
+    plans = forward_plans(tp, inputs)
+    if transposed:
+        plans = [replace(plan, a=replace(plan.a, channels=tp.irreps_in1[tp.instructions[plan.index].i_in1].mul))
+                 for plan in plans]
+    lowered = lower_plans(plans, inputs, params, tp.irreps_out, edges, coupling, runs)
     return replace(lowered, fusion=fusion)
+
+
+def _component_major(x1: te.Tensor, tp: TensorProduct) -> te.Tensor:
+    """x1 with each block stored component-major: column ``start + i * mul + u`` holds channel
+    u's component i (e3nn stores it at ``start + u * dim + i``)."""
+    zero = tirx.const(0, "int32")
+
+    def source_column(col):
+        value = zero
+        for (mul, ir), block in reversed(list(zip(tp.irreps_in1, tp.irreps_in1.slices()))):
+            if block.stop > block.start:
+                local = col - block.start
+                value = tirx.if_then_else(tirx.likely(col < block.stop),
+                                          block.start + (local % mul) * ir.dim + local // mul, value)
+        return value
+
+    return te.compute(x1.shape, lambda n, col: x1[n, source_column(col)], name=TRANSPOSED_STAGE)

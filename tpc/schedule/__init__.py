@@ -30,8 +30,8 @@ _SCHEDULES = {
     ("cpu", "cg", "x2"): (cpu.SPACE, cpu.apply),
     ("cpu", "cg", "weight"): (cpu.WEIGHT_GRADIENT_SPACE, cpu.apply_per_sample),
     ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
-    ("cpu", "cg", "scatter"): (convolution.SPACE, convolution.apply_scatter),
-    ("cpu", "cg", "gather+scatter"): (convolution.SPACE, convolution.apply_scatter),
+    ("cpu", "cg", "scatter"): (convolution.SCATTER_SPACE, convolution.apply_scatter),
+    ("cpu", "cg", "gather+scatter"): (convolution.GATHER_SCATTER_SPACE, convolution.apply_scatter),
 }
 
 
@@ -72,7 +72,7 @@ def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> 
     if algorithm in ("grid", "fourier"):
         return gaunt.lowering_options(config) if family == "cpu" else \
             {name: config[name] for name in gaunt.LOWERING_KNOBS if name in config}
-    return {"coupling": config["coupling"]} if "coupling" in config else {}
+    return {name: config[name] for name in ("coupling", "x1_layout") if name in config}
 
 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:

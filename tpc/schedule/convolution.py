@@ -16,19 +16,36 @@ import tvm
 from tvm import s_tir, tirx
 
 from tpc.lower import Lowered, PathStages
-from tpc.lower.convolution import GATHER_STAGE
+from tpc.lower.convolution import GATHER_STAGE, TRANSPOSED_STAGE
 from tpc.schedule import cpu
 from tpc.schedule.space import Knob, SearchSpace
 
-SPACE = SearchSpace("cpu-convolution", (
+SCATTER_KNOBS = (
     Knob("receiver_tile", (1, 2, 4, 8, 16, 32), 8, "receivers per parallel task"),
     Knob("edge_loop", ("outer", "inner"), "outer",
          "a path's loop over the receiver's edges outside its channel and component loops, or innermost"),
     cpu.UNROLL_COMPONENTS,
     Knob("channel_unroll", (1, 2, 4, 8), 1, "unroll this many channels of each path sum together"),
     Knob("merge_paths", (False, True), False, "one loop over the edges for all paths instead of one per path"),
-), version=1, rules=(lambda config: "merge_paths needs edge_loop 'outer'"
-                     if config["merge_paths"] and config["edge_loop"] != "outer" else None,))
+)
+
+
+def _merge_rule(config: Mapping[str, Any]) -> str | None:
+    return "merge_paths needs edge_loop 'outer'" if config["merge_paths"] and config["edge_loop"] != "outer" else None
+
+
+def _vector_rule(config: Mapping[str, Any]) -> str | None:
+    if config["x1_layout"] == "ir_mul" and (config["edge_loop"] != "outer" or config["channel_unroll"] > 1):
+        return "x1_layout 'ir_mul' vectorizes the channel loop: it needs edge_loop 'outer' and channel_unroll 1"
+    return None
+
+
+SCATTER_SPACE = SearchSpace("cpu-convolution", SCATTER_KNOBS, version=1, rules=(_merge_rule,))
+GATHER_SCATTER_SPACE = SearchSpace("cpu-convolution-gather", SCATTER_KNOBS + (
+    Knob("x1_layout", ("mul_ir", "ir_mul"), "mul_ir",
+         "read the gathered features as e3nn stores them, or transposed once per call to component-major "
+         "blocks, with each path's channel loop vectorized"),
+), version=2, rules=(_merge_rule, _vector_rule))
 
 
 def apply_gather(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
@@ -39,12 +56,17 @@ def apply_gather(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s
 
 
 def apply_scatter(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
-    """A product summed over each receiver's edges, with the knobs of :data:`SPACE`."""
-    config = SPACE.validate(config)
+    """A product summed over each receiver's edges, with the knobs of :data:`SCATTER_SPACE`
+    (and with the gather fused, :data:`GATHER_SCATTER_SPACE`)."""
+    config = (GATHER_SCATTER_SPACE if lowered.fusion == "gather+scatter" else SCATTER_SPACE).validate(config)
+    vectorized = config.get("x1_layout") == "ir_mul"
     sch = s_tir.Schedule(lowered.func)
     for block in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(block).name_hint == GATHER_STAGE:
+        name = sch.get(block).name_hint
+        if name == GATHER_STAGE:
             sch.compute_inline(block)
+        elif name == TRANSPOSED_STAGE:  # one pass over the nodes, before the receivers
+            sch.parallel(sch.split(sch.get_loops(block)[0], [None, 16])[0])
     for path in lowered.paths:  # no per-edge stage stays in memory
         sch.compute_inline(sch.get_sblock(path.z))
     row_loop, _ = sch.get_loops(sch.get_sblock(lowered.out))
@@ -59,7 +81,15 @@ def apply_scatter(lowered: Lowered, config: Mapping[str, Any] | None = None) -> 
         if config["unroll_components"] and loops["k"]:
             sch.unroll(loops["k"][0])
             sch.unroll(_loops_by_axis(sch, init, path, reduction=False)["k"][0])
-        if config["edge_loop"] == "outer":
+        if vectorized and loops["c"]:
+            # sums laid out (component, channel): the channel loop runs innermost over adjacent memory
+            sch.transform_layout(block, ("write", 0), lambda row, c, k: (row, k, c))
+            # (TVM's vectorize refuses a reduction's update block; LLVM vectorizes the plain loop.)
+            sch.reorder(*(loops["s"] + loops["r"] + loops["k"] + loops["c"]))
+            sch.reorder(*_loops_by_axis(sch, init, path, reduction=False)["k"],
+                        *_loops_by_axis(sch, init, path, reduction=False)["c"])
+            edge_loops.append(loops["s"][0])
+        elif config["edge_loop"] == "outer":
             sch.reorder(*(loops["s"] + loops["c"] + loops["k"] + loops["r"]))
             edge_loops.append(loops["s"][0])
         factor = config["channel_unroll"]
@@ -83,7 +113,8 @@ def exact_runs(sch: s_tir.Schedule) -> s_tir.Schedule:
     offsets = next(param for param in func.params if param.name == "offsets")
     root_realize = func.body
     root = root_realize.block
-    tile_loop = root.body
+    before = list(root.body.seq[:-1]) if isinstance(root.body, tirx.SeqStmt) else []
+    tile_loop = root.body.seq[-1] if before else root.body  # the receivers' loop nest comes last
     row_loop = tile_loop.body
     rows = offsets.shape[0] - 1
     row = tile_loop.loop_var * row_loop.extent + row_loop.loop_var
@@ -96,6 +127,8 @@ def exact_runs(sch: s_tir.Schedule) -> s_tir.Schedule:
                     annotations=row_loop.annotations)
     body = tirx.For(tile_loop.loop_var, tile_loop.min, tile_loop.extent, tile_loop.kind, body,
                     annotations=tile_loop.annotations)
+    if before:
+        body = tirx.SeqStmt(before + [body])
     block = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body, root.init,
                          root.alloc_buffers, root.match_buffers, root.annotations)
     realize = s_tir.SBlockRealize(root_realize.iter_values, root_realize.predicate, block)
