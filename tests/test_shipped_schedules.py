@@ -7,6 +7,7 @@ import pytest
 import tpc
 from tpc import cache
 from tpc.records import read_records
+from tpc.ops import op_fingerprint
 from tpc.schedule import search_space
 
 SHIPPED = Path(__file__).parent.parent / "schedules"
@@ -19,8 +20,15 @@ def test_shipped_records_cover_the_presets_and_are_valid():
     ops = {record.op for record in records if record.ok}
     for name in TUNED_PRESETS:
         assert tpc.presets.get(name).tp.fingerprint in ops, f"no shipped schedule for {name}"
-    space = search_space("cpu")
+    graph = tpc.presets.get_graph("mace-interaction-l2")
+    for cut in ("none", "gather+scatter"):
+        for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut):
+            assert task.op in ops, f"no shipped schedule for {task.label} of {graph.name}"
+    op_kinds = {tp.fingerprint: None for tp in (tpc.presets.get(name).tp for name in tpc.presets.names())}
+    op_kinds.update({op_fingerprint(task.tp, fusion=task.fusion): task.fusion
+                     for task in tpc.tune.graph_tasks(graph.graph, graph.sizes)})
     for record in records:
+        space = search_space("cpu", record.algorithm, op_kinds[record.op])
         assert space.validate(record.config) == record.config and record.space_version == space.version
 
 

@@ -40,8 +40,6 @@ from tpc.graph import (
 )
 from tpc.graph_runtime import CompiledGraph, Step
 from tpc.lower.cg import DTYPES, element_aligned
-from tpc.ops import FUSIONS
-from tpc.runtime import ConvolutionKernel
 from tpc.lower.graph_ops import (
     dim_extent,
     lower_elementwise,
@@ -51,6 +49,8 @@ from tpc.lower.graph_ops import (
     lower_scatter_sum,
     lower_spherical_harmonics,
 )
+from tpc.ops import FUSIONS
+from tpc.runtime import ConvolutionKernel
 from tpc.targets import TargetSpec, resolve_target
 
 ROW_TILE = 16
@@ -151,8 +151,7 @@ def compile_graph(graph: Graph, target: str | dict | TargetSpec = "host", dtype:
     "gather+scatter" (the default), "gather", "scatter" or "none" (one kernel per node).
     Products take their best cached schedules (``tpc.tune_graph`` tunes them), those tuned
     nearest the typical ``sizes`` of the symbolic dims when given, or with ``tuned=False``
-    their default ones. The compiled graph runs at any sizes.
-    The result is called with the graph inputs as keyword arguments (float inputs in
+    their default ones. The compiled graph runs at any sizes. The result is called with the graph inputs as keyword arguments (float inputs in
     ``dtype``, index inputs int64) and returns the graph outputs by name.
     """
     if not isinstance(graph, Graph):
@@ -191,8 +190,7 @@ def _index_bounds(node: Node) -> tuple[tuple[str, Dim], ...]:
 
 def product_rows(node: Node, sizes: Mapping[str, int] | None) -> int | None:
     """The rows (samples, edges) a tensor product node runs on, from its x2, where ``sizes``
-    gives them; None for other nodes or unknown sizes. (A fused group's last node stands for
-    its product.)"""
+    gives them; None for other nodes or unknown sizes."""
     if not isinstance(node.op, TensorProductOp):
         return None
     rows = node.inputs[1].shape[0]

@@ -112,10 +112,10 @@ class CompiledGraph:
         return results
 
     def _first_dim(self, tensor: str) -> Dim | None:
-        """The first dim of a graph input or step output."""
-        if tensor in self.inputs:
-            return self.inputs[tensor].shape[0]
-        return next(step.shape[0] for step in self.steps if step.node == tensor)
+        """The first dim of a graph input or step output (None for a scalar)."""
+        shape = self.inputs[tensor].shape if tensor in self.inputs else \
+            next(step.shape for step in self.steps if step.node == tensor)
+        return shape[0] if shape else None
 
     def _sort_edges(self, values: dict[str, np.ndarray]) -> np.ndarray | None:
         """Reorder the edge inputs by the sort index (see the class docstring); the order used."""
@@ -124,7 +124,7 @@ class CompiledGraph:
         dim, index = self.edge_order
         order = np.argsort(values[index], kind="stable")
         for name, tensor_type in self.inputs.items():
-            if tensor_type.shape[0] == dim:
+            if tensor_type.shape[:1] == (dim,):
                 values[name] = values[name][order]
         return order
 

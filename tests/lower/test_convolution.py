@@ -6,6 +6,7 @@ import pytest
 
 import tpc
 from tpc.build import compile_convolution
+from tpc.lower.convolution import lower_convolution
 from tpc.ops import FUSIONS
 from tpc.schedule.convolution import GATHER_SCATTER_SPACE
 from tpc.testing import random_convolution, relative_error
@@ -31,9 +32,10 @@ def test_fused_kernels_match_the_reference(rng, tp, fusion, dtype):
 
 
 @pytest.mark.parametrize("config", [
-    {"edge_loop": "inner"}, {"merge_paths": True}, {"channel_unroll": 2}, {"receiver_tile": 1},
-    {"unroll_components": False, "receiver_tile": 32}, {"x1_layout": "ir_mul"},
-    {"x1_layout": "ir_mul", "unroll_components": False, "merge_paths": True},
+    {"edge_loop": "inner", "merge_paths": False, "x1_layout": "mul_ir"}, {"merge_paths": False},
+    {"channel_unroll": 2, "x1_layout": "mul_ir"}, {"receiver_tile": 1},
+    {"unroll_components": True, "receiver_tile": 32},
+    {"x1_layout": "mul_ir", "unroll_components": True, "merge_paths": False},
 ])
 def test_every_knob_of_the_fused_schedule_computes_the_same(rng, config):
     kernel = compile_convolution(UVU, "gather+scatter", dtype="float64", schedule=config)
@@ -65,6 +67,10 @@ def test_zero_edges_give_zero_sums_and_bad_arguments_are_named(rng):
         gather_only(**arguments)
     with pytest.raises(ValueError, match="unknown fusion"):
         compile_convolution(UVU, "scatter+gather")
+    with pytest.raises(ValueError, match="x1_layout 'ir_mul' vectorizes the channel loop"):
+        compile_convolution(UVU, "gather+scatter", schedule={"edge_loop": "inner", "merge_paths": False})
+    with pytest.raises(ValueError, match="needs the gather fused"):
+        lower_convolution(UVU, "scatter", x1_layout="ir_mul")
     with pytest.raises(ValueError, match="fused kernels are computed with the 'cg' algorithm only"):
         tpc.build.choose_schedule(tpc.build.CacheKey(UVU, None, "float32", tpc.resolve_target("host"),
                                                      fusion="gather"), None, "grid")
