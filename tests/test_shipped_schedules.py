@@ -7,7 +7,6 @@ import pytest
 import tpc
 from tpc import cache
 from tpc.records import read_records
-from tpc.ops import op_fingerprint
 from tpc.schedule import search_space
 
 SHIPPED = Path(__file__).parent.parent / "schedules"
@@ -25,8 +24,8 @@ def test_shipped_records_cover_the_presets_and_are_valid():
         for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut):
             assert task.op in ops, f"no shipped schedule for {task.label} of {graph.name}"
     op_kinds = {tp.fingerprint: None for tp in (tpc.presets.get(name).tp for name in tpc.presets.names())}
-    op_kinds.update({op_fingerprint(task.tp, fusion=task.fusion): task.fusion
-                     for task in tpc.tune.graph_tasks(graph.graph, graph.sizes)})
+    op_kinds.update({task.op: task.fusion for cut in ("none", "gather+scatter")
+                     for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut)})
     for record in records:
         space = search_space("cpu", record.algorithm, op_kinds[record.op])
         assert space.validate(record.config) == record.config and record.space_version == space.version
@@ -41,5 +40,19 @@ def test_compile_uses_a_shipped_schedule_when_the_target_matches(monkeypatch):
     if not matching:
         pytest.skip(f"the shipped schedules were tuned for another CPU than this one ({host.tvm_dict})")
     kernel = tpc.compile(tp, batch=1000)
+    assert kernel.schedule.source == "shipped"
+    assert kernel.schedule.config == min(matching, key=lambda r: r.seconds).config
+
+
+def test_the_interaction_block_finds_its_shipped_fused_schedule(monkeypatch):
+    monkeypatch.setattr(cache, "SHIPPED_DIR", SHIPPED)
+    graph = tpc.presets.get_graph("mace-interaction-l2")
+    (task,) = tpc.tune.graph_tasks(graph.graph, graph.sizes)
+    host = tpc.resolve_target("host")
+    matching = [r for path in SHIPPED.glob("*.jsonl") for r in read_records(path)
+                if r.ok and r.op == task.op and r.target_fingerprint == host.fingerprint]
+    if not matching:
+        pytest.skip(f"the shipped schedules were tuned for another CPU than this one ({host.tvm_dict})")
+    kernel = tpc.build.compile_convolution(task.tp, task.fusion, edges=graph.sizes["edges"])
     assert kernel.schedule.source == "shipped"
     assert kernel.schedule.config == min(matching, key=lambda r: r.seconds).config
