@@ -313,8 +313,24 @@ class Gather(Op):
         return x[index]
 
 
+class _OfVectors(Op):
+    """An op computing features of the rows of one (rows, 3) ``vectors`` input, with the irreps
+    ``irreps_out``."""
+
+    irreps_out: ClassVar[Irreps]
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        return ("vectors",)
+
+    def check(self, inputs: Sequence[Tensor]) -> TensorType:
+        (vectors,) = inputs
+        _require_vectors("vectors", vectors)
+        return TensorType((vectors.shape[0], self.irreps_out.dim), vectors.dtype, self.irreps_out)
+
+
 @dataclass(frozen=True)
-class SphericalHarmonics(Op):
+class SphericalHarmonics(_OfVectors):
     """e3nn's spherical harmonics 0e+1o+2e+... up to ``lmax`` of vectors (rows, 3)."""
 
     lmax: int
@@ -335,21 +351,13 @@ class SphericalHarmonics(Op):
         """``1x0e+1x1o+...`` up to lmax."""
         return Irreps.spherical_harmonics(self.lmax)
 
-    @property
-    def arguments(self) -> tuple[str, ...]:
-        return ("vectors",)
-
-    def check(self, inputs: Sequence[Tensor]) -> TensorType:
-        (vectors,) = inputs
-        _require_vectors("vectors", vectors)
-        return TensorType((vectors.shape[0], self.irreps_out.dim), vectors.dtype, self.irreps_out)
 
     def evaluate(self, values: Sequence[np.ndarray], inputs: Sequence[Tensor], sizes: Mapping[str, int]) -> np.ndarray:
         return spherical_harmonics(list(range(self.lmax + 1)), values[0], self.normalize, self.normalization)
 
 
 @dataclass(frozen=True)
-class RadialBasis(Op):
+class RadialBasis(_OfVectors):
     """e3nn's Bessel basis of the lengths of vectors (rows, 3), as MACE and NequIP scale it.
 
     Column k (k = 1..number) of a row with length r is
@@ -376,14 +384,6 @@ class RadialBasis(Op):
         """``{number}x0e``: the basis values are scalars."""
         return Irreps([(self.number, SCALAR)])
 
-    @property
-    def arguments(self) -> tuple[str, ...]:
-        return ("vectors",)
-
-    def check(self, inputs: Sequence[Tensor]) -> TensorType:
-        (vectors,) = inputs
-        _require_vectors("vectors", vectors)
-        return TensorType((vectors.shape[0], self.number), vectors.dtype, self.irreps_out)
 
     def evaluate(self, values: Sequence[np.ndarray], inputs: Sequence[Tensor], sizes: Mapping[str, int]) -> np.ndarray:
         lengths = np.linalg.norm(values[0], axis=1)[:, None]
