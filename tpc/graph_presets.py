@@ -8,7 +8,7 @@ from __future__ import annotations
 from tpc.graph import Graph, Linear
 from tpc.irreps import Irreps
 from tpc.ops import TensorProduct
-from tpc.presets import _mace
+from tpc.presets import mace_product
 
 
 def mace_interaction(channels: int = 32, lmax: int = 2, sh_lmax: int = 2, radial: int = 8, radial_hidden: int = 32,
@@ -23,7 +23,7 @@ def mace_interaction(channels: int = 32, lmax: int = 2, sh_lmax: int = 2, radial
     node irreps, gated by silu'd scalars (one per irrep copy) and added to a linear skip of
     ``h`` ("out"). Every linear has shared weights, a graph input ``w_*``.
     """
-    tp = _mace(channels, lmax, sh_lmax)
+    tp = mace_product(channels, lmax, sh_lmax)
     node_irreps = tp.irreps_in1
     radial_irreps, hidden_irreps = f"{radial}x0e", f"{radial_hidden}x0e"
     weight_irreps = f"{tp.weight_numel}x0e"

@@ -23,7 +23,9 @@ class Preset:
     description: str
 
 
-def _mace(channels: int, lmax: int, sh_lmax: int) -> TensorProduct:
+def mace_product(channels: int, lmax: int, sh_lmax: int) -> TensorProduct:
+    """MACE's channelwise convolution product: ``channels x (0e+1o+2e+...)`` up to ``lmax``
+    times the harmonics up to ``sh_lmax``, outputs up to ``lmax`` (mode uvu, weights per edge)."""
     node = Irreps([(channels, ir) for _, ir in Irreps.spherical_harmonics(lmax)])
     return ChannelwiseTensorProduct(node, Irreps.spherical_harmonics(sh_lmax), lmax,
                                     filter_ir_out=Irreps.spherical_harmonics(lmax))
@@ -36,11 +38,11 @@ def _gaunt(lmax: int) -> TensorProduct:
 
 _BUILDERS: dict[str, tuple[Callable[[], TensorProduct], int, str]] = {
     **{
-        f"mace-l{L}": (lambda L=L: _mace(128, L, 3), 10000,
+        f"mace-l{L}": (lambda L=L: mace_product(128, L, 3), 10000,
                        f"MACE convolution: 128x(0e..{L}) node features x harmonics 0e..3o -> l <= {L}, uvu")
         for L in (1, 2, 3)
     },
-    "mace-small-l2": (lambda: _mace(64, 2, 2), 10000,
+    "mace-small-l2": (lambda: mace_product(64, 2, 2), 10000,
                       "MACE convolution: 64x(0e+1o+2e) x harmonics 0e+1o+2e -> l <= 2, uvu"),
     "nequip": (
         lambda: ChannelwiseTensorProduct("64x0e+64x0o+64x1o+64x1e+64x2e+64x2o", Irreps.spherical_harmonics(2), 2),
