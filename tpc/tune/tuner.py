@@ -41,8 +41,10 @@ class TuneResult:
 
     @property
     def default(self) -> Optional[Record]:
-        """The measurement of what ``tpc.compile`` uses without a cached schedule."""
-        return next((r for r in self.records if r.strategy == "default" and r.ok), None)
+        """The measurement of what ``tpc.compile`` uses without a cached schedule: the default
+        algorithm's default knobs, as last measured (a resumed log may hold older defaults)."""
+        defaults = [r for r in self.records if r.strategy == "default" and r.ok]
+        return [r for r in defaults if r.algorithm == defaults[0].algorithm][-1] if defaults else None
 
     @property
     def speedup(self) -> Optional[float]:
