@@ -111,9 +111,10 @@ def exact_runs(sch: s_tir.Schedule) -> s_tir.Schedule:
     """The schedule's function with every loop over a run of edges cut to the run's length.
 
     The lowering bounds runs by ``longest_run`` and masks the steps past a run's end, which
-    still cost a full step each (a third of the time at Poisson degrees). The loop sits
-    directly under the loop over receivers; its extent becomes that receiver's run length,
-    zero for the rows of a ragged last tile.
+    still cost a full step each (a third of the time at Poisson degrees). With the edge loop
+    outermost it sits directly under the loop over receivers; its extent becomes that
+    receiver's run length, zero for the rows of a ragged last tile. (With ``edge_loop``
+    "inner" the run loops sit deeper and keep the mask.)
     """
     func = sch.mod["main"]
     offsets = next(param for param in func.params if param.name == "offsets")
