@@ -151,6 +151,8 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from tpc.tune.graph import graph_tasks
+
     rows = {}
     for source, records in cached_records():
         for record in records:
@@ -163,11 +165,17 @@ def _list(args: argparse.Namespace) -> int:
         names[tp.fingerprint] = name
         names.update({op_fingerprint(tp, wrt): f"{name} d/d{wrt}" for wrt in WRT if wrt != "weight" or tp.weight_numel})
         names.update({op_fingerprint(tp, fusion=fusion): f"{name} fused {fusion}" for fusion in FUSIONS})
-    print(f"{'op':<24} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
+    for name in presets.graph_names():
+        graph = presets.get_graph(name)
+        for cut in ("none", "gather+scatter"):
+            names.update({task.op: f"{name} {task.fusion or 'product'}"
+                          for task in graph_tasks(graph.graph, graph.sizes, cut)})
+    width = max([24] + [len(names.get(op, op[:12])) for op, *_ in rows])
+    print(f"{'op':<{width}} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
     for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
         target = f"{record.target.get('kind')}/{record.target.get('mtriple', record.target.get('arch', ''))}" \
                  f"/{record.target.get('mcpu', '')}"
-        print(f"{names.get(op, op[:12]):<24} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
+        print(f"{names.get(op, op[:12]):<{width}} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
               f"{source:<11} {record.algorithm} {record.config}")
     if not rows:
         print("(no cached schedules)")
