@@ -116,27 +116,30 @@ def fuse_products(graph: Graph, fusion: str = "gather+scatter") -> Partition:
         raise ValueError(f"fusion must be one of {FUSION_CHOICES}, got {fusion!r}")
     nodes = graph.nodes()
     by_name = {node.name: node for node in nodes}
-    readers: dict[str, int] = {name: 0 for name in by_name}
+    readers: dict[str, list[Node]] = {name: [] for name in by_name}
     for node in nodes:
         for tensor in node.inputs:
-            readers[tensor.name] += 1
-    for tensor in graph.outputs.values():
-        readers[tensor] += 1
+            readers[tensor.name].append(node)
+    outputs = set(graph.outputs.values())
+
+    def only_reader(name: str) -> Node | None:
+        """The one node reading ``name``, if nothing else (no other node, no graph output) does."""
+        return readers[name][0] if len(readers[name]) == 1 and name not in outputs else None
+
     wanted = set(fusion.split("+"))
     fused, edge_order = [], None
     for node in nodes:
         if not isinstance(node.op, TensorProductOp):
             continue
         source = by_name[node.inputs[0].name]
-        gather = source if "gather" in wanted and isinstance(source.op, Gather) and readers[source.name] == 1 else None
-        scatter = None
-        consumers = [other for other in nodes if any(t.name == node.name for t in other.inputs)]
-        if "scatter" in wanted and readers[node.name] == 1 and len(consumers) == 1 \
-                and isinstance(consumers[0].op, ScatterSum) and consumers[0].inputs[0].name == node.name:
-            index = by_name[consumers[0].inputs[1].name]
+        gather = source if "gather" in wanted and isinstance(source.op, Gather) and only_reader(source.name) else None
+        scatter, consumer = None, only_reader(node.name)
+        if "scatter" in wanted and consumer is not None and isinstance(consumer.op, ScatterSum) \
+                and consumer.inputs[0].name == node.name:
+            index = by_name[consumer.inputs[1].name]
             dim = index.output.shape[0]
             if isinstance(index.op, Input) and isinstance(dim, str) and edge_order in (None, (dim, index.name)):
-                scatter, edge_order = consumers[0], (dim, index.name)
+                scatter, edge_order = consumer, (dim, index.name)
         if gather or scatter:
             fused.append(FusedProduct(node, gather, scatter))
     return Partition(tuple(fused), edge_order)

@@ -65,6 +65,9 @@ class CompiledGraph:
         self.dtype = dtype
         self.target = target
         self.edge_order = edge_order
+        shapes = {**{name: t.shape for name, t in self.inputs.items()}, **{s.node: s.shape for s in self.steps}}
+        self._edge_outputs = [name for name, tensor in self.outputs.items()
+                              if edge_order is not None and shapes[tensor][:1] == (edge_order[0],)]
         self._intermediates: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -104,18 +107,10 @@ class CompiledGraph:
             values[step.node] = out
         results = {name: values[tensor] for name, tensor in self.outputs.items()}
         if order is not None:
-            dim = self.edge_order[0]
-            for name, tensor in self.outputs.items():
-                if self._first_dim(tensor) == dim:
-                    results[name] = np.empty_like(results[name])
-                    results[name][order] = values[tensor]
+            for name in self._edge_outputs:
+                results[name] = np.empty_like(results[name])
+                results[name][order] = values[self.outputs[name]]
         return results
-
-    def _first_dim(self, tensor: str) -> Dim | None:
-        """The first dim of a graph input or step output (None for a scalar)."""
-        shape = self.inputs[tensor].shape if tensor in self.inputs else \
-            next(step.shape for step in self.steps if step.node == tensor)
-        return shape[0] if shape else None
 
     def _sort_edges(self, values: dict[str, np.ndarray]) -> np.ndarray | None:
         """Reorder the edge inputs by the sort index (see the class docstring); the order used."""

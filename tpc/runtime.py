@@ -26,7 +26,7 @@ import tvm
 from tvm.support import cc
 
 from tpc._version import __version__
-from tpc.ops import TensorProduct
+from tpc.ops import TensorProduct, fusion_parts
 from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target, worker_threads
 
 # One TVM worker per physical core unless the user chose (read when TVM's pool first starts).
@@ -297,7 +297,7 @@ class ConvolutionKernel(_Compiled):
                  schedule: ScheduleChoice, executable: Any = None) -> None:
         super().__init__(module, tp, target, dtype, schedule, executable)
         self.fusion = fusion
-        self.gather, self.scatter = (part in fusion.split("+") for part in ("gather", "scatter"))
+        self.gather, self.scatter = fusion_parts(fusion)
 
     def __repr__(self) -> str:
         return (f"ConvolutionKernel({self.fusion} of {self.spec!r}, target={self.target.name}, dtype={self.dtype}, "

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import numpy as np
 
 from tpc.irreps import Irrep, Irreps
-from tpc.ops import MODES, TensorProduct
+from tpc.ops import MODES, TensorProduct, fusion_parts
 
 if TYPE_CHECKING:
     import torch
@@ -387,7 +387,7 @@ def random_convolution(tp: TensorProduct, fusion: str, edges: int, nodes: int, r
     Senders are uniform; receivers are uniform and sorted, as the fused scatter-sum requires,
     so some receivers may have no edges.
     """
-    gather, scatter = (part in fusion.split("+") for part in ("gather", "scatter"))
+    gather, scatter = fusion_parts(fusion)
     senders = rng.integers(0, nodes, edges)
     receivers = np.sort(rng.integers(0, nodes, edges))
     x1, x2, weight = random_inputs(tp, edges, rng, "float64")

@@ -24,7 +24,7 @@ from dataclasses import replace
 from tvm import te, tirx
 
 from tpc.lower.cg import Inputs, Lowered, Runs, check_lowering_arguments, forward_plans, lower_plans
-from tpc.ops import TensorProduct, check_fusion
+from tpc.ops import TensorProduct, fusion_parts
 
 GATHER_STAGE = "edge_x1"
 
@@ -50,11 +50,10 @@ def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", co
     with the scatter-sum the scalar ``longest_run``, the largest number of edges of one
     receiver. Edge and row counts are symbolic.
     """
-    check_fusion(fusion)
+    gather, scatter = fusion_parts(fusion)
     check_lowering_arguments(dtype, coupling)
     if x1_layout not in X1_LAYOUTS:
         raise ValueError(f"x1_layout must be one of {X1_LAYOUTS}, got {x1_layout!r}")
-    gather, scatter = (part in fusion.split("+") for part in ("gather", "scatter"))
     transposed = x1_layout == "ir_mul"
     if transposed and not gather:
         raise ValueError("x1_layout 'ir_mul' needs the gather fused (it transposes the node features once)")

@@ -2,7 +2,7 @@
 
 from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct
 from tpc.ops.tensor_product import (FUSIONS, MODES, WRT, Instruction, TensorProduct, check_fusion, check_wrt,
-                                    op_fingerprint)
+                                    fusion_parts, op_fingerprint)
 
 __all__ = [
     "FUSIONS",
@@ -15,5 +15,6 @@ __all__ = [
     "WRT",
     "check_fusion",
     "check_wrt",
+    "fusion_parts",
     "op_fingerprint",
 ]

@@ -432,6 +432,13 @@ def check_fusion(fusion: str) -> None:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {list(FUSIONS)}")
 
 
+def fusion_parts(fusion: str) -> tuple[bool, bool]:
+    """Whether ``fusion`` (one of :data:`FUSIONS`) fuses the gather, and the scatter-sum."""
+    check_fusion(fusion)
+    parts = fusion.split("+")
+    return "gather" in parts, "scatter" in parts
+
+
 def op_fingerprint(tp: TensorProduct, wrt: str | None = None, fusion: str | None = None) -> str:
     """The identity of an op in tuning records and the schedule cache: the product's
     fingerprint; for its gradient with respect to ``wrt`` the sha256 of that plus "/d" + wrt;
