@@ -113,8 +113,14 @@ def exact_runs(sch: s_tir.Schedule) -> s_tir.Schedule:
     The lowering bounds runs by ``longest_run`` and masks the steps past a run's end, which
     still cost a full step each (a third of the time at Poisson degrees). With the edge loop
     outermost it sits directly under the loop over receivers; its extent becomes that
-    receiver's run length, zero for the rows of a ragged last tile. (With ``edge_loop``
-    "inner" the run loops sit deeper and keep the mask.)
+    receiver's run length. (With ``edge_loop`` "inner" the run loops sit deeper and keep the
+    mask.)
+
+    The stages of a row run under one guard that the row exists. Every block there has that
+    predicate already, but a loop over the edges merged across paths (``merge_paths``) sits
+    outside the blocks: on the rows past the end of a ragged last tile, loop partitioning
+    split it on the mask into loops whose extents read ``offsets`` past its end, and the
+    garbage extents ran for seconds.
     """
     func = sch.mod["main"]
     offsets = next(param for param in func.params if param.name == "offsets")
@@ -125,13 +131,13 @@ def exact_runs(sch: s_tir.Schedule) -> s_tir.Schedule:
     row_loop = tile_loop.body
     rows = offsets.shape[0] - 1
     row = tile_loop.loop_var * row_loop.extent + row_loop.loop_var
-    length = tirx.if_then_else(row < rows, (offsets[row + 1] - offsets[row]).astype("int32"), 0)
+    length = (offsets[row + 1] - offsets[row]).astype("int32")
     stages = list(row_loop.body.seq) if isinstance(row_loop.body, tirx.SeqStmt) else [row_loop.body]
     cut = [tirx.For(stage.loop_var, stage.min, length, stage.kind, stage.body, annotations=stage.annotations)
            if isinstance(stage, tirx.For) and getattr(stage.extent, "name", None) == "longest_run" else stage
            for stage in stages]
-    body = tirx.For(row_loop.loop_var, row_loop.min, row_loop.extent, row_loop.kind, tirx.SeqStmt(cut),
-                    annotations=row_loop.annotations)
+    body = tirx.For(row_loop.loop_var, row_loop.min, row_loop.extent, row_loop.kind,
+                    tirx.IfThenElse(row < rows, tirx.SeqStmt(cut), None), annotations=row_loop.annotations)
     body = tirx.For(tile_loop.loop_var, tile_loop.min, tile_loop.extent, tile_loop.kind, body,
                     annotations=tile_loop.annotations)
     if before:
