@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -141,7 +142,13 @@ def trials_to_reach(latencies: list[float], threshold: float) -> str:
     return str(hits[0]) if hits else "never"
 
 
+def file_name(text: str) -> str:
+    """``text`` with every run of characters other than letters, digits, ``.+-`` made one dash."""
+    return re.sub(r"[^\w.+-]+", "-", text).strip("-")
+
+
 def best_ms(run: Run) -> str:
+    """The run's best latency in ms, or "none" when it measured nothing."""
     return f"{min(run.latencies) * 1e3:.3f}" if run.latencies else "none"
 
 
@@ -164,7 +171,7 @@ def main() -> None:
             runs: dict[tuple[str, int], Run] = {}
             for seed in args.seeds:
                 for strategy in ("xgb", "random"):
-                    log = log_dir / f"{problem.name.split()[0]}-{strategy}-seed{seed}.jsonl"
+                    log = log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
                     log.unlink(missing_ok=True)
                     runs[(strategy, seed)] = run = tpc_run(problem, args.trials, strategy, seed, log)
                     print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)

@@ -27,7 +27,7 @@ def run_loops(stmt, guarded: bool = False) -> list[bool]:
                                     {"edge_loop": "outer", "merge_paths": False, "x1_layout": "mul_ir"}])
 def test_run_loops_read_offsets_only_for_rows_that_exist(config):
     # A ragged last tile has rows past the end, where a run loop's extent would read offsets
-    # out of bounds: a merged loop once ran for seconds on such garbage extents.
+    # out of bounds (a merged loop runs for seconds on such garbage extents).
     lowered = lower_convolution(UVU, "gather+scatter", "float32", x1_layout=config.get("x1_layout", "ir_mul"))
     guarded = run_loops(apply_schedule(lowered, "cpu", config).mod["main"].body)
     assert guarded, "the schedule cuts every run loop to its receiver's run length"

@@ -118,9 +118,9 @@ def exact_runs(sch: s_tir.Schedule) -> s_tir.Schedule:
 
     The stages of a row run under one guard that the row exists. Every block there has that
     predicate already, but a loop over the edges merged across paths (``merge_paths``) sits
-    outside the blocks: on the rows past the end of a ragged last tile, loop partitioning
-    split it on the mask into loops whose extents read ``offsets`` past its end, and the
-    garbage extents ran for seconds.
+    outside the blocks: without the guard, loop partitioning splits it on the mask, on the
+    rows past the end of a ragged last tile, into loops whose extents read ``offsets`` past
+    its end (garbage extents that can run for seconds).
     """
     func = sch.mod["main"]
     offsets = next(param for param in func.params if param.name == "offsets")
