@@ -66,13 +66,12 @@ class Run:
 
     latencies: list[float]
     wall: float
-    retimed: Optional[float] = None
-    defaults: tuple[bool, ...] = ()
+    retimed: Optional[float]
+    defaults: tuple[bool, ...]
 
     def searched(self) -> list[float]:
         """The latencies of the trials the search chose, defaults left out."""
-        return [latency for latency, default in zip(self.latencies, self.defaults or [False] * len(self.latencies))
-                if not default]
+        return [latency for latency, default in zip(self.latencies, self.defaults) if not default]
 
 
 def problems(name: str) -> list[Problem]:
@@ -94,8 +93,8 @@ def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path) 
         result = tpc.tune(problem.tp, batch=problem.batch, trials=trials, strategy=strategy, seed=seed, log=log,
                           progress=False, fusion=problem.fusion)
         wall = time.perf_counter() - start
-    return Run([r.seconds if r.ok else float("inf") for r in result.records], wall,
-               defaults=tuple(r.strategy == "default" for r in result.records))
+    return Run([r.seconds if r.ok else float("inf") for r in result.records], wall, None,
+               tuple(r.strategy == "default" for r in result.records))
 
 
 def metaschedule_rules() -> list:
@@ -132,7 +131,7 @@ def metaschedule_run(problem: Problem, trials: int, seed: int) -> Run:
         raise AssertionError(f"MetaSchedule's best schedule is wrong: {error:.1e}")
     tensors = [tvm.runtime.tensor(a) for a in args]
     best = function.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=5, min_repeat_ms=40)(*tensors).median
-    return Run(latencies, wall, best)
+    return Run(latencies, wall, best, (False,) * len(latencies))
 
 
 def trials_to_reach(latencies: list[float], threshold: float) -> str:
