@@ -7,6 +7,10 @@ reached, the trials each needed to reach 95% of the best overall, and wall time.
 starts cold (a fresh cache directory); ``--log-dir`` keeps tpc's tuning logs
 (``tpc report`` plots them).
 
+"xgb-warm" is tpc's XGBoost search as it runs for a user who has tuned other ops on the
+machine before: its cache starts with the cost models that tuning the ``--warm-from``
+problems (with xgb, same budget, once per invocation) left behind, and nothing else.
+
 tpc measures the default schedules first, so where a default is within 5% of the best, every
 tpc run reaches 95% at trial 1. "searched to 95%" leaves the defaults out: the trials the
 search itself needed, as it would for an op whose default is poor. "within 10%" counts the
@@ -24,7 +28,8 @@ blocks (3^7 = 2187 design spaces for fc-small, 3^13 for mace-l2's 13 path sums, 
 never finished initializing). The bench turns that choice off, leaving one design space.
 
     python benchmarks/bench_tuner.py [--problems mace-l2 fc-small] [--trials 64] [--seeds 0 1 2]
-                                     [--log-dir DIR] [--skip-metaschedule]
+                                     [--strategies xgb random metaschedule xgb-warm]
+                                     [--warm-from mace-small-l2 nequip] [--log-dir DIR]
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import tvm
@@ -85,16 +91,36 @@ def problems(name: str) -> list[Problem]:
             for task in tasks]
 
 
-def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path) -> Run:
-    """tpc's trials from a cold cache, logged to ``log``."""
+STRATEGIES = ("xgb", "random", "metaschedule", "xgb-warm")
+
+
+def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path,
+            models: Optional[Path] = None) -> Run:
+    """tpc's trials, logged to ``log``, from a cache holding nothing but a copy of the cost
+    models in ``models`` (if given)."""
     with tempfile.TemporaryDirectory() as folder:
         os.environ["TPC_CACHE"] = folder
+        if models is not None:
+            shutil.copytree(models, Path(folder) / "models")
         start = time.perf_counter()
         result = tpc.tune(problem.tp, batch=problem.batch, trials=trials, strategy=strategy, seed=seed, log=log,
                           progress=False, fusion=problem.fusion)
         wall = time.perf_counter() - start
     return Run([r.seconds if r.ok else float("inf") for r in result.records], wall, None,
                tuple(r.strategy == "default" for r in result.records))
+
+
+def warm_models(sources: Sequence[Problem], trials: int, folder: Path, log_dir: Path) -> Path:
+    """Tune each source problem with xgb in a cache at ``folder``; return its cost-model directory."""
+    os.environ["TPC_CACHE"] = str(folder)
+    for problem in sources:
+        start = time.perf_counter()
+        result = tpc.tune(problem.tp, batch=problem.batch, trials=trials, strategy="xgb", seed=0,
+                          log=log_dir / f"warm-from-{file_name(problem.name)}.jsonl", progress=False,
+                          fusion=problem.fusion)
+        best = min((r.seconds for r in result.records if r.ok), default=float("inf"))
+        print(f"warm-from {problem.name}: best {best * 1e3:.3f} ms, {time.perf_counter() - start:.0f} s", flush=True)
+    return folder / "models"
 
 
 def metaschedule_rules() -> list:
@@ -157,26 +183,38 @@ def main() -> None:
                         help="product presets, or graph presets (their fused kernels)")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES[:3]))
+    parser.add_argument("--warm-from", nargs="+", default=["mace-small-l2", "nequip"],
+                        help="problems whose tuning warm-starts xgb-warm's cost model (none of --problems)")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep tpc's tuning logs here")
-    parser.add_argument("--skip-metaschedule", action="store_true")
     args = parser.parse_args()
+    targets = [p for name in args.problems for p in problems(name)]
+    warm = "xgb-warm" in args.strategies
+    sources = [p for name in args.warm_from for p in problems(name)] if warm else []
+    overlap = {p.name for p in sources} & {p.name for p in targets}
+    if overlap:
+        parser.error(f"--warm-from must not include a tuned problem: {sorted(overlap)}")
     print(f"machine: {machine()}")
     print(f"budget {args.trials} trials, seeds {args.seeds}, float32, x86 (host)\n", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         log_dir = args.log_dir or Path(scratch)
         log_dir.mkdir(parents=True, exist_ok=True)
-        for problem in [p for name in args.problems for p in problems(name)]:
+        models = warm_models(sources, args.trials, Path(scratch) / "warm", log_dir) if warm else None
+        for problem in targets:
             print(f"{problem.name} (batch {problem.batch})", flush=True)
             runs: dict[tuple[str, int], Run] = {}
             for seed in args.seeds:
-                for strategy in ("xgb", "random"):
-                    log = log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
-                    log.unlink(missing_ok=True)
-                    runs[(strategy, seed)] = run = tpc_run(problem, args.trials, strategy, seed, log)
+                for strategy in args.strategies:
+                    if strategy == "metaschedule":
+                        if problem.fusion is not None:
+                            continue
+                        runs[(strategy, seed)] = run = metaschedule_run(problem, args.trials, seed)
+                    else:
+                        log = log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
+                        log.unlink(missing_ok=True)
+                        runs[(strategy, seed)] = run = tpc_run(problem, args.trials, strategy.removesuffix("-warm"),
+                                                               seed, log, models if strategy == "xgb-warm" else None)
                     print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
-                if not args.skip_metaschedule and problem.fusion is None:
-                    runs[("metaschedule", seed)] = run = metaschedule_run(problem, args.trials, seed)
-                    print(f"  done: metaschedule seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
             report(runs)
 
 
