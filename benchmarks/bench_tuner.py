@@ -29,7 +29,7 @@ never finished initializing). The bench turns that choice off, leaving one desig
 
     python benchmarks/bench_tuner.py [--problems mace-l2 fc-small] [--trials 64] [--seeds 0 1 2]
                                      [--strategies xgb random metaschedule xgb-warm]
-                                     [--warm-from mace-small-l2 nequip] [--log-dir DIR]
+                                     [--warm-from mace-small-l2 mace-l1] [--log-dir DIR]
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES[:3]))
-    parser.add_argument("--warm-from", nargs="+", default=["mace-small-l2", "nequip"],
+    parser.add_argument("--warm-from", nargs="+", default=["mace-small-l2", "mace-l1"],
                         help="problems whose tuning warm-starts xgb-warm's cost model (none of --problems)")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep tpc's tuning logs here")
     args = parser.parse_args()
