@@ -205,17 +205,23 @@ def main() -> None:
             runs: dict[tuple[str, int], Run] = {}
             for seed in args.seeds:
                 for strategy in args.strategies:
-                    if strategy == "metaschedule":
-                        if problem.fusion is not None:
-                            continue
-                        runs[(strategy, seed)] = run = metaschedule_run(problem, args.trials, seed)
-                    else:
-                        log = log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
-                        log.unlink(missing_ok=True)
-                        runs[(strategy, seed)] = run = tpc_run(problem, args.trials, strategy.removesuffix("-warm"),
-                                                               seed, log, models if strategy == "xgb-warm" else None)
-                    print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
+                    run = strategy_run(problem, strategy, args.trials, seed, log_dir, models)
+                    if run is not None:
+                        runs[(strategy, seed)] = run
+                        print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
             report(runs)
+
+
+def strategy_run(problem: Problem, strategy: str, trials: int, seed: int, log_dir: Path,
+                 models: Optional[Path]) -> Optional[Run]:
+    """One run of a strategy (see :data:`STRATEGIES`); None for MetaSchedule on a fused kernel."""
+    if strategy == "metaschedule":
+        return metaschedule_run(problem, trials, seed) if problem.fusion is None else None
+    log = log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
+    log.unlink(missing_ok=True)
+    if strategy == "xgb-warm":
+        return tpc_run(problem, trials, "xgb", seed, log, models)
+    return tpc_run(problem, trials, strategy, seed, log)
 
 
 def report(runs: dict[tuple[str, int], Run]) -> None:
