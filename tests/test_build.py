@@ -43,8 +43,11 @@ def test_kernel_with_a_searched_schedule_equals_e3nn(case):
 
 @pytest.mark.parametrize("name", ["mace-l2", "nequip", "fc-small", "gaunt-L3"])
 @pytest.mark.parametrize("config", [{}, {"materialize": "all"}, {"batch_tile": 1}, {"unroll_components": False},
-                                    {"coupling": "x2_first"}, {"coupling": "x2_first", "reduction_order": "inner"}],
-                         ids=["default", "materialize-all", "tile-1", "no-unroll", "x2-first", "x2-first-inner"])
+                                    {"coupling": "x2_first"}, {"coupling": "x2_first", "reduction_order": "inner"},
+                                    {"in_place": True, "channel_unroll": 2},
+                                    {"in_place": True, "materialize": "all", "unroll_components": False}],
+                         ids=["default", "materialize-all", "tile-1", "no-unroll", "x2-first", "x2-first-inner",
+                              "in-place", "in-place-materialize-all"])
 def test_presets_with_every_knob_setting(name, config):
     tp = tpc.presets.get(name).tp
     kernel = tpc.compile(tp, schedule=config or None)
@@ -58,6 +61,15 @@ def test_x2_first_coupling_equals_e3nn_in_float64(case):
     """Contracting x2 first only reassociates the sums: the function is unchanged."""
     kernel = tpc.compile(case.tp, target="x86", dtype="float64", schedule={"coupling": "x2_first"})
     x1, x2, weight = random_inputs(case.tp, 7, np.random.default_rng(5), "float64")
+    expected = e3nn_forward(case.tp, x1, x2, weight)
+    assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE["float64"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_output_blocks_written_in_place_equal_e3nn_in_float64(case):
+    """In place, each output block is computed into its columns: the function is unchanged."""
+    kernel = tpc.compile(case.tp, target="x86", dtype="float64", schedule={"in_place": True})
+    x1, x2, weight = random_inputs(case.tp, 11, np.random.default_rng(6), "float64")
     expected = e3nn_forward(case.tp, x1, x2, weight)
     assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE["float64"]
 

@@ -44,6 +44,15 @@ def test_every_knob_of_the_fused_schedule_computes_the_same(rng, config):
     assert relative_error(kernel(**arguments), expected) < 1e-12
 
 
+@pytest.mark.parametrize("tp", [UVU, UVW_SHARED, MIXED], ids=["uvu", "uvw-shared", "mixed"])
+def test_gathered_products_write_their_output_blocks_in_place(rng, tp):
+    kernel = compile_convolution(tp, "gather", dtype="float64", schedule={"in_place": True, "batch_tile": 16})
+    arguments, expected = random_convolution(tp, "gather", 45, 11, rng, "float64")
+    assert relative_error(kernel(**arguments), expected) < 1e-12
+    with pytest.raises(ValueError, match="in_place writes one output row per sample"):
+        lower_convolution(tp, "gather+scatter", in_place=True)
+
+
 def test_zero_edges_give_zero_sums_and_bad_arguments_are_named(rng):
     kernel = compile_convolution(UVU, "gather+scatter", dtype="float64")
     arguments, _ = random_convolution(UVU, "gather+scatter", 0, 6, rng, "float64")

@@ -37,6 +37,19 @@ def test_x2_first_coupling_gives_the_same_gradients():
         assert relative_error(factored(x1, x2, weight, grad), expected[wrt]) < 1e-10
 
 
+@pytest.mark.parametrize("case", CASES[::3], ids=lambda case: case.name)
+def test_output_blocks_written_in_place_give_the_same_gradients(case):
+    arguments, expected = gradient_problem(case.tp, 9, 6)
+    for wrt in ("x1", "x2"):
+        in_place = compile_gradient(case.tp, wrt, dtype="float64", schedule={"in_place": True, "batch_tile": 4})
+        assert relative_error(in_place(*arguments), expected[wrt]) < 1e-10, wrt
+
+
+def test_the_weight_gradient_is_not_written_in_place():
+    with pytest.raises(ValueError, match="in_place applies to the x1 and x2 gradients"):
+        lower_gradient(tpc.presets.get("fc-small").tp, "weight", in_place=True)
+
+
 def test_shared_weight_gradients_are_summed_chunk_by_chunk(monkeypatch):
     tp = tpc.FullyConnectedTensorProduct("3x0e+2x1o", "2x0e+1x1o", "2x0e+3x1o")
     monkeypatch.setattr(tpc.runtime, "CHUNK_VALUES", 1)  # chunks of MIN_CHUNK samples

@@ -21,8 +21,8 @@ def synthetic_seconds(config):
 def test_space_sampling_neighbours_and_encoding():
     rng = np.random.default_rng(0)
     default = SPACE.default()
-    # 7 tiles with direct coupling, the 5 tiles up to 16 with x2_first; 2 * 2 * 4 * 2 for the other knobs.
-    assert SPACE.validate(default) == default and SPACE.size == (7 + 5) * 2 * 2 * 4 * 2
+    # 7 tiles with direct coupling, the 5 tiles up to 16 with x2_first; 2 * 2 * 4 * 2 * 2 for the other knobs.
+    assert SPACE.validate(default) == default and SPACE.size == (7 + 5) * 2 * 2 * 4 * 2 * 2
     for _ in range(50):
         config = SPACE.sample(rng)
         neighbour = SPACE.neighbour(config, rng)

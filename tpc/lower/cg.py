@@ -9,7 +9,8 @@ Stages, for every path p (instruction) and the output:
   sum done (a reduction where the mode sums over channels).
 * ``out`` — the flat ``(batch, irreps_out.dim)`` result: for each output block, the sum of
   the paths writing it. Block boundaries are ``likely`` conditions, so loop partitioning
-  splits the output loop into one branch-free loop per block.
+  splits the output loop into one branch-free loop per block. Lowered ``in_place``, there is
+  no such stage: one stage per output block writes that block's columns of ``out`` directly.
 
 The batch dimension is a symbolic variable: one kernel serves every batch size.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tvm
-from tvm import te, tirx
+from tvm import s_tir, te, tirx
 
 from tpc.ops import TensorProduct
 from tpc.ops.tensor_product import MODE_INDICES
@@ -55,6 +56,15 @@ class PathStages:
 
 
 @dataclass(frozen=True)
+class OutputBlock:
+    """A stage that writes one output block in place: its name and the components per channel
+    (its columns are ``channels * components``, channel-major)."""
+
+    stage: str
+    components: int
+
+
+@dataclass(frozen=True)
 class Lowered:
     """A lowered product or gradient: its PrimFunc, the algorithm and stage names.
 
@@ -63,7 +73,9 @@ class Lowered:
     after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
     ``wrt`` is None for a product; for a gradient, the argument it is taken with respect to
     (its function takes ``grad`` before ``out``). ``fusion`` names the neighbours of a product
-    fused into it (:mod:`tpc.lower.convolution`), None for a product alone.
+    fused into it (:mod:`tpc.lower.convolution`), None for a product alone. ``blocks`` are the
+    stages that write the output's blocks in place (see :func:`lower_plans`); empty when one
+    stage named ``out`` assembles the output.
     """
 
     func: object
@@ -73,6 +85,7 @@ class Lowered:
     tables: tuple[np.ndarray, ...] = ()
     wrt: str | None = None
     fusion: str | None = None
+    blocks: tuple[OutputBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,29 +233,37 @@ def check_lowering_arguments(dtype: str, coupling: str) -> None:
 
 
 def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None,
-             coupling: str = "direct") -> Lowered:
+             coupling: str = "direct", in_place: bool = False) -> Lowered:
     """Lower ``tp`` with the Clebsch-Gordan algorithm for ``dtype`` (float32 or float64).
 
     ``coupling`` "x2_first" contracts x2 with the coupling coefficients first, once per
     sample and x2 channel, where the result is reused across x1 channels (modes uvw, uvu,
     uvv): ``z[u, v, k] = sum_i x1[u, i] a[v, i, k]`` with ``a[v, i, k] = sum_j C[i, j, k] x2[v, j]``.
+    ``in_place`` writes each output block straight into ``out`` (see :func:`lower_plans`).
     The batch is symbolic unless ``batch`` fixes it (tools that need static shapes).
     """
     check_lowering_arguments(dtype, coupling)
     batch = te.var("batch") if batch is None else batch
     inputs = Inputs.of(tp, dtype, batch)
-    return lower_plans(forward_plans(tp, inputs), inputs, inputs.params(), tp.irreps_out, batch, coupling)
+    return lower_plans(forward_plans(tp, inputs), inputs, inputs.params(), tp.irreps_out, batch, coupling,
+                       in_place=in_place)
 
 
 def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], irreps_out, batch,
-                coupling: str = "direct", runs: Runs | None = None) -> Lowered:
+                coupling: str = "direct", runs: Runs | None = None, in_place: bool = False) -> Lowered:
     """The stages of every path and the assembled ``out`` (batch, irreps_out.dim), as a PrimFunc
     whose parameters are ``params`` then ``out`` (then ``runs.longest``).
 
     With ``runs`` the samples are summed in runs (see :class:`Runs`): ``out`` has one row per
     run and nothing per sample is stored. The sum happens in the path outputs ``y``, before the
     assembly, which is linear.
+
+    ``in_place`` replaces the assembly by one stage per output block, ``out{block}``, that
+    computes the block (the sum of its paths' ``y``) into the block's columns of ``out``: a
+    schedule can inline the paths' ``y`` there and keep no per-path buffer at all.
     """
+    if in_place and runs is not None:
+        raise ValueError("in_place writes one output row per sample; it cannot sum runs of samples")
     dtype = str(inputs.x1.dtype)
     zero = tirx.const(0.0, dtype)
     path_outputs: dict[int, list] = {}
@@ -267,6 +288,8 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
             factor=None if factor is None else factor.op.name))
         path_outputs.setdefault(plan.out_block, []).append(y)
 
+    if in_place:
+        return _lower_in_place(stages, path_outputs, params, irreps_out, batch, dtype)
     out_slices = irreps_out.slices()
 
     def assemble(b, c):
@@ -289,6 +312,70 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
     scalars = [runs.longest] if runs is not None else []
     func = element_aligned(te.create_prim_func(params + [out] + scalars), dtype)
     return Lowered(func, tuple(stages), "out")
+
+
+def _lower_in_place(stages: list[PathStages], path_outputs: dict[int, list], params: list[te.Tensor], irreps_out,
+                    batch, dtype: str) -> Lowered:
+    """The PrimFunc of :func:`lower_plans` with ``in_place``: a stage per nonempty output block."""
+    zero = tirx.const(0.0, dtype)
+    blocks, columns, components = [], [], []
+    for block, ((_, ir), block_slice) in enumerate(zip(irreps_out, irreps_out.slices())):
+        if block_slice.stop > block_slice.start:
+            value = _block_value(path_outputs.get(block, []), ir.dim, zero)
+            blocks.append(te.compute((batch, block_slice.stop - block_slice.start), value, name=f"out{block}"))
+            columns.append(block_slice)
+            components.append(ir.dim)
+    func = _blocks_into_columns(te.create_prim_func(params + blocks), len(params), columns, irreps_out.dim, dtype)
+    return Lowered(element_aligned(func, dtype), tuple(stages), "out",
+                   blocks=tuple(OutputBlock(block.op.name, dim) for block, dim in zip(blocks, components)))
+
+
+def _block_value(ys: list, dim: int, zero):
+    """``(b, column) -> the sum of the paths' y at that column of the block`` (zero without paths)."""
+    def value(b, column):
+        terms = [y[b, column // dim, column % dim] for y in ys]
+        return sum(terms[1:], terms[0]) if terms else zero
+    return value
+
+
+def _blocks_into_columns(func, first: int, columns: list[slice], width: int, dtype: str):
+    """``func`` with its parameters from ``first`` on (one per output block) replaced by one
+    ``out`` of ``width`` columns, each block buffer bound to its columns.
+
+    The root block matches every block buffer to its region of ``out``. A matched buffer needs
+    a symbolic element offset and the strides of ``out``, which TE output buffers do not have;
+    as in :func:`element_aligned`, they are set in the function's serialized form.
+    """
+    graph = json.loads(tvm.ir.save_json(func))
+    nodes = graph["nodes"]
+
+    def add(node_type: str, data) -> int:
+        nodes.append({"type": node_type, "data": data})
+        return len(nodes) - 1
+
+    int32 = next(index for index, node in enumerate(nodes)
+                 if node["type"] == "ir.PrimType" and node["data"]["dtype"] == "int32")
+    params = nodes[nodes[graph["root_index"]]["data"]["params"]]["data"]
+    for var_index in params[first:]:
+        buffer = nodes[var_index]["data"]
+        buffer_type = nodes[buffer["ty"]]["data"]
+        name = add("ffi.String", nodes[buffer["name"]]["data"] + "_offset")
+        buffer_type["elem_offset"] = add("ir.Var", {"span": 0, "ty": int32, "name": name})
+        buffer_type["strides"] = add("ffi.Array", [
+            add("ir.IntImm", {"span": 0, "ty": int32, "value": add("int", stride)}) for stride in (width, 1)])
+    func = tvm.ir.load_json(json.dumps(graph))
+    rows = func.params[first].shape[0]
+    out = tirx.decl_buffer((rows, width), dtype, "out")
+    matches = [s_tir.MatchBufferRegion(buffer, tirx.BufferRegion(out, [
+        tvm.ir.Range.from_min_extent(0, rows), tvm.ir.Range.from_min_extent(block.start, block.stop - block.start)]))
+        for buffer, block in zip(func.params[first:], columns)]
+    realize = func.body
+    root = realize.block
+    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, root.body, root.init,
+                        root.alloc_buffers, matches, root.annotations)
+    return tirx.PrimFunc(list(func.params[:first]) + [out], s_tir.SBlockRealize(realize.iter_values,
+                                                                                 realize.predicate, root),
+                         func.ret_type, func.attrs)
 
 
 def element_aligned(func, dtype: str):
@@ -408,14 +495,17 @@ def _path_output(plan: PathPlan, z, batch, inputs: Inputs, name: str, runs: Runs
     out_letters, weight_letters = plan.out_letters, plan.weight_letters
 
     def body(row, c, k):
-        axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters}
+        # A letter of extent 1 is no sum: without a reduce axis a path without channel sums
+        # stays a plain expression that a schedule can inline into its consumer.
+        axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters
+                if plan.extents[letter] > 1}
         sample, inside = row, None
         if runs is not None:
             start = runs.offsets[row].astype("int32")
             step = te.reduce_axis((0, runs.longest), name="s")
             inside = tirx.likely(step < runs.offsets[row + 1].astype("int32") - start)
             sample = start + step
-        values = dict(axes)
+        values = {letter: axes.get(letter, 0) for letter in plan.reduce_letters}
         values.update(unflatten(c, out_letters, plan.extents))
         term = z[(sample, *[values[letter] for letter in plan.z_letters], k)]
         if weight_letters is not None:

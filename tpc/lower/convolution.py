@@ -34,14 +34,15 @@ TRANSPOSED_STAGE = "x1_ir_mul"
 
 
 def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", coupling: str = "direct",
-                      x1_layout: str = "mul_ir") -> Lowered:
+                      x1_layout: str = "mul_ir", in_place: bool = False) -> Lowered:
     """Lower ``tp`` with its gather and/or scatter-sum fused (``fusion``: "gather", "scatter" or
     "gather+scatter"; see the module docstring).
 
     ``x1_layout`` "ir_mul" (with the gather only) first copies the node features to
     component-major blocks (stage ``x1_ir_mul``, one pass over the nodes), so that a path reads
     the same component of consecutive channels from adjacent memory: loads across channels
-    become vector loads.
+    become vector loads. ``in_place`` (with the gather only) writes the output blocks as
+    :func:`tpc.lower.cg.lower_plans` says.
 
     Parameters, in order: ``x1`` (node features, or one row per edge when the gather is not
     fused), ``senders`` (int64, with the gather), ``x2`` (per edge), ``weight`` (per edge or
@@ -74,7 +75,7 @@ def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", co
     if transposed:
         plans = [replace(plan, a=replace(plan.a, channels=tp.irreps_in1[tp.instructions[plan.index].i_in1].mul))
                  for plan in plans]
-    lowered = lower_plans(plans, inputs, params, tp.irreps_out, edges, coupling, runs)
+    lowered = lower_plans(plans, inputs, params, tp.irreps_out, edges, coupling, runs, in_place)
     return replace(lowered, fusion=fusion)
 
 

@@ -26,12 +26,12 @@ from tpc.ops import TensorProduct, check_wrt
 
 
 def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: int | None = None,
-                   coupling: str = "direct") -> Lowered:
+                   coupling: str = "direct", in_place: bool = False) -> Lowered:
     """Lower the gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``.
 
     For x1 and x2 the result has the input's shape and the stages of a Clebsch-Gordan product
-    (``coupling`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is per sample,
-    ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
+    (``coupling`` and ``in_place`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is
+    per sample, ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
     """
     check_wrt(tp, wrt)
     check_lowering_arguments(dtype, coupling)
@@ -41,6 +41,8 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     params = inputs.params() + [grad]
     plans = forward_plans(tp, inputs)
     if wrt == "weight":
+        if in_place:
+            raise ValueError("in_place applies to the x1 and x2 gradients, whose stages are a product's")
         return _lower_weight_gradient(tp, plans, grad, params, batch)
     out_slices = tp.irreps_out.slices()
 
@@ -51,11 +53,13 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
         transposed = [replace(plan, a=grad_operand(plan), coupling=plan.coupling.transpose(2, 1, 0),
                               out_letters=plan.a.letters, out_block=tp.instructions[plan.index].i_in1)
                       for plan in plans]
-        return replace(lower_plans(transposed, inputs, params, tp.irreps_in1, batch, coupling), wrt=wrt)
+        return replace(lower_plans(transposed, inputs, params, tp.irreps_in1, batch, coupling, in_place=in_place),
+                       wrt=wrt)
     transposed = [replace(plan, b=grad_operand(plan), coupling=plan.coupling.transpose(0, 2, 1),
                           out_letters=plan.b.letters, out_block=tp.instructions[plan.index].i_in2)
                   for plan in plans]
-    return replace(lower_plans(transposed, inputs, params, tp.irreps_in2, batch, coupling), wrt=wrt)
+    return replace(lower_plans(transposed, inputs, params, tp.irreps_in2, batch, coupling, in_place=in_place),
+                   wrt=wrt)
 
 
 def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, params: list, batch) -> Lowered:

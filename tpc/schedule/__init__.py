@@ -72,7 +72,7 @@ def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> 
     if algorithm in ("grid", "fourier"):
         return gaunt.lowering_options(config) if family == "cpu" else \
             {name: config[name] for name in gaunt.LOWERING_KNOBS if name in config}
-    return {name: config[name] for name in ("coupling", "x1_layout") if name in config}
+    return {name: config[name] for name in ("coupling", "x1_layout", "in_place") if name in config}
 
 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:

@@ -3,6 +3,9 @@
 The output loop over the batch is split into tiles; tiles run in parallel; every path's
 stages are computed at the tile (or per sample inside it) so intermediates stay in cache;
 the output components k are unrolled so the coefficient selection folds into constants.
+With ``in_place``, each output block is its own stage writing its columns of the output;
+their loops over the batch are merged into one, and the paths that sum over no channel are
+inlined into them: no per-path buffer, no copy into the output.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ KNOBS = (
          "loops of a path's channel sum (uvw: u, v) outside its output loops, so weights are read contiguously"),
     Knob("coupling", ("direct", "x2_first"), "direct",
          "couple x1 and x2 term by term, or contract x2 with the coefficients once per sample first"),
+    Knob("in_place", (False, True), False,
+         "compute each output block straight into its columns of the output, or assemble the output "
+         "from per-path buffers"),
 )
 
 MAX_FACTORED_TILE = 16
@@ -38,7 +44,7 @@ def _factored_tile_rule(config: Mapping[str, Any]) -> str | None:
     return None
 
 
-SPACE = SearchSpace("cpu", KNOBS, version=3, rules=(_factored_tile_rule,))
+SPACE = SearchSpace("cpu", KNOBS, version=4, rules=(_factored_tile_rule,))
 WEIGHT_GRADIENT_SPACE = SearchSpace("cpu-weight-gradient", (
     BATCH_TILE,
     Knob("inline_z", (False, True), False,
@@ -54,22 +60,32 @@ def default_config() -> dict[str, Any]:
 
 
 def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
-    """Schedule a lowered product for a CPU with the given knob values."""
+    """Schedule a lowered product for a CPU with the given knob values.
+
+    ``lowered`` must have been lowered with ``in_place`` as the configuration says
+    (:func:`tpc.schedule.lowering_options`).
+    """
     config = SPACE.validate(config)
+    if bool(lowered.blocks) != config["in_place"]:
+        raise ValueError(f"in_place is {config['in_place']} but the product was lowered "
+                         f"{'with' if lowered.blocks else 'without'} output blocks in place")
     sch = s_tir.Schedule(lowered.func)
-    batch_loop, _ = sch.get_loops(sch.get_sblock(lowered.out))
-    tile_loop, sample_loop = sch.split(batch_loop, [None, config["batch_tile"]])
-    # Always parallel: on a single core that costs nothing, and TVM 0.27 kernels whose path
-    # stages sit under a serial batch loop crashed at run time.
-    sch.parallel(tile_loop)
-    # Path stages run per sample inside the tile. (Computing them per whole tile makes TVM
-    # 0.27's lowering fail on the ragged last tile of a symbolic batch.)
-    anchor, depth = sample_loop, 2
     materialized = [path for path in lowered.paths if path.reuses_z or config["materialize"] == "all"]
     for path in lowered.paths:
         if path not in materialized:
             sch.compute_inline(sch.get_sblock(path.z))
-    stages = [(path, path.y) for path in lowered.paths] + [(path, path.z) for path in materialized]
+    # In place, a path output without a channel sum is an expression: it goes into its block.
+    inlined = [path for path in lowered.paths if lowered.blocks and not any(n > 1 for n in path.reductions)]
+    for path in inlined:
+        sch.compute_inline(sch.get_sblock(path.y))
+    # Always parallel: on a single core that costs nothing, and TVM 0.27 kernels whose path
+    # stages sit under a serial batch loop crashed at run time.
+    # Path stages run per sample inside the tile. (Computing them per whole tile makes TVM
+    # 0.27's lowering fail on the ragged last tile of a symbolic batch.)
+    anchor = _blocks_per_sample(sch, lowered, config) if lowered.blocks else _output_per_sample(sch, lowered, config)
+    depth = 2
+    stages = [(path, path.y) for path in lowered.paths if path not in inlined]
+    stages += [(path, path.z) for path in materialized]
     for path, name in stages:  # consumers (y) first, so each z lands before its y
         block = sch.get_sblock(name)
         sch.compute_at(block, anchor)
@@ -77,21 +93,53 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         if name == path.y and config["reduction_order"] == "outer" and any(n > 1 for n in path.reductions):
             _reduction_outside(sch, block, depth, axes, config["unroll_components"])
             continue
-        if config["unroll_components"]:
-            component = _loop_named(sch, block, depth, axes, "k")
-            if component is not None:
-                sch.unroll(component)
-        channel = _loop_named(sch, block, depth, axes, "c")
-        factor = config["channel_unroll"]
-        if factor > 1 and channel is not None and axes[0][1] % factor == 0:
-            _, inner = sch.split(channel, [None, factor])
-            sch.unroll(inner)
+        _unroll(sch, _loop_named(sch, block, depth, axes, "k"), _loop_named(sch, block, depth, axes, "c"),
+                axes[0][1], config)
     for path in lowered.paths:
         if path.factor is not None:
             factor = sch.get_sblock(path.factor)
             sch.compute_at(factor, anchor)
             sch.unroll(sch.get_loops(factor)[-1])
     return sch
+
+
+def _output_per_sample(sch: s_tir.Schedule, lowered: Lowered, config: Mapping[str, Any]):
+    """Tiles of the assembling ``out`` stage in parallel; the loop over a tile's samples."""
+    batch_loop, _ = sch.get_loops(sch.get_sblock(lowered.out))
+    tile_loop, sample_loop = sch.split(batch_loop, [None, config["batch_tile"]])
+    sch.parallel(tile_loop)
+    return sample_loop
+
+
+def _blocks_per_sample(sch: s_tir.Schedule, lowered: Lowered, config: Mapping[str, Any]):
+    """The output blocks under one parallel loop over tiles and one loop over a tile's samples,
+    each block's columns split into channels and (unrolled) components; the sample loop."""
+    tiles = []
+    for block in lowered.blocks:
+        rows, columns = sch.get_loops(sch.get_sblock(block.stage))
+        tile, _ = sch.split(rows, [None, config["batch_tile"]])
+        tiles.append(tile)
+        component = None
+        if block.components > 1:
+            columns, component = sch.split(columns, [None, block.components])
+        _unroll(sch, component, columns, None, config)
+    tile = sch.merge(*tiles) if len(tiles) > 1 else tiles[0]
+    sch.parallel(tile)
+    samples = [sch.get_loops(sch.get_sblock(block.stage))[1] for block in lowered.blocks]
+    return sch.merge(*samples) if len(samples) > 1 else samples[0]
+
+
+def _unroll(sch: s_tir.Schedule, component, channel, channels: int | None, config: Mapping[str, Any]) -> None:
+    """Unroll a stage's loop over components (knob unroll_components) and ``channel_unroll``
+    channels together, where the channel loop (of ``channels``, None: its extent) divides."""
+    if config["unroll_components"] and component is not None:
+        sch.unroll(component)
+    factor = config["channel_unroll"]
+    if factor > 1 and channel is not None:
+        extent = channels if channels is not None else int(sch.get(channel).extent)
+        if extent % factor == 0:
+            _, inner = sch.split(channel, [None, factor])
+            sch.unroll(inner)
 
 
 def _reduction_outside(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]], unroll: bool) -> None:
