@@ -47,6 +47,12 @@ class PathStages:
     components: int
     factor: str | None = None
 
+    @property
+    def sums_channels(self) -> bool:
+        """Whether ``y`` sums over channels (a reduction of extent above 1); without one it is a
+        plain expression that a schedule may inline."""
+        return any(n > 1 for n in self.reductions)
+
     def loop_extents(self, stage: str) -> list[tuple[str, int]]:
         """The stage's axes after the batch, with their extents: ("c", n) channels,
         ("k", n) output components, ("r", n) reductions, in loop order."""

@@ -75,7 +75,7 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         if path not in materialized:
             sch.compute_inline(sch.get_sblock(path.z))
     # In place, a path output without a channel sum is an expression: it goes into its block.
-    inlined = [path for path in lowered.paths if lowered.blocks and not any(n > 1 for n in path.reductions)]
+    inlined = [path for path in lowered.paths if lowered.blocks and not path.sums_channels]
     for path in inlined:
         sch.compute_inline(sch.get_sblock(path.y))
     # Always parallel: on a single core that costs nothing, and TVM 0.27 kernels whose path
@@ -90,7 +90,7 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         block = sch.get_sblock(name)
         sch.compute_at(block, anchor)
         axes = path.loop_extents(name)
-        if name == path.y and config["reduction_order"] == "outer" and any(n > 1 for n in path.reductions):
+        if name == path.y and config["reduction_order"] == "outer" and path.sums_channels:
             _reduction_outside(sch, block, depth, axes, config["unroll_components"])
             continue
         _unroll(sch, _loop_named(sch, block, depth, axes, "k"), _loop_named(sch, block, depth, axes, "c"),
@@ -122,24 +122,22 @@ def _blocks_per_sample(sch: s_tir.Schedule, lowered: Lowered, config: Mapping[st
         component = None
         if block.components > 1:
             columns, component = sch.split(columns, [None, block.components])
-        _unroll(sch, component, columns, None, config)
+        _unroll(sch, component, columns, int(sch.get(columns).extent), config)
     tile = sch.merge(*tiles) if len(tiles) > 1 else tiles[0]
     sch.parallel(tile)
     samples = [sch.get_loops(sch.get_sblock(block.stage))[1] for block in lowered.blocks]
     return sch.merge(*samples) if len(samples) > 1 else samples[0]
 
 
-def _unroll(sch: s_tir.Schedule, component, channel, channels: int | None, config: Mapping[str, Any]) -> None:
+def _unroll(sch: s_tir.Schedule, component, channel, channels: int, config: Mapping[str, Any]) -> None:
     """Unroll a stage's loop over components (knob unroll_components) and ``channel_unroll``
-    channels together, where the channel loop (of ``channels``, None: its extent) divides."""
+    channels together, where that factor divides the stage's ``channels``."""
     if config["unroll_components"] and component is not None:
         sch.unroll(component)
     factor = config["channel_unroll"]
-    if factor > 1 and channel is not None:
-        extent = channels if channels is not None else int(sch.get(channel).extent)
-        if extent % factor == 0:
-            _, inner = sch.split(channel, [None, factor])
-            sch.unroll(inner)
+    if factor > 1 and channel is not None and channels % factor == 0:
+        _, inner = sch.split(channel, [None, factor])
+        sch.unroll(inner)
 
 
 def _reduction_outside(sch: s_tir.Schedule, block, depth: int, axes: list[tuple[str, int]], unroll: bool) -> None:
