@@ -17,6 +17,12 @@ search itself needed, as it would for an op whose default is poor. "within 10%" 
 trials within 10% of the best overall: where the best few schedules differ by less than the
 noise of a measurement, how often a strategy lands among them says more than when it first did.
 
+A shared machine drifts: the same kernel measured minutes apart can differ by a third, so a
+run's recorded latencies also say when it ran. After a problem's runs, every configuration
+tpc recorded within RETIME_WITHIN of the best recording is built again and re-timed side by
+side, RETIME_ROUNDS rounds in a shuffled order, median per configuration. A second table
+judges each run's trials by these latencies (trials not re-timed keep their recording).
+
 A problem is a product preset (``tpc presets``) or a graph preset, whose fused kernels
 (cut "gather+scatter" at the preset's sizes, batch = edges) are tuned one by one.
 MetaSchedule runs on products only: a fused kernel reads its edges through index arrays and
@@ -35,6 +41,7 @@ never finished initializing). The bench turns that choice off, leaving one desig
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -53,6 +60,11 @@ from tpc.build import PASS_CONFIG
 from tpc.lower import lower_cg
 from tpc.testing import machine, random_inputs, relative_error
 from tpc.tune.graph import graph_tasks
+from tpc.tune.measure import LocalRunner, MeasureInput
+from tpc.tune.worker import prepare_timing
+
+RETIME_WITHIN = 2.0
+RETIME_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -68,12 +80,14 @@ class Problem:
 @dataclass(frozen=True)
 class Run:
     """One strategy's trials: latency per trial (inf for errors), wall time, re-timed best
-    (MetaSchedule), and which trials measured a default schedule (tpc measures those first)."""
+    (MetaSchedule), which trials measured a default schedule (tpc measures those first), and
+    what each trial measured (tpc: :func:`config_key`)."""
 
     latencies: list[float]
     wall: float
     retimed: Optional[float]
     defaults: tuple[bool, ...]
+    configs: tuple[str, ...] = ()
 
     def searched(self) -> list[float]:
         """The latencies of the trials the search chose, defaults left out."""
@@ -107,7 +121,40 @@ def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path,
                           progress=False, fusion=problem.fusion)
         wall = time.perf_counter() - start
     return Run([r.seconds if r.ok else float("inf") for r in result.records], wall, None,
-               tuple(r.strategy == "default" for r in result.records))
+               tuple(r.strategy == "default" for r in result.records),
+               tuple(config_key(r.algorithm, r.config) for r in result.records))
+
+
+def config_key(algorithm: str, config: dict) -> str:
+    """One schedule of a problem, as a string."""
+    return json.dumps([algorithm, config], sort_keys=True)
+
+
+def retime(problem: Problem, runs: dict[tuple[str, int], Run]) -> dict[str, float]:
+    """Re-time side by side the configurations tpc's runs recorded within :data:`RETIME_WITHIN`
+    of the best recording: seconds per configuration, the median of :data:`RETIME_ROUNDS`
+    rounds, each round in a fresh random order."""
+    recorded: dict[str, float] = {}
+    for run in runs.values():
+        for key, latency in zip(run.configs, run.latencies):
+            recorded[key] = min(recorded.get(key, float("inf")), latency)
+    if not recorded:
+        return {}
+    best = min(recorded.values())
+    keys = sorted(key for key, latency in recorded.items() if latency <= RETIME_WITHIN * best)
+    target = tpc.resolve_target("host").tvm_dict
+    inputs = [MeasureInput(problem.tp.to_dict(), target, "float32", problem.batch, *json.loads(key),
+                           fusion=problem.fusion) for key in keys]
+    runner, rng = LocalRunner(), np.random.default_rng(0)
+    samples: dict[str, list[float]] = {key: [] for key in keys}
+    with tempfile.TemporaryDirectory() as folder:
+        libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(keys))]
+        built = [i for i, answer in enumerate(runner.build(inputs, libraries)) if "error" not in answer]
+        for _ in range(RETIME_ROUNDS):
+            for i in rng.permutation(built):
+                timing = prepare_timing(runner.run_job(libraries[i], inputs[i]))
+                samples[keys[i]].append(float(np.median(timing())))
+    return {key: float(np.median(values)) for key, values in samples.items() if values}
 
 
 def warm_models(sources: Sequence[Problem], trials: int, folder: Path, log_dir: Path) -> Path:
@@ -209,7 +256,13 @@ def main() -> None:
                     if run is not None:
                         runs[(strategy, seed)] = run
                         print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
+            print("  as recorded during each run:")
             report(runs)
+            start = time.perf_counter()
+            retimed = retime(problem, runs)
+            print(f"  re-timed side by side ({len(retimed)} configurations, {RETIME_ROUNDS} rounds, "
+                  f"{time.perf_counter() - start:.0f} s):")
+            report({name: judged_by(run, retimed) for name, run in runs.items()})
 
 
 def strategy_run(problem: Problem, strategy: str, trials: int, seed: int, log_dir: Path,
@@ -222,6 +275,15 @@ def strategy_run(problem: Problem, strategy: str, trials: int, seed: int, log_di
     if strategy == "xgb-warm":
         return tpc_run(problem, trials, "xgb", seed, log, models)
     return tpc_run(problem, trials, strategy, seed, log)
+
+
+def judged_by(run: Run, retimed: dict[str, float]) -> Run:
+    """The run with each trial's latency replaced by its re-timed one, where there is one;
+    MetaSchedule's runs (no configurations) keep only their re-timed best."""
+    if not run.configs:
+        return Run([run.retimed] if run.retimed else [], run.wall, run.retimed, (False,) if run.retimed else ())
+    latencies = [retimed.get(key, latency) for key, latency in zip(run.configs, run.latencies)]
+    return Run(latencies, run.wall, None, run.defaults, run.configs)
 
 
 def report(runs: dict[tuple[str, int], Run]) -> None:

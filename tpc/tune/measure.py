@@ -75,7 +75,7 @@ class LocalRunner:
     def measure(self, inputs: Sequence[MeasureInput]) -> list[MeasureResult]:
         with tempfile.TemporaryDirectory(prefix="tpc-measure-") as folder:
             libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(inputs))]
-            builds = self._build_all(inputs, libraries)
+            builds = self.build(inputs, libraries)
             results = []
             for candidate, library, built in zip(inputs, libraries, builds):
                 if "error" in built:
@@ -87,12 +87,18 @@ class LocalRunner:
 
     def run_library(self, library: Path, candidate: MeasureInput) -> MeasureResult:
         """Check and time one built library in its own process."""
-        job = {**asdict(candidate), "library": str(library), "check_batch": self.check_batch,
-               "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms}
-        answer = _finish(_start("run", job, Path(str(library) + ".run")), self.run_timeout, self.run_timeout, "run")
+        answer = _finish(_start("run", self.run_job(library, candidate), Path(str(library) + ".run")),
+                         self.run_timeout, self.run_timeout, "run")
         return MeasureResult(answer.get("seconds"), answer.get("error"))
 
-    def _build_all(self, inputs: Sequence[MeasureInput], libraries: list[Path]) -> list[dict[str, Any]]:
+    def run_job(self, library: Path, candidate: MeasureInput) -> dict[str, Any]:
+        """The worker's job that checks and times ``library``, built for ``candidate``."""
+        return {**asdict(candidate), "library": str(library), "check_batch": self.check_batch,
+                "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms}
+
+    def build(self, inputs: Sequence[MeasureInput], libraries: list[Path]) -> list[dict[str, Any]]:
+        """Build each input into its library, up to ``parallel_builds`` at once; per input the
+        worker's answer (``build_seconds``, or ``error``)."""
         width = self.parallel_builds or host_cores()
         answers: list[Optional[dict[str, Any]]] = [None] * len(inputs)
         pending = list(range(len(inputs)))

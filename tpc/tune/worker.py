@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -46,9 +46,25 @@ def build_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"build_seconds": time.perf_counter() - start}
 
 
+class WrongResult(Exception):
+    """A candidate's output differs from the reference: an error record, never a winner."""
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Check the library's output on a small batch against the float64 reference of the
     product (or of its gradient), then time it."""
+    try:
+        samples = prepare_timing(job)()
+    except WrongResult as error:
+        return {"error": str(error)}
+    return {"seconds": float(np.median(samples)), "samples": samples}
+
+
+def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
+    """Load the job's library and check it on ``job["check_batch"]`` samples (raising
+    :class:`WrongResult` when it is wrong); return a function that times it on ``job["batch"]``
+    rows (or edges), ``job["repeat"]`` samples of at least ``job["min_repeat_ms"]`` each, in
+    seconds per call. The benchmarks re-time finished candidates with it side by side."""
     import tvm
 
     from tpc.ops import TensorProduct
@@ -59,7 +75,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     tp = TensorProduct.from_dict(job["spec"])
     dtype, wrt = job["dtype"], job.get("wrt")
     if job.get("fusion"):
-        return _run_convolution(job, tp)
+        return _prepare_convolution(job, tp)
     module = tvm.runtime.load_module(job["library"])
     tables = _load_tables(tables_path(job["library"]))
     target, choice = resolve_target(job["target"]), ScheduleChoice(job["algorithm"], job["config"], "tuning")
@@ -68,22 +84,28 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     arguments = _arguments(tp, wrt, job["check_batch"], rng, dtype)
     expected = tp.reference(*arguments) if wrt is None else tp.reference_gradient(*arguments, wrt)
-    error = relative_error(kernel(*arguments), expected)
-    if not error < TOLERANCE[dtype]:
-        return {"error": f"wrong result: relative error {error:.2e} against the reference"}
-    device = tvm.cpu()
+    device = tvm.cuda(0) if target.family == "cuda" else tvm.cpu()
+    if target.family == "cuda":  # CUDA kernels take tensors that live on the GPU
+        result = kernel(*[None if a is None else tvm.runtime.tensor(a, device) for a in arguments]).numpy()
+    else:
+        result = kernel(*arguments)
+    _check(relative_error(result, expected), dtype)
     args = [tvm.runtime.tensor(a, device) for a in _arguments(tp, wrt, job["batch"], rng, dtype) if a is not None]
     args.append(tvm.runtime.tensor(np.zeros(output_shape(tp, wrt, job["batch"]), dtype), device))
     args += [tvm.runtime.tensor(table, device) for table in tables]
     evaluator = module.time_evaluator("main", device, number=1, repeat=job["repeat"],
                                       min_repeat_ms=job["min_repeat_ms"])
-    results = evaluator(*args).results
-    return {"seconds": float(np.median(results)), "samples": [float(r) for r in results]}
+    return lambda: [float(r) for r in evaluator(*args).results]
 
 
-def _run_convolution(job: dict[str, Any], tp: TensorProduct) -> dict[str, Any]:
-    """Check a fused kernel on a small random graph against the float64 reference, then time
-    it on a random graph with ``job["batch"]`` edges and :data:`MEAN_DEGREE` edges per receiver."""
+def _check(error: float, dtype: str) -> None:
+    if not error < TOLERANCE[dtype]:
+        raise WrongResult(f"wrong result: relative error {error:.2e} against the reference")
+
+
+def _prepare_convolution(job: dict[str, Any], tp: TensorProduct) -> Callable[[], list[float]]:
+    """Check a fused kernel on a small random graph against the float64 reference; time it on
+    a random graph with ``job["batch"]`` edges and :data:`MEAN_DEGREE` edges per receiver."""
     import tvm
 
     from tpc.runtime import ConvolutionKernel, ScheduleChoice
@@ -96,20 +118,22 @@ def _run_convolution(job: dict[str, Any], tp: TensorProduct) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     arguments, expected = random_convolution(tp, job["fusion"], 8 * job["check_batch"], job["check_batch"], rng,
                                              job["dtype"])
-    error = relative_error(kernel(**arguments), expected)
-    if not error < TOLERANCE[job["dtype"]]:
-        return {"error": f"wrong result: relative error {error:.2e} against the reference"}
+    _check(relative_error(kernel(**arguments), expected), job["dtype"])
     edges = job["batch"]
     arguments, _ = random_convolution(tp, job["fusion"], edges, max(1, edges // MEAN_DEGREE), rng, job["dtype"],
                                       reference=False)
     out = kernel(**arguments)
-    samples = []
-    deadline = time.perf_counter() + job["repeat"] * job["min_repeat_ms"] / 1e3
-    while len(samples) < job["repeat"] or (time.perf_counter() < deadline and len(samples) < 100):
-        start = time.perf_counter()
-        kernel(**arguments, out=out)
-        samples.append(time.perf_counter() - start)
-    return {"seconds": float(np.median(samples)), "samples": samples}
+
+    def timing() -> list[float]:
+        samples = []
+        deadline = time.perf_counter() + job["repeat"] * job["min_repeat_ms"] / 1e3
+        while len(samples) < job["repeat"] or (time.perf_counter() < deadline and len(samples) < 100):
+            start = time.perf_counter()
+            kernel(**arguments, out=out)
+            samples.append(time.perf_counter() - start)
+        return samples
+
+    return timing
 
 
 def _arguments(tp: TensorProduct, wrt: str | None, batch: int, rng: np.random.Generator, dtype: str) -> list:
