@@ -42,13 +42,24 @@ def test_cuda_kernel_refuses_to_run_without_a_gpu():
         kernel(x1, x2, weight)
 
 
+def test_cuda_in_place_kernel_writes_no_path_buffers():
+    tp = tpc.presets.get("mace-l2").tp
+    assembled, in_place = (tpc.compile(tp, target="cuda:sm_90", schedule={"in_place": flag}) for flag in (False, True))
+    assert in_place.schedule.config["in_place"]
+    # uvu paths sum over no channel: their outputs are computed in the block kernels, and no
+    # kernel copies path buffers into out.
+    assert cuda_source(in_place).count("__global__") < cuda_source(assembled).count("__global__")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("name,algorithm", [("mace-l2", "cg"), ("fc-small", "cg"), ("nequip", "cg"),
-                                            ("gaunt-L6", "grid"), ("gaunt-L4", "fourier")])
-def test_cuda_kernel_on_gpu(name, algorithm):
+@pytest.mark.parametrize("name,algorithm,schedule", [
+    ("mace-l2", "cg", None), ("mace-l2", "cg", {"in_place": True}), ("fc-small", "cg", None),
+    ("fc-small", "cg", {"in_place": True, "materialize": "all"}), ("nequip", "cg", None),
+    ("gaunt-L6", "grid", None), ("gaunt-L4", "fourier", None)])
+def test_cuda_kernel_on_gpu(name, algorithm, schedule):
     tp = tpc.presets.get(name).tp
-    kernel = tpc.compile(tp, target="cuda", algorithm=algorithm)
+    kernel = tpc.compile(tp, target="cuda", algorithm=algorithm, schedule=schedule)
     x1, x2, weight = random_inputs(tp, 1000, np.random.default_rng(0), np.float32)
     import torch
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from tvm import s_tir
 
 from tpc.lower import Lowered
+from tpc.schedule.in_place import IN_PLACE, inlined_paths
 from tpc.schedule.space import Knob, SearchSpace
 
 BATCH_TILE = Knob("batch_tile", (1, 2, 4, 8, 16, 32, 64), 8, "samples per parallel task")
@@ -29,9 +30,7 @@ KNOBS = (
          "loops of a path's channel sum (uvw: u, v) outside its output loops, so weights are read contiguously"),
     Knob("coupling", ("direct", "x2_first"), "direct",
          "couple x1 and x2 term by term, or contract x2 with the coefficients once per sample first"),
-    Knob("in_place", (False, True), False,
-         "compute each output block straight into its columns of the output, or assemble the output "
-         "from per-path buffers"),
+    IN_PLACE,
 )
 
 MAX_FACTORED_TILE = 16
@@ -66,16 +65,12 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
     (:func:`tpc.schedule.lowering_options`).
     """
     config = SPACE.validate(config)
-    if bool(lowered.blocks) != config["in_place"]:
-        raise ValueError(f"in_place is {config['in_place']} but the product was lowered "
-                         f"{'with' if lowered.blocks else 'without'} output blocks in place")
+    inlined = inlined_paths(lowered, config)
     sch = s_tir.Schedule(lowered.func)
     materialized = [path for path in lowered.paths if path.reuses_z or config["materialize"] == "all"]
     for path in lowered.paths:
         if path not in materialized:
             sch.compute_inline(sch.get_sblock(path.z))
-    # In place, a path output without a channel sum is an expression: it goes into its block.
-    inlined = [path for path in lowered.paths if lowered.blocks and not path.sums_channels]
     for path in inlined:
         sch.compute_inline(sch.get_sblock(path.y))
     # Always parallel: on a single core that costs nothing, and TVM 0.27 kernels whose path

@@ -2,7 +2,9 @@
 
 Each path stage is its own kernel: (sample, channel) pairs are fused and spread over
 ``threads_per_block`` threads per block, each thread computing all output components of its
-pair; the final assembly maps (sample, output element) to threads the same way. The Gaunt
+pair; the final assembly maps (sample, output element) to threads the same way. With
+``in_place`` there is no assembly: each output block is a kernel with a thread per (sample,
+column of the block), and the paths that sum over no channel are computed in its threads. The Gaunt
 algorithms (grid, 2D Fourier) are scheduled stage by stage alike: every output element of a
 stage is a thread, which runs the stage's sum.
 """
@@ -15,6 +17,7 @@ from tvm import s_tir, tirx
 
 from tpc.lower import Lowered
 from tpc.lower.fourier import CONVOLUTIONS
+from tpc.schedule.in_place import IN_PLACE, inlined_paths
 from tpc.schedule.space import Knob, SearchSpace, validate
 
 THREADS = Knob("threads_per_block", (32, 64, 128, 256, 512), 128, "threads per thread block")
@@ -23,9 +26,10 @@ KNOBS = (
     Knob("materialize", ("reused", "all"), "reused",
          "keep the coupling stage z in global memory only where it is reused, or always"),
     Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
+    IN_PLACE,
 )
 
-SPACE = SearchSpace("cuda", KNOBS, version=1)
+SPACE = SearchSpace("cuda", KNOBS, version=2)
 GRID_SPACE = SearchSpace("cuda-grid", (THREADS,), version=1)
 FOURIER_SPACE = SearchSpace("cuda-fourier", (
     THREADS, Knob("convolution", CONVOLUTIONS, "dft", "2D convolution as a direct sum or through a torus grid")),
@@ -51,6 +55,7 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
     """Schedule a lowered product for a CUDA GPU with the given knob values."""
     config = validate(KNOBS, config, "cuda")
     threads = config["threads_per_block"]
+    inlined = inlined_paths(lowered, config)
     sch = s_tir.Schedule(lowered.func)
     for path in lowered.paths:
         materialized = path.reuses_z or config["materialize"] == "all"
@@ -61,9 +66,12 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         spatial = len(sch.get_loops(z)) - 1
         _bind_spatial(sch, z, spatial, threads, config["unroll_components"] and path.components > 1)
     for path in lowered.paths:
-        y = sch.get_sblock(path.y)
-        _bind_spatial(sch, y, 2, threads, config["unroll_components"] and path.components > 1)
-    _bind_spatial(sch, sch.get_sblock(lowered.out), 2, threads, False)
+        if path in inlined:
+            sch.compute_inline(sch.get_sblock(path.y))
+        else:
+            _bind_spatial(sch, sch.get_sblock(path.y), 2, threads, config["unroll_components"] and path.components > 1)
+    for stage in [block.stage for block in lowered.blocks] or [lowered.out]:
+        _bind_spatial(sch, sch.get_sblock(stage), 2, threads, False)
     return sch
 
 
