@@ -56,6 +56,7 @@ def test_cuda_in_place_kernel_writes_no_path_buffers():
 @pytest.mark.parametrize("name,algorithm,schedule", [
     ("mace-l2", "cg", None), ("mace-l2", "cg", {"in_place": True}), ("fc-small", "cg", None),
     ("fc-small", "cg", {"in_place": True, "materialize": "all"}), ("nequip", "cg", None),
+    ("nequip", "cg", {"in_place": True, "work_per_thread": 4}), ("mace-l2", "cg", {"work_per_thread": 2}),
     ("gaunt-L6", "grid", None), ("gaunt-L4", "fourier", None)])
 def test_cuda_kernel_on_gpu(name, algorithm, schedule):
     tp = tpc.presets.get(name).tp

@@ -21,8 +21,10 @@ from tpc.schedule.in_place import IN_PLACE, inlined_paths
 from tpc.schedule.space import Knob, SearchSpace, validate
 
 THREADS = Knob("threads_per_block", (32, 64, 128, 256, 512), 128, "threads per thread block")
+WORK = Knob("work_per_thread", (1, 2, 4), 1, "consecutive (sample, channel) pairs per thread")
 KNOBS = (
     THREADS,
+    WORK,
     Knob("materialize", ("reused", "all"), "reused",
          "keep the coupling stage z in global memory only where it is reused, or always"),
     Knob("unroll_components", (True, False), True, "unroll the loop over output components k"),
@@ -41,20 +43,24 @@ def default_config() -> dict[str, Any]:
     return validate(KNOBS, None, "cuda")
 
 
-def _bind_spatial(sch: s_tir.Schedule, block, spatial: int, threads: int, unroll_last: bool) -> None:
+def _bind_spatial(sch: s_tir.Schedule, block, spatial: int, threads: int, unroll_last: bool, work: int = 1) -> None:
+    """Fuse the first ``spatial`` loops of ``block`` and spread them over thread blocks of
+    ``threads`` threads, ``work`` consecutive iterations per thread; unroll the loop after them.
+    (Iterations a block's threads apart would coalesce better, but TVM 0.27 rejects a thread
+    loop inside a serial loop over a symbolic batch: conflicting bounds.)"""
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops[:spatial])
-    block_x, thread_x = sch.split(fused, [None, threads])
+    block_x, thread_x, _ = sch.split(fused, [None, threads, work])
     sch.bind(block_x, "blockIdx.x")
     sch.bind(thread_x, "threadIdx.x")
     if unroll_last:
-        sch.unroll(sch.get_loops(block)[2])
+        sch.unroll(sch.get_loops(block)[3])
 
 
 def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
     """Schedule a lowered product for a CUDA GPU with the given knob values."""
     config = validate(KNOBS, config, "cuda")
-    threads = config["threads_per_block"]
+    threads, work = config["threads_per_block"], config["work_per_thread"]
     inlined = inlined_paths(lowered, config)
     sch = s_tir.Schedule(lowered.func)
     for path in lowered.paths:
@@ -64,14 +70,15 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
             continue
         z = sch.get_sblock(path.z)
         spatial = len(sch.get_loops(z)) - 1
-        _bind_spatial(sch, z, spatial, threads, config["unroll_components"] and path.components > 1)
+        _bind_spatial(sch, z, spatial, threads, config["unroll_components"] and path.components > 1, work)
     for path in lowered.paths:
         if path in inlined:
             sch.compute_inline(sch.get_sblock(path.y))
         else:
-            _bind_spatial(sch, sch.get_sblock(path.y), 2, threads, config["unroll_components"] and path.components > 1)
+            _bind_spatial(sch, sch.get_sblock(path.y), 2, threads, config["unroll_components"] and path.components > 1,
+                          work)
     for stage in [block.stage for block in lowered.blocks] or [lowered.out]:
-        _bind_spatial(sch, sch.get_sblock(stage), 2, threads, False)
+        _bind_spatial(sch, sch.get_sblock(stage), 2, threads, False, work)
     return sch
 
 
