@@ -51,6 +51,16 @@ def test_cuda_in_place_kernel_writes_no_path_buffers():
     assert cuda_source(in_place).count("__global__") < cuda_source(assembled).count("__global__")
 
 
+def test_sampled_cuda_configurations_generate_kernels():
+    tp = tpc.presets.get("nequip").tp
+    space = tpc.schedule.search_space("cuda")
+    rng = np.random.default_rng(0)
+    for config in [space.sample(rng) for _ in range(6)] + [{"in_place": True, "work_per_thread": 4}]:
+        kernel = tpc.compile(tp, target="cuda:sm_90", schedule=config)
+        assert kernel.schedule.config == space.validate(config)
+        assert f"__launch_bounds__({kernel.schedule.config['threads_per_block']})" in cuda_source(kernel)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
 @pytest.mark.parametrize("name,algorithm,schedule", [
