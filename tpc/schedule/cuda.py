@@ -1,12 +1,12 @@
 """CUDA schedules: batch and channels bound to thread blocks and threads.
 
 Each path stage is its own kernel: (sample, channel) pairs are fused and spread over
-``threads_per_block`` threads per block, each thread computing all output components of its
-pair; the final assembly maps (sample, output element) to threads the same way. With
-``in_place`` there is no assembly: each output block is a kernel with a thread per (sample,
-column of the block), and the paths that sum over no channel are computed in its threads. The Gaunt
-algorithms (grid, 2D Fourier) are scheduled stage by stage alike: every output element of a
-stage is a thread, which runs the stage's sum.
+``threads_per_block`` threads per block, ``work_per_thread`` pairs per thread, each thread
+computing all output components of its pairs; the final assembly maps (sample, output
+element) to threads the same way. With ``in_place`` there is no assembly: each output block
+is a kernel with a thread per (sample, column of the block), and the paths that sum over no
+channel are computed in its threads. The Gaunt algorithms (grid, 2D Fourier) are scheduled
+stage by stage alike: every output element of a stage is a thread, which runs the stage's sum.
 """
 
 from __future__ import annotations
