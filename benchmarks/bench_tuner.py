@@ -5,7 +5,7 @@ MetaSchedule's ``tune_tir`` on tpc's own TE compute (batch fixed, since MetaSche
 static shape). Prints a row as each run ends, then per problem the best latency each run
 reached, the trials each needed to reach 95% of the best overall, and wall time. Each run
 starts cold (a fresh cache directory); ``--log-dir`` keeps tpc's tuning logs
-(``tpc report`` plots them).
+(``tpc report`` plots them) and the re-timed latencies (below) per problem.
 
 "xgb-warm" is tpc's XGBoost search as it runs for a user who has tuned other ops on the
 machine before: its cache starts with the cost models that tuning the ``--warm-from``
@@ -262,6 +262,7 @@ def main() -> None:
             retimed = retime(problem, runs)
             print(f"  re-timed side by side ({len(retimed)} configurations, {RETIME_ROUNDS} rounds, "
                   f"{time.perf_counter() - start:.0f} s):")
+            (log_dir / f"{file_name(problem.name)}-retimed.json").write_text(json.dumps(retimed, indent=1))
             report({name: judged_by(run, retimed) for name, run in runs.items()})
 
 
