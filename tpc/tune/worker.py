@@ -84,11 +84,10 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     rng = np.random.default_rng(0)
     arguments = _arguments(tp, wrt, job["check_batch"], rng, dtype)
     expected = tp.reference(*arguments) if wrt is None else tp.reference_gradient(*arguments, wrt)
-    device = tvm.cuda(0) if target.family == "cuda" else tvm.cpu()
-    if target.family == "cuda":  # CUDA kernels take tensors that live on the GPU
-        result = kernel(*[None if a is None else tvm.runtime.tensor(a, device) for a in arguments]).numpy()
-    else:
-        result = kernel(*arguments)
+    on_gpu = target.family == "cuda"
+    device = tvm.cuda(0) if on_gpu else tvm.cpu()
+    result = kernel(*[None if a is None else tvm.runtime.tensor(a, device) for a in arguments]).numpy() if on_gpu \
+        else kernel(*arguments)  # CUDA kernels take tensors that live on the GPU
     _check(relative_error(result, expected), dtype)
     args = [tvm.runtime.tensor(a, device) for a in _arguments(tp, wrt, job["batch"], rng, dtype) if a is not None]
     args.append(tvm.runtime.tensor(np.zeros(output_shape(tp, wrt, job["batch"]), dtype), device))
