@@ -17,11 +17,13 @@ search itself needed, as it would for an op whose default is poor. "within 10%" 
 trials within 10% of the best overall: where the best few schedules differ by less than the
 noise of a measurement, how often a strategy lands among them says more than when it first did.
 
-A shared machine drifts: the same kernel measured minutes apart can differ by a third, so a
-run's recorded latencies also say when it ran. After a problem's runs, every configuration
-tpc recorded within RETIME_WITHIN of the best recording is built again and re-timed side by
-side, RETIME_ROUNDS rounds in a shuffled order, median per configuration. A second table
-judges each run's trials by these latencies (trials not re-timed keep their recording).
+A shared machine drifts: the same kernel measured minutes apart can differ by 40%, so a
+run's recorded latencies also say when it ran (tpc times each candidate in turns with the
+best before it, which keeps one run's latencies comparable, not those of different runs).
+After a problem's runs, every configuration tpc recorded within RETIME_WITHIN of the best
+recording is built again and re-timed side by side: in RETIME_ROUNDS turns with the best
+recording, in a random order of configurations. A second table judges each run's trials by
+these latencies (trials not re-timed keep their recording).
 
 A problem is a product preset (``tpc presets``) or a graph preset, whose fused kernels
 (cut "gather+scatter" at the preset's sizes, batch = edges) are tuned one by one.
@@ -61,7 +63,7 @@ from tpc.lower import lower_cg
 from tpc.testing import machine, random_inputs, relative_error
 from tpc.tune.graph import graph_tasks
 from tpc.tune.measure import LocalRunner, MeasureInput
-from tpc.tune.worker import prepare_timing
+from tpc.tune.worker import prepare_timing, relative_timing
 
 RETIME_WITHIN = 2.0
 RETIME_ROUNDS = 3
@@ -132,8 +134,9 @@ def config_key(algorithm: str, config: dict) -> str:
 
 def retime(problem: Problem, runs: dict[tuple[str, int], Run]) -> dict[str, float]:
     """Re-time side by side the configurations tpc's runs recorded within :data:`RETIME_WITHIN`
-    of the best recording: seconds per configuration, the median of :data:`RETIME_ROUNDS`
-    rounds, each round in a fresh random order."""
+    of the best recording: each in turns with the best recording (:data:`RETIME_ROUNDS`
+    turns, in a random order of configurations), seconds per configuration its median ratio
+    to that anchor times the anchor's median seconds over all turns."""
     recorded: dict[str, float] = {}
     for run in runs.values():
         for key, latency in zip(run.configs, run.latencies):
@@ -146,15 +149,19 @@ def retime(problem: Problem, runs: dict[tuple[str, int], Run]) -> dict[str, floa
     inputs = [MeasureInput(problem.tp.to_dict(), target, "float32", problem.batch, *json.loads(key),
                            fusion=problem.fusion) for key in keys]
     runner, rng = LocalRunner(), np.random.default_rng(0)
-    samples: dict[str, list[float]] = {key: [] for key in keys}
+    anchor = keys.index(min(keys, key=recorded.__getitem__))
+    ratios, anchor_seconds = {keys[anchor]: 1.0}, []
     with tempfile.TemporaryDirectory() as folder:
         libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(keys))]
         built = [i for i, answer in enumerate(runner.build(inputs, libraries)) if "error" not in answer]
-        for _ in range(RETIME_ROUNDS):
-            for i in rng.permutation(built):
-                timing = prepare_timing(runner.run_job(libraries[i], inputs[i]))
-                samples[keys[i]].append(float(np.median(timing())))
-    return {key: float(np.median(values)) for key, values in samples.items() if values}
+        anchor_timing = prepare_timing(runner.run_job(libraries[anchor], inputs[anchor]))
+        for i in rng.permutation([i for i in built if i != anchor]):
+            ratio, seconds = relative_timing(prepare_timing(runner.run_job(libraries[i], inputs[i])), anchor_timing,
+                                             RETIME_ROUNDS)
+            ratios[keys[i]] = ratio
+            anchor_seconds.append(seconds)
+    scale = float(np.median(anchor_seconds)) if anchor_seconds else best
+    return {key: ratio * scale for key, ratio in ratios.items()}
 
 
 def warm_models(sources: Sequence[Problem], trials: int, folder: Path, log_dir: Path) -> Path:
@@ -260,8 +267,8 @@ def main() -> None:
             report(runs)
             start = time.perf_counter()
             retimed = retime(problem, runs)
-            print(f"  re-timed side by side ({len(retimed)} configurations, {RETIME_ROUNDS} rounds, "
-                  f"{time.perf_counter() - start:.0f} s):")
+            print(f"  re-timed side by side ({len(retimed)} configurations, {RETIME_ROUNDS} turns each with the "
+                  f"best recording, {time.perf_counter() - start:.0f} s):")
             (log_dir / f"{file_name(problem.name)}-retimed.json").write_text(json.dumps(retimed, indent=1))
             report({name: judged_by(run, retimed) for name, run in runs.items()})
 

@@ -1,12 +1,13 @@
 """The local runner: real builds and runs in separate processes, failures become errors."""
 
+import pytest
 import tvm
 from tvm import te
 
 import tpc
 from tpc.schedule import search_space
-from tpc.tune.measure import LocalRunner, MeasureInput
-from tpc.tune.worker import output_shape
+from tpc.tune.measure import Anchor, LocalRunner, MeasureInput
+from tpc.tune.worker import output_shape, relative_timing
 
 TP = tpc.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e+2x1o",
                        [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True), (1, 0, 1, "uvu", True)],
@@ -32,9 +33,19 @@ def _library(tmp_path, name, body, wrt=None):
     return path
 
 
-def test_measures_valid_candidates(tmp_path):
-    results = LocalRunner(repeat=2, min_repeat_ms=5).measure([_candidate(), _candidate({"batch_tile": 2})])
-    assert all(r.error is None and 0 < r.seconds < 1 and r.build_seconds > 0 for r in results)
+def test_measures_valid_candidates_alone_then_against_an_anchor(tmp_path):
+    runner = LocalRunner(repeat=2, min_repeat_ms=5)
+    results = runner.measure([_candidate(), _candidate({"batch_tile": 2})])
+    assert all(r.error is None and 0 < r.seconds < 1 and r.build_seconds > 0 and r.ratio is None for r in results)
+    anchor = Anchor(_candidate(), 1.0)
+    (result,) = runner.measure([_candidate({"batch_tile": 4})], anchor)
+    assert result.error is None and 0 < result.ratio and result.seconds == result.ratio * anchor.seconds
+
+
+def test_relative_timing_holds_the_ratio_while_the_machine_drifts():
+    speed = iter([1.0, 1.0, 1.4, 1.4, 0.8, 0.8])  # the machine's slowness in each timing, in turn
+    ratio, anchor_seconds = relative_timing(lambda: [3e-3 * next(speed)], lambda: [2e-3 * next(speed)])
+    assert ratio == pytest.approx(1.5) and anchor_seconds == pytest.approx(2e-3)
 
 
 def test_a_wrong_gradient_kernel_is_an_error(tmp_path):

@@ -32,6 +32,17 @@ def test_space_sampling_neighbours_and_encoding():
     assert SPACE.key({"b": 1, "a": 2}) == SPACE.key({"a": 2, "b": 1})
 
 
+def test_variations_move_each_knob_alone_within_the_rules():
+    rng = np.random.default_rng(0)
+    tiled = SPACE.validate({"coupling": "x2_first", "batch_tile": 16})
+    varied = SPACE.variations(tiled, rng)
+    assert sorted(next(k for k in c if c[k] != tiled[k]) for c in varied) == sorted(k.name for k in SPACE.knobs)
+    assert all(SPACE.is_valid(c) and sum(c[k] != tiled[k] for k in c) == 1 for c in varied)
+    gaunt = tuning_space("cpu", ["cg", "grid"])
+    grid = gaunt.variations(gaunt.join("grid", {}), rng)
+    assert len(grid) == len(gaunt.space_of("grid").knobs) and all(c["algorithm"] == "grid" for c in grid)
+
+
 def test_rules_reject_combinations_and_sampling_respects_them():
     with pytest.raises(ValueError, match="coupling 'x2_first' needs batch_tile <= 16"):
         SPACE.validate({"coupling": "x2_first", "batch_tile": 32})
@@ -59,6 +70,8 @@ def test_random_search_never_repeats_and_exhausts_the_space():
 def test_model_search_finds_the_optimum_of_a_learnable_objective():
     descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
     search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0)
+    first = search.propose(8, {SPACE.key(SPACE.default())})
+    assert [sum(c[k] != SPACE.default()[k] for k in c) for c in first[:len(SPACE.knobs)]] == [1] * len(SPACE.knobs)
     measured: set[str] = set()
     best = []
     for _ in range(5):

@@ -15,11 +15,25 @@ from tpc.tune.measure import LocalRunner
 TP = tpc.presets.get("mace-small-l2").tp
 
 
+class AnchorNotingRunner(LocalRunner):
+    """The local runner, noting the anchor of each call."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.anchors = []
+
+    def measure(self, inputs, anchor=None):
+        self.anchors.append(anchor)
+        return super().measure(inputs, anchor)
+
+
 def test_tuning_run_logs_caches_and_feeds_compile(isolated):
     log = isolated / "run.jsonl"
-    result = tpc.tune(TP, batch=256, trials=3, log=log, round_size=2, progress=False,
-                      runner=LocalRunner(repeat=2, min_repeat_ms=5))
+    runner = AnchorNotingRunner(repeat=2, min_repeat_ms=5)
+    result = tpc.tune(TP, batch=256, trials=3, log=log, round_size=2, progress=False, runner=runner)
     records = read_records(log)
+    first, second = runner.anchors  # the default alone, then two candidates timed against it
+    assert first is None and (second.candidate.config, second.seconds) == (records[0].config, records[0].seconds)
     assert len(records) == 3 and records[0].strategy == "default" and all(r.ok for r in records)
     assert len({tpc.schedule.search_space("cpu").key(r.config) for r in records}) == 3
     assert result.best.seconds == min(r.seconds for r in records) and result.speedup >= 1.0

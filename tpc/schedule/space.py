@@ -98,6 +98,19 @@ class SearchSpace:
                 return moved
         return self.sample(rng)
 
+    def variations(self, config: Mapping[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        """One valid configuration per knob, that knob moved from its value in ``config`` to a
+        random other one, in random order: where search starts before it knows anything, since
+        they show what each knob alone does."""
+        varied = []
+        for knob in self.knobs:
+            for value in rng.permutation(len(knob.values)).tolist():
+                moved = {**config, knob.name: knob.values[value]}
+                if moved[knob.name] != config[knob.name] and self.is_valid(moved):
+                    varied.append(moved)
+                    break
+        return [varied[i] for i in rng.permutation(len(varied))]
+
     def _move_one_knob(self, config: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         movable = [knob for knob in self.knobs if len(knob.values) > 1]
         knob = movable[int(rng.integers(len(movable)))]
@@ -192,6 +205,11 @@ class AlgorithmSpace:
             other = others[int(rng.integers(len(others)))]
             return {"algorithm": other, **self.space_of(other).sample(rng)}
         return {"algorithm": algorithm, **space.neighbour(knobs, rng)}
+
+    def variations(self, candidate: Mapping[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        """The candidate's algorithm with each of its knobs moved alone (see :meth:`SearchSpace.variations`)."""
+        algorithm, knobs = self.split(candidate)
+        return [{"algorithm": algorithm, **varied} for varied in self.space_of(algorithm).variations(knobs, rng)]
 
     def encode(self, candidate: Mapping[str, Any]) -> list[float]:
         """One-hot algorithm, then every algorithm's knob encoding (-1 where not that algorithm)."""

@@ -4,22 +4,29 @@ A :class:`Runner` turns measure inputs into results. :class:`LocalRunner` measur
 machine; a remote runner (TVM's RPC tracker and servers) implements the same method. A
 candidate that fails to build, crashes, hangs or computes a wrong result gets an error
 result; it never stops the measurement of the others.
+
+Given an :class:`Anchor` (the tuner passes its best candidate so far), each candidate is
+timed in turns with the anchor and its seconds are its ratio to the anchor times the
+anchor's recorded seconds: measurements taken minutes apart stay comparable on a machine
+whose speed drifts.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
 from tpc.targets import host_cores
+from tpc.tune.worker import tables_path
 
 
 @dataclass(frozen=True)
@@ -40,17 +47,28 @@ class MeasureInput:
 
 @dataclass(frozen=True)
 class MeasureResult:
-    """Median seconds per call, or the error that prevented a measurement."""
+    """Median seconds per call, or the error that prevented a measurement; ``ratio``: the
+    candidate's seconds over its anchor's, where it was timed against one."""
 
     seconds: Optional[float]
     error: Optional[str] = None
     build_seconds: Optional[float] = None
+    ratio: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A candidate measured before (of the same op, shape, dtype and target) and its seconds:
+    later candidates are timed in turns with it and reported relative to these seconds."""
+
+    candidate: MeasureInput
+    seconds: float
 
 
 class Runner(Protocol):
-    """Measures candidates; results come back in the order of the inputs."""
+    """Measures candidates, against ``anchor`` where given; results come back in the order of the inputs."""
 
-    def measure(self, inputs: Sequence[MeasureInput]) -> list[MeasureResult]:
+    def measure(self, inputs: Sequence[MeasureInput], anchor: Optional[Anchor] = None) -> list[MeasureResult]:
         ...
 
 
@@ -62,7 +80,11 @@ class LocalRunner:
     its threads) after ``build_timeout`` or ``run_timeout`` seconds. Runs first check the
     output on ``check_batch`` samples against the float64 reference (of the product or of
     its gradient), then time ``repeat``
-    repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median).
+    repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median); against
+    an anchor, :data:`tpc.tune.worker.ANCHOR_ROUNDS` such timings of each, in turns.
+
+    The runner keeps the library of the fastest candidate of its last call, so that an anchor
+    is usually not built again; other anchors are built once and kept while they are in use.
     """
 
     build_timeout: float = 300.0
@@ -71,8 +93,11 @@ class LocalRunner:
     check_batch: int = 13
     repeat: int = 5
     min_repeat_ms: int = 40
+    _kept: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
+    _store: Optional[tempfile.TemporaryDirectory] = field(default=None, init=False, repr=False)
 
-    def measure(self, inputs: Sequence[MeasureInput]) -> list[MeasureResult]:
+    def measure(self, inputs: Sequence[MeasureInput], anchor: Optional[Anchor] = None) -> list[MeasureResult]:
+        anchor_library = self._anchor_library(anchor)
         with tempfile.TemporaryDirectory(prefix="tpc-measure-") as folder:
             libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(inputs))]
             builds = self.build(inputs, libraries)
@@ -81,20 +106,67 @@ class LocalRunner:
                 if "error" in built:
                     results.append(MeasureResult(None, f"build failed: {built['error']}"))
                     continue
-                ran = self.run_library(library, candidate)
-                results.append(MeasureResult(ran.seconds, ran.error, built.get("build_seconds")))
+                job = self.run_job(library, candidate)
+                if anchor_library is not None:
+                    job["anchor"] = {"library": str(anchor_library), "algorithm": anchor.candidate.algorithm,
+                                     "config": anchor.candidate.config}
+                answer = self._run(job)
+                ratio = answer.get("ratio")
+                seconds = ratio * anchor.seconds if ratio is not None and anchor is not None \
+                    else answer.get("seconds")
+                results.append(MeasureResult(seconds, answer.get("error"), built.get("build_seconds"), ratio))
+            self._keep_fastest(inputs, libraries, results)
             return results
 
     def run_library(self, library: Path, candidate: MeasureInput) -> MeasureResult:
         """Check and time one built library in its own process."""
-        answer = _finish(_start("run", self.run_job(library, candidate), Path(str(library) + ".run")),
-                         self.run_timeout, self.run_timeout, "run")
+        answer = self._run(self.run_job(library, candidate))
         return MeasureResult(answer.get("seconds"), answer.get("error"))
+
+    def _run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The worker's answer to a run job."""
+        return _finish(_start("run", job, Path(job["library"] + ".run")), self.run_timeout, self.run_timeout, "run")
 
     def run_job(self, library: Path, candidate: MeasureInput) -> dict[str, Any]:
         """The worker's job that checks and times ``library``, built for ``candidate``."""
         return {**asdict(candidate), "library": str(library), "check_batch": self.check_batch,
                 "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms}
+
+    def _new_library(self) -> Path:
+        """A fresh library path in the runner's store, which lives as long as the runner."""
+        if self._store is None:
+            self._store = tempfile.TemporaryDirectory(prefix="tpc-anchors-")
+        return Path(tempfile.mkdtemp(dir=self._store.name)) / "candidate.so"
+
+    def _anchor_library(self, anchor: Optional[Anchor]) -> Optional[Path]:
+        """The anchor's library, built now unless kept (every other kept library is dropped);
+        None (time without an anchor) without one or if it fails to build."""
+        key = _key(anchor.candidate) if anchor is not None else None
+        for other in [k for k in self._kept if k != key]:
+            shutil.rmtree(self._kept.pop(other).parent, ignore_errors=True)
+        if anchor is None:
+            return None
+        if key not in self._kept:
+            library = self._new_library()
+            (built,) = self.build([anchor.candidate], [library])
+            if "error" in built:
+                return None
+            self._kept[key] = library
+        return self._kept[key]
+
+    def _keep_fastest(self, inputs: Sequence[MeasureInput], libraries: list[Path],
+                      results: list[MeasureResult]) -> None:
+        """Move the library of the call's fastest candidate into the store: the next anchor, most likely."""
+        timed = [i for i, result in enumerate(results) if result.seconds is not None]
+        if not timed:
+            return
+        fastest = min(timed, key=lambda i: results[i].seconds)
+        kept = self._new_library()
+        for source, destination in ((libraries[fastest], kept),
+                                    (tables_path(libraries[fastest]), tables_path(kept))):
+            if source.exists():
+                os.replace(source, destination)
+        self._kept[_key(inputs[fastest])] = kept
 
     def build(self, inputs: Sequence[MeasureInput], libraries: list[Path]) -> list[dict[str, Any]]:
         """Build each input into its library, up to ``parallel_builds`` at once; per input the
@@ -119,6 +191,10 @@ class LocalRunner:
             for process, _ in running.values():
                 _kill_group(process)
         return [answer or {"error": "not built"} for answer in answers]
+
+
+def _key(candidate: MeasureInput) -> str:
+    return json.dumps(asdict(candidate), sort_keys=True)
 
 
 def _start(command: str, job: dict[str, Any], folder: Path) -> subprocess.Popen:

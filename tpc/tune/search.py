@@ -1,8 +1,9 @@
 """Search strategies: which configurations to measure next.
 
 Both strategies never propose a configuration already measured. ``RandomSearch`` samples
-uniformly; ``ModelSearch`` ranks candidates with the cost model, found by simulated
-annealing on the model's score, and keeps a fraction of random picks (epsilon-greedy).
+uniformly; ``ModelSearch`` starts from the default with one knob moved at a time, then ranks candidates
+with the cost model, found by simulated annealing on the model's score, and keeps a fraction
+of random picks (epsilon-greedy).
 """
 
 from __future__ import annotations
@@ -94,13 +95,21 @@ class ModelSearch:
 
     def propose(self, count: int, measured: set[str]) -> list[Config]:
         if not self.model.trained:
-            return _unmeasured_samples(self.space, self.rng, count, measured)
+            return self._first_design(count, measured)
         explore = int(round(self.epsilon * count)) if count > 1 else int(self.rng.random() < self.epsilon)
         ranked = self._rerank(self._anneal(measured)[: self.shortlist * count])
         chosen = ranked[: count - explore]
         taken = measured | {self.space.key(c) for c in chosen}
         chosen += _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
         return chosen
+
+    def _first_design(self, count: int, measured: set[str]) -> list[Config]:
+        """Before the model knows anything: the default with one knob moved at a time (what each
+        knob does alone, for the model to build on), then random configurations."""
+        chosen = [c for c in self.space.variations(self.space.default(), self.rng)
+                  if self.space.key(c) not in measured][:count]
+        taken = measured | {self.space.key(c) for c in chosen}
+        return chosen + _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
 
     def _anneal(self, measured: set[str]) -> list[Config]:
         """Unmeasured configurations visited by annealing chains, best model score first."""

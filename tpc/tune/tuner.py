@@ -17,7 +17,7 @@ from tpc.schedule.space import AlgorithmSpace
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import FEATURES_VERSION, TirFeaturizer, op_descriptors
-from tpc.tune.measure import LocalRunner, MeasureInput, Runner
+from tpc.tune.measure import Anchor, LocalRunner, MeasureInput, Runner
 from tpc.tune.search import ModelSearch, RandomSearch, Strategy
 
 STRATEGIES = ("xgb", "random")
@@ -92,8 +92,9 @@ def tune(
     gather and/or scatter-sum, see :mod:`tpc.lower.convolution`, where ``batch`` counts edges)
     and cache the best.
 
-    The default schedule is measured first. Every measurement is appended to ``log`` as it
-    completes; with ``resume`` the log's earlier measurements for the same key count as
+    The default schedule is measured first; every later candidate is timed in turns with
+    the fastest one before it, and recorded as its ratio to it times that one's seconds (see
+    :mod:`tpc.tune.measure`). Every measurement is appended to ``log`` as it completes; with ``resume`` the log's earlier measurements for the same key count as
     trials and are never repeated. Ctrl-C stops after the current measurement round is
     recorded and returns what was found.
     """
@@ -134,9 +135,8 @@ def tune(
             if not configs:
                 break  # the whole space has been measured
             split = [space.split(c) for c in configs]
-            inputs = [MeasureInput(tp.to_dict(), spec.tvm_dict, dtype, batch, algorithm, knobs, wrt, fusion)
-                      for algorithm, knobs in split]
-            results = runner.measure(inputs)
+            inputs = [_measure_input(tp, spec, dtype, batch, algorithm, knobs, wrt, fusion) for algorithm, knobs in split]
+            results = runner.measure(inputs, _anchor(records, tp, spec, dtype, batch, wrt, fusion))
             fresh = [Record(op, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
                             algorithm, knobs, result.seconds, result.error,
                             "default" if space.key(c) in defaults else searcher.name, len(records) + i)
@@ -156,6 +156,21 @@ def tune(
         if progress:
             print(file=sys.stderr)
     return TuneResult(records, log, interrupted)
+
+
+def _measure_input(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, algorithm: str, knobs: dict,
+                   wrt: Optional[str], fusion: Optional[str]) -> MeasureInput:
+    return MeasureInput(tp.to_dict(), target.tvm_dict, dtype, batch, algorithm, knobs, wrt, fusion)
+
+
+def _anchor(records: list[Record], tp: TensorProduct, target: TargetSpec, dtype: str, batch: int,
+            wrt: Optional[str], fusion: Optional[str]) -> Optional[Anchor]:
+    """The fastest candidate so far: the next candidates are timed against it."""
+    ok = [r for r in records if r.ok]
+    if not ok:
+        return None
+    best = min(ok, key=lambda r: r.seconds)
+    return Anchor(_measure_input(tp, target, dtype, batch, best.algorithm, best.config, wrt, fusion), best.seconds)
 
 
 def _progress(records: list[Record], trials: int, flops: int, elapsed: float) -> None:

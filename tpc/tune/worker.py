@@ -50,14 +50,38 @@ class WrongResult(Exception):
     """A candidate's output differs from the reference: an error record, never a winner."""
 
 
+ANCHOR_ROUNDS = 3
+"""Turns in which a candidate and its anchor are timed one after the other."""
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Check the library's output on a small batch against the float64 reference of the
-    product (or of its gradient), then time it."""
+    product (or of its gradient), then time it: alone, or in turns with ``job["anchor"]``
+    (the ``library``, ``algorithm`` and ``config`` of an earlier candidate of the same op)."""
     try:
-        samples = prepare_timing(job)()
+        timing = prepare_timing(job)
+        anchor = prepare_timing({**job, **job["anchor"]}) if job.get("anchor") else None
     except WrongResult as error:
         return {"error": str(error)}
-    return {"seconds": float(np.median(samples)), "samples": samples}
+    if anchor is None:
+        samples = timing()
+        return {"seconds": float(np.median(samples)), "samples": samples}
+    ratio, anchor_seconds = relative_timing(timing, anchor)
+    return {"ratio": ratio, "anchor_seconds": anchor_seconds}
+
+
+def relative_timing(candidate: Callable[[], list[float]], anchor: Callable[[], list[float]],
+                    rounds: int = ANCHOR_ROUNDS) -> tuple[float, float]:
+    """Time a candidate and an anchor in turns: the median over ``rounds`` of the candidate's
+    seconds over the anchor's, and the anchor's median seconds. A shared machine's speed
+    can change by 40% from one minute to the next; timed side by side, two similar kernels keep their
+    ratio within a few percent, so a search can compare candidates timed minutes apart."""
+    ratios, anchor_seconds = [], []
+    for _ in range(rounds):
+        candidate_median, anchor_median = float(np.median(candidate())), float(np.median(anchor()))
+        ratios.append(candidate_median / anchor_median)
+        anchor_seconds.append(anchor_median)
+    return float(np.median(ratios)), float(np.median(anchor_seconds))
 
 
 def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
