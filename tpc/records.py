@@ -1,7 +1,8 @@
 """Tuning records: one JSON line per measurement, append-only.
 
 A record says which schedule was measured for which op, batch, dtype and target, and what
-came out (seconds, or the error). Writing flushes and syncs each line, so a killed tuner
+came out (seconds, or the error). A tuning run's seconds after its first round are relative:
+timed in turns with the run's fastest candidate before it, scaled by that one's seconds. Writing flushes and syncs each line, so a killed tuner
 loses at most the line being written; reading skips a line that does not parse (a truncated
 last line after a crash) with a warning instead of failing.
 """

@@ -1,9 +1,9 @@
 """Search strategies: which configurations to measure next.
 
 Both strategies never propose a configuration already measured. ``RandomSearch`` samples
-uniformly; ``ModelSearch`` starts from the default with one knob moved at a time, then ranks candidates
-with the cost model, found by simulated annealing on the model's score, and keeps a fraction
-of random picks (epsilon-greedy).
+uniformly; ``ModelSearch`` starts from the default with one knob moved at a time, then ranks
+candidates with the cost model, found by simulated annealing on the model's score, and keeps
+a fraction of random picks (epsilon-greedy).
 """
 
 from __future__ import annotations

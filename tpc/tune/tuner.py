@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from tpc import cache
 from tpc.ops import TensorProduct, op_fingerprint
@@ -36,8 +37,7 @@ class TuneResult:
 
     @property
     def best(self) -> Optional[Record]:
-        ok = [r for r in self.records if r.ok]
-        return min(ok, key=lambda r: r.seconds) if ok else None
+        return _fastest(self.records)
 
     @property
     def default(self) -> Optional[Record]:
@@ -94,9 +94,10 @@ def tune(
 
     The default schedule is measured first; every later candidate is timed in turns with
     the fastest one before it, and recorded as its ratio to it times that one's seconds (see
-    :mod:`tpc.tune.measure`). Every measurement is appended to ``log`` as it completes; with ``resume`` the log's earlier measurements for the same key count as
-    trials and are never repeated. Ctrl-C stops after the current measurement round is
-    recorded and returns what was found.
+    :mod:`tpc.tune.measure`). Every measurement is appended to ``log`` as it completes; with
+    ``resume`` the log's earlier measurements for the same key count as trials and are never
+    repeated. Ctrl-C stops after the current measurement round is recorded and returns what
+    was found.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -110,6 +111,7 @@ def tune(
     space = tuning_space(spec.family, algorithms, fusion or wrt)
     log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch, wrt, fusion)
     runner = runner or LocalRunner()
+    measure_input = partial(MeasureInput, tp.to_dict(), spec.tvm_dict, dtype, batch, wrt=wrt, fusion=fusion)
     key = (op, batch, dtype, spec.fingerprint)
     previous = [r for r in read_records(log) if resume and (r.op, r.batch, r.dtype, r.target_fingerprint) == key
                 and r.algorithm in space.algorithms and r.space_version == space.version_of(r.algorithm)]
@@ -135,8 +137,8 @@ def tune(
             if not configs:
                 break  # the whole space has been measured
             split = [space.split(c) for c in configs]
-            inputs = [_measure_input(tp, spec, dtype, batch, algorithm, knobs, wrt, fusion) for algorithm, knobs in split]
-            results = runner.measure(inputs, _anchor(records, tp, spec, dtype, batch, wrt, fusion))
+            results = runner.measure([measure_input(algorithm, knobs) for algorithm, knobs in split],
+                                     _anchor(records, measure_input))
             fresh = [Record(op, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
                             algorithm, knobs, result.seconds, result.error,
                             "default" if space.key(c) in defaults else searcher.name, len(records) + i)
@@ -158,19 +160,15 @@ def tune(
     return TuneResult(records, log, interrupted)
 
 
-def _measure_input(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, algorithm: str, knobs: dict,
-                   wrt: Optional[str], fusion: Optional[str]) -> MeasureInput:
-    return MeasureInput(tp.to_dict(), target.tvm_dict, dtype, batch, algorithm, knobs, wrt, fusion)
-
-
-def _anchor(records: list[Record], tp: TensorProduct, target: TargetSpec, dtype: str, batch: int,
-            wrt: Optional[str], fusion: Optional[str]) -> Optional[Anchor]:
+def _anchor(records: list[Record], measure_input: Callable[[str, dict], MeasureInput]) -> Optional[Anchor]:
     """The fastest candidate so far: the next candidates are timed against it."""
+    best = _fastest(records)
+    return Anchor(measure_input(best.algorithm, best.config), best.seconds) if best else None
+
+
+def _fastest(records: list[Record]) -> Optional[Record]:
     ok = [r for r in records if r.ok]
-    if not ok:
-        return None
-    best = min(ok, key=lambda r: r.seconds)
-    return Anchor(_measure_input(tp, target, dtype, batch, best.algorithm, best.config, wrt, fusion), best.seconds)
+    return min(ok, key=lambda r: r.seconds) if ok else None
 
 
 def _progress(records: list[Record], trials: int, flops: int, elapsed: float) -> None:
