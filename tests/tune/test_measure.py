@@ -1,5 +1,8 @@
-"""The local runner: real builds and runs in separate processes, failures become errors."""
+"""The local runner: real builds and runs in worker processes, failures become errors."""
 
+import gc
+
+import psutil
 import pytest
 import tvm
 from tvm import te
@@ -67,6 +70,30 @@ def test_wrong_crashing_and_hanging_kernels_become_errors(tmp_path):
     assert runner.run_library(hang, _candidate()).error == "run timed out after 20 s"
     missing = runner.run_library(tmp_path / "missing.so", _candidate())
     assert missing.seconds is None and "missing.so" in missing.error
+
+
+def _workers() -> dict[int, str]:
+    """This process's live worker processes: pid -> command line."""
+    children = [p for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE]
+    return {p.pid: " ".join(p.cmdline()) for p in children if "tpc.tune.worker" in p.cmdline()}
+
+
+def test_workers_serve_many_jobs_are_replaced_after_a_crash_and_end_with_the_runner(tmp_path):
+    runner = LocalRunner(parallel_builds=2, repeat=2, min_repeat_ms=5)
+    candidates = [_candidate(), _candidate({"batch_tile": 2}), _candidate({"batch_tile": 4})]
+    libraries = [tmp_path / f"candidate{i}.so" for i in range(3)]
+    assert all("build_seconds" in answer for answer in runner.build(candidates, libraries))
+    builders = _workers()
+    assert len(builders) == 2  # three builds, two workers
+    assert runner.run_library(libraries[0], candidates[0]).error is None
+    (run_worker,) = set(_workers()) - set(builders)
+    assert runner.run_library(libraries[1], candidates[1]).error is None and run_worker in _workers()
+    crash = _library(tmp_path, "crash", lambda x1, b, c: x1[(b + 1) << 28, c % 8])
+    assert "run crashed" in runner.run_library(crash, _candidate()).error and run_worker not in _workers()
+    assert runner.run_library(libraries[2], candidates[2]).error is None and len(_workers()) == 3
+    del runner
+    gc.collect()
+    assert not _workers()
 
 
 def test_build_failures_become_errors():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 import tpc
@@ -77,8 +78,12 @@ def test_sigkill_mid_run_then_resume_keeps_every_finished_record(isolated):
     while not read_records(log) and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2)  # the next round is building
+    workers = psutil.Process(process.pid).children()
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # The worker processes (in sessions of their own) die with the tuner.
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert workers and not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     before = read_records(log)
     assert 1 <= len(before) < 5 and before[0].strategy == "default"
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)

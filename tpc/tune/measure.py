@@ -1,4 +1,4 @@
-"""Measurement: build candidates in parallel, run each in its own process with a time-out.
+"""Measurement: build candidates in parallel, run each in a worker process with a time-out.
 
 A :class:`Runner` turns measure inputs into results. :class:`LocalRunner` measures on this
 machine; a remote runner (TVM's RPC tracker and servers) implements the same method. A
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
@@ -76,8 +78,13 @@ class Runner(Protocol):
 class LocalRunner:
     """Builds up to ``parallel_builds`` candidates at once, then runs them one by one.
 
-    Each build and each run is a fresh ``python -m tpc.tune.worker`` process, killed (with
-    its threads) after ``build_timeout`` or ``run_timeout`` seconds. Runs first check the
+    Builds and runs happen in worker processes (``python -m tpc.tune.worker serve``) that the
+    runner keeps for many jobs, since starting one (importing TVM) costs seconds: one per
+    parallel build and one for runs. A job not answered within ``build_timeout`` or
+    ``run_timeout`` seconds (counted from when it was handed over, a fresh worker's start
+    included) has its worker killed with its threads; a worker that crashes or times out is
+    replaced for the next job, and each is replaced after :data:`JOBS_PER_WORKER` jobs.
+    ``close`` stops the workers (so does the runner's end). Runs first check the
     output on ``check_batch`` samples against the float64 reference (of the product or of
     its gradient), then time ``repeat``
     repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median); against
@@ -95,6 +102,8 @@ class LocalRunner:
     min_repeat_ms: int = 40
     _kept: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
     _store: Optional[tempfile.TemporaryDirectory] = field(default=None, init=False, repr=False)
+    _builders: list["_Worker"] = field(default_factory=list, init=False, repr=False)
+    _runner: Optional["_Worker"] = field(default=None, init=False, repr=False)
 
     def measure(self, inputs: Sequence[MeasureInput], anchor: Optional[Anchor] = None) -> list[MeasureResult]:
         anchor_library = self._anchor_library(anchor)
@@ -119,24 +128,41 @@ class LocalRunner:
             return results
 
     def run_library(self, library: Path, candidate: MeasureInput) -> MeasureResult:
-        """Check and time one built library in its own process."""
+        """Check and time one built library in the run worker."""
         answer = self._run(self.run_job(library, candidate))
         return MeasureResult(answer.get("seconds"), answer.get("error"))
 
     def _run(self, job: dict[str, Any]) -> dict[str, Any]:
         """The worker's answer to a run job."""
-        return _finish(_start("run", job, Path(job["library"] + ".run")), self.run_timeout, self.run_timeout, "run")
+        if self._runner is None:
+            self._runner = _Worker(self._folder() / "run-worker.txt")
+        self._runner.submit("run", job, Path(job["library"] + ".run"))
+        try:
+            return self._runner.answer(self.run_timeout, "run")
+        finally:
+            self._runner.stop_if_busy()
+
+    def close(self) -> None:
+        """Stop the worker processes; later calls start new ones."""
+        for worker in self._builders + [self._runner]:
+            if worker is not None:
+                worker.stop()
+        self._builders, self._runner = [], None
 
     def run_job(self, library: Path, candidate: MeasureInput) -> dict[str, Any]:
         """The worker's job that checks and times ``library``, built for ``candidate``."""
         return {**asdict(candidate), "library": str(library), "check_batch": self.check_batch,
                 "repeat": self.repeat, "min_repeat_ms": self.min_repeat_ms}
 
-    def _new_library(self) -> Path:
-        """A fresh library path in the runner's store, which lives as long as the runner."""
+    def _folder(self) -> Path:
+        """The runner's store, which lives as long as the runner: kept libraries, worker output."""
         if self._store is None:
-            self._store = tempfile.TemporaryDirectory(prefix="tpc-anchors-")
-        return Path(tempfile.mkdtemp(dir=self._store.name)) / "candidate.so"
+            self._store = tempfile.TemporaryDirectory(prefix="tpc-runner-")
+        return Path(self._store.name)
+
+    def _new_library(self) -> Path:
+        """A fresh library path in the runner's store."""
+        return Path(tempfile.mkdtemp(dir=self._folder())) / "candidate.so"
 
     def _anchor_library(self, anchor: Optional[Anchor]) -> Optional[Path]:
         """The anchor's library, built now unless kept (every other kept library is dropped);
@@ -172,64 +198,113 @@ class LocalRunner:
         """Build each input into its library, up to ``parallel_builds`` at once; per input the
         worker's answer (``build_seconds``, or ``error``)."""
         width = self.parallel_builds or host_cores()
+        while len(self._builders) < width:
+            self._builders.append(_Worker(self._folder() / f"build-worker{len(self._builders)}.txt"))
         answers: list[Optional[dict[str, Any]]] = [None] * len(inputs)
         pending = list(range(len(inputs)))
-        running: dict[int, tuple[subprocess.Popen, float]] = {}
+        running: dict[_Worker, int] = {}
         try:
             while pending or running:
-                while pending and len(running) < width:
-                    index = pending.pop(0)
-                    job = {**asdict(inputs[index]), "library": str(libraries[index])}
-                    running[index] = (_start("build", job, Path(str(libraries[index]) + ".build")), time.monotonic())
-                for index, (process, started) in list(running.items()):
-                    remaining = self.build_timeout - (time.monotonic() - started)
-                    if process.poll() is not None or remaining <= 0:
-                        answers[index] = _finish(process, max(remaining, 0.0), self.build_timeout, "build")
-                        del running[index]
-                time.sleep(0.05)
+                for worker in self._builders[:width]:
+                    if pending and worker not in running:
+                        index = pending.pop(0)
+                        job = {**asdict(inputs[index]), "library": str(libraries[index])}
+                        worker.submit("build", job, Path(str(libraries[index]) + ".build"))
+                        running[worker] = index
+                for worker in _answering(list(running), self.build_timeout):
+                    answers[running.pop(worker)] = worker.answer(self.build_timeout, "build")
         finally:  # on Ctrl-C, no build is left running
-            for process, _ in running.values():
-                _kill_group(process)
+            for worker in running:
+                worker.stop_if_busy()
         return [answer or {"error": "not built"} for answer in answers]
 
 
-def _key(candidate: MeasureInput) -> str:
-    return json.dumps(asdict(candidate), sort_keys=True)
+JOBS_PER_WORKER = 100
+"""Jobs a worker process does before it is replaced: what a long tuning run's builds leave
+behind in one process (loaded libraries, TVM's caches) stays bounded."""
 
 
-def _start(command: str, job: dict[str, Any], folder: Path) -> subprocess.Popen:
-    """Start a worker on a job; its job, answer and output live in files in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "job.json").write_text(json.dumps(job))
-    with open(folder / "output.txt", "w") as output:
-        return subprocess.Popen([sys.executable, "-m", "tpc.tune.worker", command, str(folder)],
-                                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+class _Worker:
+    """One ``python -m tpc.tune.worker serve`` process, doing one job at a time; started on
+    the first job and again after it was stopped (a crash, a time-out, enough jobs done).
+    Its stderr goes to ``output``."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.process: Optional[subprocess.Popen] = None
+        self.jobs = 0
+        self.handed_over: Optional[float] = None
+
+    def fileno(self) -> int:
+        """The worker's answer pipe, for ``select``."""
+        return self.process.stdout.fileno()
+
+    def submit(self, command: str, job: dict[str, Any], folder: Path) -> None:
+        """Hand over a job; its job, answer and output live in files in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "job.json").write_text(json.dumps(job))
+        if self.process is None or self.jobs >= JOBS_PER_WORKER or self.process.poll() is not None:
+            self.stop()
+            with open(self.output, "a") as output:
+                self.process = subprocess.Popen([sys.executable, "-m", "tpc.tune.worker", "serve"],
+                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+                                                text=True, start_new_session=True)
+            self._finalizer = weakref.finalize(self, _kill, self.process)  # a dropped runner leaves no worker
+        self.folder, self.jobs, self.handed_over = folder, self.jobs + 1, time.monotonic()
+        try:
+            self.process.stdin.write(json.dumps({"command": command, "folder": str(folder)}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker has just died: its answer reports the crash
+
+    def answer(self, limit: float, what: str) -> dict[str, Any]:
+        """Wait for the job's answer until ``limit`` seconds after it was handed over; stop
+        the worker when it timed out or crashed."""
+        ready, _, _ = select.select([self], [], [], max(limit - (time.monotonic() - self.handed_over), 0.0))
+        if not ready:
+            self.stop()
+            return {"error": f"{what} timed out after {limit:g} s"}
+        self.handed_over = None
+        if not self.process.stdout.readline():
+            code = self.process.wait()
+            self.stop()
+            reason = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            return {"error": f"{what} crashed ({reason})"}
+        try:
+            return json.loads((self.folder / "answer.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {"error": f"{what} gave no answer"}
+
+    def stop_if_busy(self) -> None:
+        """Stop the worker if it is still doing a job (its answer was not taken)."""
+        if self.handed_over is not None:
+            self.stop()
+
+    def stop(self) -> None:
+        """Kill the worker and everything it started."""
+        if self.process is not None:
+            self._finalizer()
+        self.process, self.jobs, self.handed_over = None, 0, None
 
 
-def _finish(process: subprocess.Popen, timeout: float, limit: float, what: str) -> dict[str, Any]:
-    """Wait up to ``timeout`` more seconds for a worker (whose time limit is ``limit``) and
-    read its answer; kill its whole process group on time-out."""
-    folder = Path(process.args[-1])
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"{what} timed out after {limit:g} s"}
-    finally:
-        _kill_group(process)
-    if process.returncode != 0:
-        reason = (f"killed by signal {signal.Signals(-process.returncode).name}" if process.returncode < 0
-                  else f"exit status {process.returncode}")
-        return {"error": f"{what} crashed ({reason})"}
-    try:
-        return json.loads((folder / "answer.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"error": f"{what} gave no answer"}
-
-
-def _kill_group(process: subprocess.Popen) -> None:
+def _kill(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
+    process.stdin.close()
+    process.stdout.close()
+
+
+def _answering(workers: list[_Worker], limit: float) -> list[_Worker]:
+    """The workers whose answer is ready or whose time is up, waiting until there is one."""
+    now = time.monotonic()
+    wait = max(min(limit - (now - w.handed_over) for w in workers), 0.0)
+    ready, _, _ = select.select(workers, [], [], wait)
+    now = time.monotonic()
+    return list(dict.fromkeys(ready + [w for w in workers if now - w.handed_over >= limit]))
+
+
+def _key(candidate: MeasureInput) -> str:
+    return json.dumps(asdict(candidate), sort_keys=True)

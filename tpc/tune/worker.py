@@ -1,13 +1,17 @@
 """Builds and runs one tuning candidate in its own process.
 
 ``python -m tpc.tune.worker build|run FOLDER`` reads ``FOLDER/job.json`` and writes
-``FOLDER/answer.json``. Running candidates here keeps a crashing or hanging kernel from
-taking the tuner with it.
+``FOLDER/answer.json``; ``python -m tpc.tune.worker serve`` does such jobs one after another
+as stdin asks (see :func:`serve`). Running candidates here keeps a crashing or hanging
+kernel from taking the tuner with it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -18,6 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from tpc.ops import TensorProduct
 
+PR_SET_PDEATHSIG = 1
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 MEAN_DEGREE = 30
 """Edges per receiver of the random graphs fused kernels are timed on (MACE and NequIP radius
@@ -181,8 +186,8 @@ def _load_tables(path: Path) -> list[np.ndarray]:
         return [archive[f"table{i}"] for i in range(len(archive.files))]
 
 
-def main() -> None:
-    command, folder = sys.argv[1], Path(sys.argv[2])
+def answer_job(command: str, folder: Path) -> None:
+    """Do the ``build`` or ``run`` job in ``folder/job.json`` and write ``folder/answer.json``."""
     job = json.loads((folder / "job.json").read_text())
     try:
         answer = {"build": build_job, "run": run_job}[command](job)
@@ -190,6 +195,37 @@ def main() -> None:
         message = str(error).strip().splitlines()
         answer = {"error": f"{type(error).__name__}: {message[-1] if message else ''}"[:500]}
     (folder / "answer.json").write_text(json.dumps(answer))
+
+
+def serve() -> None:
+    """Answer requests read from stdin, one JSON line ``{"command", "folder"}`` each, until
+    stdin closes; echo each request on stdout once its answer is written.
+
+    One process answers many jobs, so that importing TVM (seconds) is paid once. Anything
+    else written to stdout (TVM's native code may print) goes to stderr, and the process
+    dies with its parent, so a killed tuner leaves no worker behind.
+    """
+    _die_with_parent()
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        answer_job(request["command"], Path(request["folder"]))
+        protocol.write(line)
+        protocol.flush()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent exits (elsewhere, stdin's end stops it)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def main() -> None:
+    if sys.argv[1] == "serve":
+        serve()
+    else:
+        answer_job(sys.argv[1], Path(sys.argv[2]))
 
 
 if __name__ == "__main__":
