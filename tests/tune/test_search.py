@@ -43,6 +43,18 @@ def test_variations_move_each_knob_alone_within_the_rules():
     assert len(grid) == len(gaunt.space_of("grid").knobs) and all(c["algorithm"] == "grid" for c in grid)
 
 
+def test_moves_are_the_whole_one_knob_neighbourhood():
+    tiled = SPACE.validate({"coupling": "x2_first", "batch_tile": 16})
+    moves = SPACE.moves(tiled)
+    assert all(SPACE.is_valid(c) and sum(c[k] != tiled[k] for k in c) == 1 for c in moves)
+    # Every other value of every knob, except the tiles above 16 that x2_first forbids.
+    assert len({SPACE.key(c) for c in moves}) == len(moves) == sum(len(k.values) - 1 for k in SPACE.knobs) - 2
+    gaunt = tuning_space("cpu", ["cg", "grid"])
+    grid = gaunt.join("grid", {})
+    assert {gaunt.key(c) for c in gaunt.moves(grid)} == \
+        {gaunt.key({"algorithm": "grid", **c}) for c in gaunt.space_of("grid").moves(gaunt.split(grid)[1])}
+
+
 def test_rules_reject_combinations_and_sampling_respects_them():
     with pytest.raises(ValueError, match="coupling 'x2_first' needs batch_tile <= 16"):
         SPACE.validate({"coupling": "x2_first", "batch_tile": 32})
@@ -85,6 +97,24 @@ def test_model_search_finds_the_optimum_of_a_learnable_objective():
     assert best[-1] == optimum
 
 
+def test_model_search_walks_the_neighbourhood_of_the_fastest():
+    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0, local=0.5)
+    rng = np.random.default_rng(3)
+    configs = [SPACE.sample(rng) for _ in range(12)]
+    search.observe(configs, [synthetic_seconds(c) for c in configs])
+    fastest = min(configs, key=synthetic_seconds)
+    measured = {SPACE.key(c) for c in configs}
+    neighbourhood = {SPACE.key(c) for c in SPACE.moves(fastest)}
+    proposed = search.propose(8, measured)
+    assert sum(SPACE.key(c) in neighbourhood for c in proposed[:4]) == 4
+    # Once the fastest's neighbourhood is measured, the next fastest's is walked.
+    measured |= neighbourhood
+    runner_up = sorted(configs, key=synthetic_seconds)[1]
+    around_runner_up = {SPACE.key(c) for c in SPACE.moves(runner_up)} - measured
+    assert {SPACE.key(c) for c in search.propose(8, measured)[:4]} <= around_runner_up
+
+
 def test_model_search_reranks_its_shortlist_with_tir_features():
     tp = tpc.presets.get("fc-small").tp
     space = tuning_space("cpu", ["cg"])
@@ -104,8 +134,9 @@ def test_model_search_reranks_its_shortlist_with_tir_features():
         measured |= {space.key(c) for c in configs}
         search.observe(configs, [synthetic_seconds(c) for c in configs])
     assert search.tir_model.trained
-    # Features were asked for the measured configurations and the shortlists (3 per proposal) only.
-    assert set(asked) >= measured and len(set(asked)) <= len(measured) + 2 * 3 * 4
+    # Features were asked for the measured configurations and the shortlists only: 3 per
+    # proposed configuration from the annealing, 3 per local pick (2 of 4) from the neighbourhood.
+    assert set(asked) >= measured and len(set(asked)) <= len(measured) + 2 * 3 * (4 + 2)
 
 
 def test_cost_model_ranks_and_round_trips(tmp_path):
@@ -124,3 +155,13 @@ def test_cost_model_ranks_and_round_trips(tmp_path):
                                          model.predict([candidate_features(SPACE, fresh[0], descriptors)]))
     (tmp_path / "bad.npz").write_bytes(b"junk")
     assert not CostModel.load(tmp_path / "bad.npz").trained
+
+
+def test_cost_model_orders_the_fastest_despite_a_slow_outlier():
+    # Candidates 4% apart and one 100 times slower: the fastest few must not share one label.
+    features = [[float(i)] for i in range(10)]
+    seconds = [1.04 ** i for i in range(9)] + [100.0]
+    model = CostModel()
+    model.add("g", features, seconds)
+    scores = model.predict(features[:5])
+    assert all(np.diff(scores) < 0)

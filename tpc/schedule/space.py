@@ -98,18 +98,24 @@ class SearchSpace:
                 return moved
         return self.sample(rng)
 
+    def moves(self, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every valid configuration that differs from ``config`` in one knob: its neighbourhood."""
+        return [moved for knob in self.knobs for moved in self._knob_moves(config, knob)]
+
     def variations(self, config: Mapping[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
         """One valid configuration per knob, that knob moved from its value in ``config`` to a
         random other one, in random order: where search starts before it knows anything, since
         they show what each knob alone does."""
         varied = []
         for knob in self.knobs:
-            for value in rng.permutation(len(knob.values)).tolist():
-                moved = {**config, knob.name: knob.values[value]}
-                if moved[knob.name] != config[knob.name] and self.is_valid(moved):
-                    varied.append(moved)
-                    break
+            moves = self._knob_moves(config, knob)
+            if moves:
+                varied.append(moves[int(rng.integers(len(moves)))])
         return [varied[i] for i in rng.permutation(len(varied))]
+
+    def _knob_moves(self, config: Mapping[str, Any], knob: Knob) -> list[dict[str, Any]]:
+        moved = ({**config, knob.name: value} for value in knob.values if value != config[knob.name])
+        return [candidate for candidate in moved if self.is_valid(candidate)]
 
     def _move_one_knob(self, config: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         movable = [knob for knob in self.knobs if len(knob.values) > 1]
@@ -205,6 +211,11 @@ class AlgorithmSpace:
             other = others[int(rng.integers(len(others)))]
             return {"algorithm": other, **self.space_of(other).sample(rng)}
         return {"algorithm": algorithm, **space.neighbour(knobs, rng)}
+
+    def moves(self, candidate: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The candidate's algorithm with one of its knobs moved (see :meth:`SearchSpace.moves`)."""
+        algorithm, knobs = self.split(candidate)
+        return [{"algorithm": algorithm, **moved} for moved in self.space_of(algorithm).moves(knobs)]
 
     def variations(self, candidate: Mapping[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
         """The candidate's algorithm with each of its knobs moved alone (see :meth:`SearchSpace.variations`)."""

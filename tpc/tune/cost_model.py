@@ -1,7 +1,8 @@
 """XGBoost ranking model over candidate features, retrained as measurements arrive.
 
 Trained with a pairwise ranking objective, one group per (op, batch, dtype): what matters is
-the order of candidates of one op, not absolute seconds. The training set of a target is
+the order of candidates of one op, not absolute seconds. Relevance labels count 3% steps
+below the group's fastest, so the model resolves the candidates near the top. The training set of a target is
 saved under the cache directory and reused to warm-start later tunings (transfer).
 """
 
@@ -18,6 +19,9 @@ import xgboost as xgb
 PARAMS = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "min_child_weight": 0.0, "nthread": 1,
           "verbosity": 0}
 ROUNDS = 60
+LABEL_STEP = math.log(1.03)
+"""Relevance labels step down by one per 3% slower than the fastest: finer than a measurement's
+noise would justify, coarse enough that near ties are not trained as an order."""
 
 
 class CostModel:
@@ -84,11 +88,16 @@ class CostModel:
 
 
 def _relevance(scores: np.ndarray, groups: list[str]) -> np.ndarray:
-    """Per-group integer relevance labels in 0..31 from log-speeds (higher is faster)."""
+    """Per-group integer relevance labels in 0..31: 31 for the group's fastest, one less per
+    ``LABEL_STEP`` slower, 0 from about 2.5 times slower on.
+
+    Steps relative to the fastest, not a scale over the group's whole range: one very slow
+    candidate would otherwise squeeze the best few into one label, and the model could not
+    learn which of them is faster where that matters most.
+    """
     labels = np.zeros(len(scores))
     for group in dict.fromkeys(groups):
         members = np.asarray([g == group for g in groups])
-        values = scores[members]
-        span = values.max() - values.min()
-        labels[members] = np.round(31 * (values - values.min()) / span) if span > 0 else 0
+        slower = scores[members].max() - scores[members]
+        labels[members] = np.maximum(31 - np.floor(slower / LABEL_STEP), 0)
     return labels

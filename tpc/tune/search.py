@@ -1,9 +1,10 @@
 """Search strategies: which configurations to measure next.
 
 Both strategies never propose a configuration already measured. ``RandomSearch`` samples
-uniformly; ``ModelSearch`` starts from the default with one knob moved at a time, then ranks
-candidates with the cost model, found by simulated annealing on the model's score, and keeps
-a fraction of random picks (epsilon-greedy).
+uniformly; ``ModelSearch`` starts from the default with one knob moved at a time; then each batch holds
+the model's best picks from the fastest configuration's unmeasured neighbourhood (local
+search, as SMAC interleaves it), the model's best picks from simulated annealing over the
+whole space, and a fraction of random picks (epsilon-greedy).
 """
 
 from __future__ import annotations
@@ -61,8 +62,14 @@ class RandomSearch:
 
 
 class ModelSearch:
-    """Cost-model guided search (XGBoost ranking + simulated annealing + epsilon-greedy).
+    """Cost-model guided search (XGBoost ranking, local search around the fastest, simulated
+    annealing, epsilon-greedy).
 
+    A share ``local`` of each batch goes to the fastest measured configuration's one-knob
+    moves that are not measured yet (the next fastest's once those are all measured), best
+    model score first: where the best few configurations differ by a few percent, the model
+    cannot tell them apart, and walking the fastest one's neighbourhood finds the better
+    neighbour the annealing's global ranking passes over.
     Two models: ``model`` sees the knob encoding and op descriptors and is cheap enough to
     score every configuration the annealing visits; ``tir_model`` also sees the features of
     the scheduled TIR (from ``featurize``) and re-ranks the annealing's short list of
@@ -73,11 +80,12 @@ class ModelSearch:
 
     def __init__(self, space: Space, model: CostModel, group: str, descriptors: list[float], seed: int = 0,
                  epsilon: float = 0.2, chains: int = 16, steps: int = 40, tir_model: Optional[CostModel] = None,
-                 featurize: Optional[Callable[[Config], list[float]]] = None, shortlist: int = 4) -> None:
+                 featurize: Optional[Callable[[Config], list[float]]] = None, shortlist: int = 4,
+                 local: float = 0.375) -> None:
         self.space, self.model, self.group, self.descriptors = space, model, group, descriptors
         self.tir_model, self.featurize, self.shortlist = tir_model, featurize, shortlist
         self.rng = np.random.default_rng(seed)
-        self.epsilon, self.chains, self.steps = epsilon, chains, steps
+        self.epsilon, self.local, self.chains, self.steps = epsilon, local, chains, steps
         self.measured: list[tuple[Config, float]] = []
 
     def _features(self, config: Config) -> list[float]:
@@ -97,9 +105,12 @@ class ModelSearch:
         if not self.model.trained:
             return self._first_design(count, measured)
         explore = int(round(self.epsilon * count)) if count > 1 else int(self.rng.random() < self.epsilon)
-        ranked = self._rerank(self._anneal(measured)[: self.shortlist * count])
-        chosen = ranked[: count - explore]
+        local = int(round(self.local * count))
+        chosen = self._rerank(self._around_fastest(measured)[: self.shortlist * local])[:local]
         taken = measured | {self.space.key(c) for c in chosen}
+        ranked = self._rerank(self._anneal(taken)[: self.shortlist * count])
+        chosen += ranked[: count - explore - len(chosen)]
+        taken |= {self.space.key(c) for c in chosen}
         chosen += _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
         return chosen
 
@@ -110,6 +121,15 @@ class ModelSearch:
                   if self.space.key(c) not in measured][:count]
         taken = measured | {self.space.key(c) for c in chosen}
         return chosen + _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
+
+    def _around_fastest(self, measured: set[str]) -> list[Config]:
+        """The unmeasured one-knob moves of the fastest measured configuration that has any, best
+        model score first."""
+        for config, _ in sorted(self.measured, key=lambda item: item[1]):
+            moves = [c for c in self.space.moves(config) if self.space.key(c) not in measured]
+            if moves:
+                return [moves[i] for i in np.argsort(-self._score(moves), kind="stable")]
+        return []
 
     def _anneal(self, measured: set[str]) -> list[Config]:
         """Unmeasured configurations visited by annealing chains, best model score first."""
