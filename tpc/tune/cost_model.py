@@ -2,8 +2,9 @@
 
 Trained with a pairwise ranking objective, one group per (op, batch, dtype): what matters is
 the order of candidates of one op, not absolute seconds. Relevance labels count 3% steps
-below the group's fastest, so the model resolves the candidates near the top. The training set of a target is
-saved under the cache directory and reused to warm-start later tunings (transfer).
+below the group's fastest, so the model resolves the candidates near the top. The training
+set of a target is saved under the cache directory and reused to warm-start later tunings
+(transfer).
 """
 
 from __future__ import annotations

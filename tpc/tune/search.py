@@ -1,10 +1,10 @@
 """Search strategies: which configurations to measure next.
 
 Both strategies never propose a configuration already measured. ``RandomSearch`` samples
-uniformly; ``ModelSearch`` starts from the default with one knob moved at a time; then each batch holds
-the model's best picks from the fastest configuration's unmeasured neighbourhood (local
-search, as SMAC interleaves it), the model's best picks from simulated annealing over the
-whole space, and a fraction of random picks (epsilon-greedy).
+uniformly; ``ModelSearch`` starts from the default with one knob moved at a time; then each
+batch holds the model's best picks from the fastest configuration's unmeasured neighbourhood
+(local search, as SMAC interleaves it), the model's best picks from simulated annealing over
+the whole space, and a fraction of random picks (epsilon-greedy).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class ModelSearch:
     model score first: where the best few configurations differ by a few percent, the model
     cannot tell them apart, and walking the fastest one's neighbourhood finds the better
     neighbour the annealing's global ranking passes over.
+
     Two models: ``model`` sees the knob encoding and op descriptors and is cheap enough to
     score every configuration the annealing visits; ``tir_model`` also sees the features of
     the scheduled TIR (from ``featurize``) and re-ranks the annealing's short list of

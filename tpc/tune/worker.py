@@ -1,9 +1,8 @@
-"""Builds and runs one tuning candidate in its own process.
+"""Builds and runs tuning candidates in a process of their own.
 
-``python -m tpc.tune.worker build|run FOLDER`` reads ``FOLDER/job.json`` and writes
-``FOLDER/answer.json``; ``python -m tpc.tune.worker serve`` does such jobs one after another
-as stdin asks (see :func:`serve`). Running candidates here keeps a crashing or hanging
-kernel from taking the tuner with it.
+``python -m tpc.tune.worker`` does build and run jobs one after another as its stdin asks
+(see :func:`serve`); each job reads ``FOLDER/job.json`` and writes ``FOLDER/answer.json``.
+Running candidates here keeps a crashing or hanging kernel from taking the tuner with it.
 """
 
 from __future__ import annotations
@@ -221,12 +220,5 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
-def main() -> None:
-    if sys.argv[1] == "serve":
-        serve()
-    else:
-        answer_job(sys.argv[1], Path(sys.argv[2]))
-
-
 if __name__ == "__main__":
-    main()
+    serve()
