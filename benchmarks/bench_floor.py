@@ -18,7 +18,7 @@ import tvm
 from tvm import s_tir, te
 
 import tpc
-from tpc.build import PASS_CONFIG
+from tpc.build import compile_tir
 from tpc.lower.cg import element_aligned
 from tpc.testing import machine, median_seconds, random_inputs
 
@@ -39,8 +39,7 @@ def traffic_kernel(tp: tpc.TensorProduct, batch: int) -> Callable[..., None]:
     rows, columns = sch.get_loops(sch.get_sblock("out"))
     sch.parallel(sch.split(rows, [None, 8])[0])
     sch.vectorize(sch.split(columns, [None, 16])[1])
-    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
-        return tvm.compile(sch.mod, target=tpc.resolve_target("host").tvm_target())["main"]
+    return compile_tir(sch.mod, tpc.resolve_target("host"))["main"]
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 import tpc
-from tpc.build import PASS_CONFIG
+from tpc.build import compile_tir
 from tpc.lower import lower_cg
 from tpc.testing import machine, random_inputs, relative_error
 from tpc.tune.graph import graph_tasks
@@ -198,8 +198,7 @@ def metaschedule_run(problem: Problem, trials: int, seed: int) -> Run:
         latencies = [float(np.median([float(s) for s in r.run_secs])) if r.run_secs else float("inf")
                      for r in database.get_all_tuning_records()]
         schedule = ms.tir_integration.compile_tir(database, func, target)
-    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
-        function = tvm.compile(schedule.mod, target=target)
+    function = compile_tir(schedule.mod, tpc.resolve_target("host"))
     x1, x2, weight = random_inputs(tp, batch, np.random.default_rng(0), np.float32)
     out = np.zeros((batch, tp.irreps_out.dim), np.float32)
     args = [a for a in (x1, x2, weight) if a is not None] + [out]

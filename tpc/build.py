@@ -20,6 +20,23 @@ from tpc.targets import TargetSpec, resolve_target
 # Block boundaries in the output are `likely` conditions: partitioning turns the output loop
 # into one branch-free loop per block.
 PASS_CONFIG = {"s_tir.LoopPartition": {"partition_const_loop": True}}
+# LLVM 22 (inside TVM 0.27) has an SLP-vectorizer bug: on AVX2 CPUs (not AVX-512) some
+# partitioned loop nests come out as invalid IR ("Instruction does not dominate all uses").
+# Such a module is compiled again without SLP vectorization.
+SLP_OFF = ("-vectorize-slp:bool=false",)
+INVALID_LLVM_MODULE = "LLVM module verification failed"
+
+
+def compile_tir(mod: tvm.IRModule, spec: TargetSpec) -> Any:
+    """``tvm.compile`` a scheduled module for ``spec`` with tpc's pass options, working around
+    LLVM's SLP-vectorizer bug on CPUs (see :data:`SLP_OFF`)."""
+    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
+        try:
+            return tvm.compile(mod, target=spec.tvm_target())
+        except tvm.error.InternalError as error:
+            if spec.family != "cpu" or INVALID_LLVM_MODULE not in str(error) or "cl-opt" in spec.tvm_dict:
+                raise
+            return tvm.compile(mod, target=tvm.target.Target({**spec.tvm_dict, "cl-opt": list(SLP_OFF)}))
 
 
 @dataclass(frozen=True)
@@ -108,8 +125,7 @@ def build(request: BuildRequest) -> Union[Kernel, GradientKernel, ConvolutionKer
     choice = request.choice
     sch, tables = scheduled(request.tp, request.dtype, request.target.family, choice.algorithm, choice.config,
                             wrt=request.wrt, fusion=request.fusion)
-    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
-        executable = tvm.compile(sch.mod, target=request.target.tvm_target())
+    executable = compile_tir(sch.mod, request.target)
     if request.fusion is not None:
         return ConvolutionKernel(executable.mod, request.tp, request.fusion, request.target, request.dtype, choice,
                                  executable=executable)

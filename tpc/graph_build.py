@@ -22,7 +22,7 @@ from typing import Any
 import tvm
 from tvm import s_tir, te
 
-from tpc.build import PASS_CONFIG
+from tpc.build import compile_tir
 from tpc.build import compile as compile_product
 from tpc.build import compile_convolution
 from tpc.graph import (
@@ -294,8 +294,7 @@ def build_node(node: Node, spec: TargetSpec, dtype: str) -> Any:
     placeholders, out = lower_node(node, dtype)
     func = element_aligned(te.create_prim_func([*placeholders, out]), dtype)
     sch = schedule_node(func, _column_loop(node))
-    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
-        return tvm.compile(sch.mod, target=spec.tvm_target())
+    return compile_tir(sch.mod, spec)
 
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 
 import tpc
-from tpc.build import PASS_CONFIG
+from tpc.build import compile_tir
 from tpc.testing import random_inputs, relative_error
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -27,8 +27,7 @@ def gaunt(degree: int, channels: int) -> tpc.TensorProduct:
 
 def compile_schedule(sch):
     """The host executable of a scheduled module, built as tpc builds kernels."""
-    with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
-        return tvm.compile(sch.mod, target=tpc.resolve_target("host").tvm_target())
+    return compile_tir(sch.mod, tpc.resolve_target("host"))
 
 
 @cache
