@@ -6,8 +6,19 @@ import pytest
 
 
 def pytest_configure(config):
-    """Keep on-disk coefficient tables of the test run out of the user's cache."""
+    """Keep on-disk coefficient tables of the test run out of the user's cache; share the cores.
+
+    Under pytest-xdist every worker gets its slice of the cores for TVM's thread pool and for
+    PyTorch, since pools that each spin on every core slow all workers down.
+    """
     os.environ["TPC_CACHE"] = tempfile.mkdtemp(prefix="tpc-test-cache-")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        from tpc.targets import host_cores
+
+        threads = str(max(1, host_cores() // workers))
+        os.environ.setdefault("TVM_NUM_THREADS", threads)
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
 
 
 @pytest.fixture(autouse=True)
