@@ -392,8 +392,8 @@ def _serialized(func) -> dict:
 
 def _deserialized(graph: dict):
     """The object of a graph from :func:`_serialized`. Read directly, not through
-    ``tvm.ir.load_json``: its upgrade of older TVM versions' graphs, needless for a graph this
-    TVM wrote, took a fifth of a compile."""
+    ``tvm.ir.load_json``, whose upgrade of older TVM versions' graphs (needless for a graph
+    this TVM wrote) parses and writes the whole graph again in Python."""
     return from_json_graph_str(json.dumps(graph))
 
 
