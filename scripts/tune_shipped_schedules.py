@@ -1,8 +1,11 @@
-"""Tune the presets on this machine and write their records to ``schedules/``.
+"""Tune the presets and graph presets on this machine and write their records to ``schedules/``.
 
-The repository ships these records so that ``tpc.compile`` starts from a tuned schedule on
-a machine of the same kind (same target fingerprint) before its user has tuned anything.
-Usage: ``python scripts/tune_shipped_schedules.py [--trials 8] [--presets NAME ...]``.
+The repository ships these records so that ``tpc.compile`` (and ``tpc.compile_graph``)
+starts from a tuned schedule on a machine of the same kind (same target fingerprint) before
+its user has tuned anything. A graph preset is tuned both unfused and with its gathers and
+scatter-sums fused, as ``tpc tune --graph-preset`` can cut it.
+Usage: ``python scripts/tune_shipped_schedules.py [--trials 12] [--presets NAME ...]
+[--graph-presets NAME ...]``.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ from tpc.records import append_records, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "mace-l3", "nequip", "fc-small"] + [
-    f"gaunt-L{degree}" for degree in range(2, 11)]
+    f"gaunt-L{degree}" for degree in range(2, 5)]
+GRAPH_PRESETS = ["mace-interaction-l2"]
+GRAPH_CUTS = ("none", "gather+scatter")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--presets", nargs="+", default=PRESETS, choices=tpc.presets.names())
+    parser.add_argument("--trials", type=int, default=12, help="trials per product (per graph and cut)")
+    parser.add_argument("--presets", nargs="*", default=PRESETS, choices=tpc.presets.names())
+    parser.add_argument("--graph-presets", nargs="*", default=GRAPH_PRESETS, choices=tpc.presets.graph_names())
     parser.add_argument("--output", type=Path, help="records file; default schedules/x86-<cpu>.jsonl")
     args = parser.parse_args()
     target = tpc.resolve_target("host")
@@ -38,6 +44,15 @@ def main() -> None:
                               progress=False)
             print(f"{name}: best {result.best.seconds * 1e3:.3f} ms, speed-up {result.speedup:.2f}x", flush=True)
             records += [record for record in read_records(log) if record.ok]
+        for name in args.graph_presets:
+            graph = tpc.presets.get_graph(name)
+            for cut in GRAPH_CUTS:
+                log_dir = Path(folder) / f"{name}-{cut}"
+                result = tpc.tune.tune_graph(graph.graph, graph.sizes, target=target, trials=args.trials,
+                                             fusion=cut, log_dir=log_dir, progress=False)
+                print(tpc.tune.graph_summary(result), flush=True)
+                records += [record for log in sorted(log_dir.glob("*.jsonl")) for record in read_records(log)
+                            if record.ok]
         partial = output.with_suffix(".partial")
         partial.unlink(missing_ok=True)
         append_records(partial, records)

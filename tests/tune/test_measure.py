@@ -1,6 +1,10 @@
 """The local runner: real builds and runs in worker processes, failures become errors."""
 
 import gc
+import json
+import os
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -94,6 +98,19 @@ def test_workers_serve_many_jobs_are_replaced_after_a_crash_and_end_with_the_run
     del runner
     gc.collect()
     assert not _workers()
+
+
+def test_a_worker_started_by_a_tuner_that_has_died_does_no_job(tmp_path):
+    """Linux kills a worker with its tuner only once the worker has asked for it; when the tuner
+    died before that, the job already in the worker's stdin must not run."""
+    request = json.dumps({"command": "build", "folder": str(tmp_path)}) + "\n"
+    (tmp_path / "job.json").write_text("{}")  # an empty job: answered with an error record
+    for parent, answered in ((os.getpid(), True), (os.getpid() + 1_000_000, False)):
+        worker = subprocess.run([sys.executable, "-m", "tpc.tune.worker", str(parent)], input=request,
+                                capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 0 and (worker.stdout == request) is answered
+        assert (tmp_path / "answer.json").exists() is answered
+        (tmp_path / "answer.json").unlink(missing_ok=True)
 
 
 def test_build_failures_become_errors():

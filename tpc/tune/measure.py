@@ -246,7 +246,7 @@ class _Worker:
         if self.process is None or self.jobs >= JOBS_PER_WORKER or self.process.poll() is not None:
             self.stop()
             with open(self.output, "a") as output:
-                self.process = subprocess.Popen([sys.executable, "-m", "tpc.tune.worker"],
+                self.process = subprocess.Popen([sys.executable, "-m", "tpc.tune.worker", str(os.getpid())],
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
                                                 text=True, start_new_session=True)
             self._finalizer = weakref.finalize(self, _kill, self.process)  # a dropped runner leaves no worker

@@ -1,7 +1,8 @@
 """Builds and runs tuning candidates in a process of their own.
 
-``python -m tpc.tune.worker`` does build and run jobs one after another as its stdin asks
-(see :func:`serve`); each job reads ``FOLDER/job.json`` and writes ``FOLDER/answer.json``.
+``python -m tpc.tune.worker PARENT_PID`` does build and run jobs one after another as its
+stdin asks (see :func:`serve`); each job reads ``FOLDER/job.json`` and writes
+``FOLDER/answer.json``.
 Running candidates here keeps a crashing or hanging kernel from taking the tuner with it.
 """
 
@@ -196,15 +197,16 @@ def answer_job(command: str, folder: Path) -> None:
     (folder / "answer.json").write_text(json.dumps(answer))
 
 
-def serve() -> None:
+def serve(parent: int) -> None:
     """Answer requests read from stdin, one JSON line ``{"command", "folder"}`` each, until
     stdin closes; echo each request on stdout once its answer is written.
 
     One process answers many jobs, so that importing TVM (seconds) is paid once. Anything
     else written to stdout (TVM's native code may print) goes to stderr, and the process
-    dies with its parent, so a killed tuner leaves no worker behind.
+    dies with its parent (the process ``parent``), so a killed tuner leaves no worker behind.
     """
-    _die_with_parent()
+    if not _dies_with_parent(parent):
+        return
     protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     for line in sys.stdin:
@@ -214,11 +216,14 @@ def serve() -> None:
         protocol.flush()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent exits (elsewhere, stdin's end stops it)."""
+def _dies_with_parent(parent: int) -> bool:
+    """Ask Linux to kill this process when its parent exits (elsewhere, stdin's end stops it);
+    False when ``parent`` is no longer this process's parent, that is when the tuner died
+    before the request was made, and the jobs it already handed over must not run."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    return os.getppid() == parent
 
 
 if __name__ == "__main__":
-    serve()
+    serve(int(sys.argv[1]))
