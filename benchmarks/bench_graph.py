@@ -27,10 +27,10 @@ from tpc.graph_presets import mace_interaction
 from tpc.targets import host_cores
 from tpc.testing import E3nnInteraction, interaction_inputs, machine, random_system, relative_error
 from tpc.tune import graph_summary
+from tpc.tune.graph import UNFUSED_AND_FUSED
 
 CUTOFF, NEIGHBOURS = 5.0, 30.0
 RADIAL, RADIAL_HIDDEN = 8, 32
-CUTS = ("none", "gather+scatter")
 
 
 def main() -> int:
@@ -52,13 +52,13 @@ def main() -> int:
           f"{sizes['edges']} edges ({sizes['edges'] / args.atoms:.1f} neighbours within {CUTOFF}); float32, "
           f"TVM threads {os.environ.get('TVM_NUM_THREADS')}, torch threads {torch.get_num_threads()}")
 
-    for cut in CUTS if args.trials else ():
+    for cut in UNFUSED_AND_FUSED if args.trials else ():
         started = time.perf_counter()
         result = tpc.tune_graph(graph, sizes, trials=args.trials, fusion=cut, log_dir=args.log_dir, progress=False)
         print(f"\ntuning, cut {cut!r} ({time.perf_counter() - started:.0f} s):\n{graph_summary(result)}")
 
     variants = {}
-    for cut in CUTS:
+    for cut in UNFUSED_AND_FUSED:
         for tuned in (False, True):
             name = f"tpc {'fused' if cut != 'none' else 'unfused'}, {'tuned' if tuned else 'default'}"
             variants[name] = tpc.compile_graph(graph, dtype="float32", fusion=cut, tuned=tuned, sizes=sizes)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import tpc
 from tpc.records import append_records, read_records
+from tpc.tune.graph import UNFUSED_AND_FUSED
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "mace-l3", "nequip", "fc-small"] + [
     f"gaunt-L{degree}" for degree in range(2, 5)]
 GRAPH_PRESETS = ["mace-interaction-l2"]
-GRAPH_CUTS = ("none", "gather+scatter")
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
             records += [record for record in read_records(log) if record.ok]
         for name in args.graph_presets:
             graph = tpc.presets.get_graph(name)
-            for cut in GRAPH_CUTS:
+            for cut in UNFUSED_AND_FUSED:
                 log_dir = Path(folder) / f"{name}-{cut}"
                 result = tpc.tune.tune_graph(graph.graph, graph.sizes, target=target, trials=args.trials,
                                              fusion=cut, log_dir=log_dir, progress=False)

@@ -151,7 +151,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from tpc.tune.graph import graph_tasks
+    from tpc.tune.graph import UNFUSED_AND_FUSED, graph_tasks
 
     rows = {}
     for source, records in cached_records():
@@ -167,7 +167,7 @@ def _list(args: argparse.Namespace) -> int:
         names.update({op_fingerprint(tp, fusion=fusion): f"{name} fused {fusion}" for fusion in FUSIONS})
     for name in presets.graph_names():
         graph = presets.get_graph(name)
-        for cut in ("none", "gather+scatter"):
+        for cut in UNFUSED_AND_FUSED:
             names.update({task.op: f"{name} {task.fusion or 'product'}"
                           for task in graph_tasks(graph.graph, graph.sizes, cut)})
     width = max([24] + [len(names.get(op, op[:12])) for op, *_ in rows])

@@ -28,6 +28,9 @@ from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.measure import Runner
 from tpc.tune.tuner import STRATEGIES, TuneResult, default_log_path, tune
 
+UNFUSED_AND_FUSED = ("none", "gather+scatter")
+"""The two cuts a graph is usually tuned with: one kernel per node, and each product fused
+with its gathers and scatter-sum (shipped schedules, ``tpc list``, the graph benchmark)."""
 BACKWARD_SHARE = 0.2
 """Weight of a task's recent improvement against the optimistic guess (Ansor's alpha)."""
 
