@@ -13,7 +13,7 @@ from tvm import te
 
 import tpc
 from tpc.schedule import search_space
-from tpc.tune.measure import Anchor, LocalRunner, MeasureInput
+from tpc.tune.measure import WORKER_MAIN, Anchor, LocalRunner, MeasureInput
 from tpc.tune.worker import output_shape, relative_timing
 
 TP = tpc.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e+2x1o",
@@ -79,7 +79,7 @@ def test_wrong_crashing_and_hanging_kernels_become_errors(tmp_path):
 def _workers() -> dict[int, str]:
     """This process's live worker processes: pid -> command line."""
     children = [p for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE]
-    return {p.pid: " ".join(p.cmdline()) for p in children if "tpc.tune.worker" in p.cmdline()}
+    return {p.pid: " ".join(p.cmdline()) for p in children if "tpc.tune.worker" in " ".join(p.cmdline())}
 
 
 def test_workers_serve_many_jobs_are_replaced_after_a_crash_and_end_with_the_runner(tmp_path):
@@ -106,7 +106,7 @@ def test_a_worker_started_by_a_tuner_that_has_died_does_no_job(tmp_path):
     request = json.dumps({"command": "build", "folder": str(tmp_path)}) + "\n"
     (tmp_path / "job.json").write_text("{}")  # an empty job: answered with an error record
     for parent, answered in ((os.getpid(), True), (os.getpid() + 1_000_000, False)):
-        worker = subprocess.run([sys.executable, "-m", "tpc.tune.worker", str(parent)], input=request,
+        worker = subprocess.run([sys.executable, "-c", WORKER_MAIN, str(parent)], input=request,
                                 capture_output=True, text=True, timeout=120)
         assert worker.returncode == 0 and (worker.stdout == request) is answered
         assert (tmp_path / "answer.json").exists() is answered

@@ -78,7 +78,7 @@ class Runner(Protocol):
 class LocalRunner:
     """Builds up to ``parallel_builds`` candidates at once, then runs them one by one.
 
-    Builds and runs happen in worker processes (``python -m tpc.tune.worker``) that the
+    Builds and runs happen in worker processes (:data:`WORKER_MAIN`) that the
     runner keeps for many jobs, since starting one (importing TVM) costs seconds: one per
     parallel build and one for runs. A job not answered within ``build_timeout`` or
     ``run_timeout`` seconds (counted from when it was handed over, a fresh worker's start
@@ -223,9 +223,14 @@ JOBS_PER_WORKER = 100
 """Jobs a worker process does before it is replaced: what a long tuning run's builds leave
 behind in one process (loaded libraries, TVM's caches) stays bounded."""
 
+WORKER_MAIN = "import sys; sys.modules['torch'] = None; from tpc.tune.worker import serve; serve(int(sys.argv[1]))"
+"""How a worker process starts: :func:`tpc.tune.worker.serve`, with torch kept out. A worker
+needs no torch, and TVM's FFI imports it whenever it is installed: 2.5 of the 6 s a worker
+takes to start."""
+
 
 class _Worker:
-    """One ``python -m tpc.tune.worker`` process, doing one job at a time; started on
+    """One worker process (:data:`WORKER_MAIN`), doing one job at a time; started on
     the first job and again after it was stopped (a crash, a time-out, enough jobs done).
     Its stderr goes to ``output``."""
 
@@ -246,7 +251,7 @@ class _Worker:
         if self.process is None or self.jobs >= JOBS_PER_WORKER or self.process.poll() is not None:
             self.stop()
             with open(self.output, "a") as output:
-                self.process = subprocess.Popen([sys.executable, "-m", "tpc.tune.worker", str(os.getpid())],
+                self.process = subprocess.Popen([sys.executable, "-c", WORKER_MAIN, str(os.getpid())],
                                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
                                                 text=True, start_new_session=True)
             self._finalizer = weakref.finalize(self, _kill, self.process)  # a dropped runner leaves no worker

@@ -1,7 +1,8 @@
 """Builds and runs tuning candidates in a process of their own.
 
-``python -m tpc.tune.worker PARENT_PID`` does build and run jobs one after another as its
-stdin asks (see :func:`serve`); each job reads ``FOLDER/job.json`` and writes
+:func:`serve` does build and run jobs one after another as its stdin asks (the tuner starts
+it as :data:`tpc.tune.measure.WORKER_MAIN` says; ``python -m tpc.tune.worker PARENT_PID``
+does the same with torch imported); each job reads ``FOLDER/job.json`` and writes
 ``FOLDER/answer.json``.
 Running candidates here keeps a crashing or hanging kernel from taking the tuner with it.
 """
