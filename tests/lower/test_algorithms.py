@@ -5,6 +5,7 @@ import pytest
 
 import tpc
 from tpc.lower.algorithms import ALGORITHMS, GRID_FROM_DEGREE, check_algorithm, default_algorithm
+from tpc.lower.fourier import CONVOLUTIONS
 from tpc.so3 import gaunt_product
 from tpc.testing import random_inputs, relative_error
 
@@ -47,19 +48,23 @@ def _signals(x: np.ndarray, degree: int, channels: int) -> np.ndarray:
 
 # Clebsch-Gordan kernels take over a minute each to build from degree 7 (200+ paths) and
 # several minutes from degree 8; CI checks that route up to degree 6, the Gaunt routes up to 10.
-ROUTES = [(degree, algorithm) for degree in range(1, 11) for algorithm in ALGORITHMS
-          if algorithm != "cg" or degree <= 6]
+CG_UP_TO = 6
+CONFIGS = {"fourier": [{"convolution": convolution} for convolution in CONVOLUTIONS]}
+ROUTES = [pytest.param(degree, algorithm, config, id="-".join([str(degree), algorithm, *config.values()]))
+          for degree in range(1, 11) for algorithm in ALGORITHMS for config in CONFIGS.get(algorithm, [{}])
+          if algorithm != "cg" or degree <= CG_UP_TO]
 
 
-@pytest.mark.parametrize("degree,algorithm", ROUTES)
-def test_every_route_equals_the_gaunt_product_on_the_sphere(degree, algorithm):
-    """Against tpc.so3.gaunt_product (Gaunt coefficients), not the spec's own reference."""
+@pytest.mark.parametrize("degree,algorithm,config", ROUTES)
+def test_every_route_equals_the_gaunt_product_on_the_sphere(degree, algorithm, config):
+    """Against tpc.so3.gaunt_product (Gaunt coefficients), not the spec's own reference: the
+    float64 check of every algorithm (and each Fourier convolution) at every degree."""
     channels = 3
     signal = "+".join(f"{channels}x{l}{'eo'[l % 2]}" for l in range(degree + 1))
     tp = tpc.GauntTensorProduct(signal, signal, degree)
-    kernel = tpc.compile(tp, dtype="float64", algorithm=algorithm, schedule="default")
+    kernel = tpc.compile(tp, dtype="float64", algorithm=algorithm, schedule=config or "default")
     rng = np.random.default_rng(degree)
-    for batch in (1, 7):
+    for batch in (1, 7, 1000) if degree == 3 else (1, 7):
         x1, x2, _ = random_inputs(tp, batch, rng, "float64")
         expected = gaunt_product(_signals(x1, degree, channels), _signals(x2, degree, channels), degree)
         got = _signals(kernel(x1, x2), degree, channels)

@@ -1,4 +1,8 @@
-"""The 2D Fourier lowering: exact against the reference with both convolutions; stages and tables."""
+"""The 2D Fourier lowering: exact against the reference with both convolutions; stages and tables.
+
+Its float64 check at every degree 1..10 is in test_algorithms (every route against Gaunt
+coefficients), with the same kernels.
+"""
 
 import numpy as np
 import pytest
@@ -38,14 +42,6 @@ def build(tp, dtype="float64", **config):
     config = FOURIER_SPACE.validate(config)
     lowered = lower_fourier(tp, dtype, **lowering_options(config))
     return compile_schedule(apply_fourier(lowered, config)), lowered
-
-
-@pytest.mark.parametrize("convolution", CONVOLUTIONS)
-@pytest.mark.parametrize("degree", range(1, 11))
-def test_equals_the_reference_in_float64(degree, convolution):
-    tp = gaunt(degree, 3)
-    executable, lowered = build(tp, convolution=convolution)
-    assert_exact(executable, lowered, tp, "float64", batches=(1, 7, 1000) if degree in (3, 10) else (1, 7))
 
 
 @pytest.mark.parametrize("convolution", CONVOLUTIONS)
