@@ -20,10 +20,14 @@ noise of a measurement, how often a strategy lands among them says more than whe
 A shared machine drifts: the same kernel measured minutes apart can differ by 40%, so a
 run's recorded latencies also say when it ran (tpc times each candidate in turns with the
 best before it, which keeps one run's latencies comparable, not those of different runs).
-After a problem's runs, every configuration tpc recorded within RETIME_WITHIN of the best
-recording is built again and re-timed side by side: in RETIME_ROUNDS turns with the best
-recording, in a random order of configurations. A second table judges each run's trials by
-these latencies (trials not re-timed keep their recording).
+After a problem's runs, every configuration a tpc run recorded within RETIME_WITHIN of that
+run's best recording is built again and re-timed side by side: in RETIME_ROUNDS turns with
+the best recording, in a random order of configurations. (Within one run the recordings are
+comparable; across runs they are not, so the cut is per run.) A second table judges each
+run's trials by these latencies (trials not re-timed keep their recording). ``--from-logs``
+re-times and judges the tpc runs of an earlier invocation's ``--log-dir`` without running
+them again (their wall time is then the span of each log's timestamps); MetaSchedule, if
+asked, runs anew.
 
 A problem is a product preset (``tpc presets``) or a graph preset, whose fused kernels
 (cut "gather+scatter" at the preset's sizes, batch = edges) are tuned one by one.
@@ -38,6 +42,7 @@ never finished initializing). The bench turns that choice off, leaving one desig
     python benchmarks/bench_tuner.py [--problems mace-l2 fc-small] [--trials 64] [--seeds 0 1 2]
                                      [--strategies xgb random metaschedule xgb-warm]
                                      [--warm-from mace-small-l2 mace-l1] [--log-dir DIR]
+    python benchmarks/bench_tuner.py --from-logs DIR [--problems ...] [--seeds ...] [--strategies ...]
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -60,12 +66,13 @@ from tvm.s_tir import meta_schedule as ms
 import tpc
 from tpc.build import compile_tir
 from tpc.lower import lower_cg
+from tpc.records import Record, read_records
 from tpc.testing import machine, random_inputs, relative_error
 from tpc.tune.graph import graph_tasks
 from tpc.tune.measure import LocalRunner, MeasureInput
 from tpc.tune.worker import prepare_timing, relative_timing
 
-RETIME_WITHIN = 2.0
+RETIME_WITHIN = 1.15
 RETIME_ROUNDS = 3
 
 
@@ -122,9 +129,22 @@ def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path,
         result = tpc.tune(problem.tp, batch=problem.batch, trials=trials, strategy=strategy, seed=seed, log=log,
                           progress=False, fusion=problem.fusion)
         wall = time.perf_counter() - start
-    return Run([r.seconds if r.ok else float("inf") for r in result.records], wall, None,
-               tuple(r.strategy == "default" for r in result.records),
-               tuple(config_key(r.algorithm, r.config) for r in result.records))
+    return tpc_records_run(result.records, wall)
+
+
+def tpc_records_run(records: Sequence[Record], wall: float) -> Run:
+    """The run that a tpc tuning's records (in trial order) make."""
+    return Run([r.seconds if r.ok else float("inf") for r in records], wall, None,
+               tuple(r.strategy == "default" for r in records), tuple(config_key(r.algorithm, r.config) for r in records))
+
+
+def logged_run(log: Path) -> Run:
+    """The run an earlier invocation logged, its wall time the span of the log's timestamps."""
+    records = read_records(log) if log.exists() else []
+    if not records:
+        raise SystemExit(f"{log}: no tuning log with records (--from-logs reads what --log-dir kept)")
+    stamps = [datetime.fromisoformat(r.timestamp.replace("Z", "+00:00")) for r in records]
+    return tpc_records_run(records, (max(stamps) - min(stamps)).total_seconds())
 
 
 def config_key(algorithm: str, config: dict) -> str:
@@ -133,18 +153,23 @@ def config_key(algorithm: str, config: dict) -> str:
 
 
 def retime(problem: Problem, runs: dict[tuple[str, int], Run]) -> dict[str, float]:
-    """Re-time side by side the configurations tpc's runs recorded within :data:`RETIME_WITHIN`
-    of the best recording: each in turns with the best recording (:data:`RETIME_ROUNDS`
-    turns, in a random order of configurations), seconds per configuration its median ratio
-    to that anchor times the anchor's median seconds over all turns."""
+    """Re-time side by side the configurations each tpc run recorded within :data:`RETIME_WITHIN`
+    of its own best recording: each in turns with the best recording overall
+    (:data:`RETIME_ROUNDS` turns, in a random order of configurations), seconds per
+    configuration its median ratio to that anchor times the anchor's median seconds over all
+    turns."""
     recorded: dict[str, float] = {}
+    chosen: set[str] = set()
     for run in runs.values():
+        run_best = min(run.latencies, default=float("inf"))
         for key, latency in zip(run.configs, run.latencies):
             recorded[key] = min(recorded.get(key, float("inf")), latency)
-    if not recorded:
+            if latency <= RETIME_WITHIN * run_best:
+                chosen.add(key)
+    if not chosen:
         return {}
     best = min(recorded.values())
-    keys = sorted(key for key, latency in recorded.items() if latency <= RETIME_WITHIN * best)
+    keys = sorted(chosen)
     target = tpc.resolve_target("host").tvm_dict
     inputs = [MeasureInput(problem.tp.to_dict(), target, "float32", problem.batch, *json.loads(key),
                            fusion=problem.fusion) for key in keys]
@@ -240,7 +265,14 @@ def main() -> None:
     parser.add_argument("--warm-from", nargs="+", default=["mace-small-l2", "mace-l1"],
                         help="problems whose tuning warm-starts xgb-warm's cost model (none of --problems)")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep tpc's tuning logs here")
+    parser.add_argument("--from-logs", type=Path, default=None,
+                        help="re-time and judge the tpc runs logged in this --log-dir of an earlier invocation "
+                             "instead of running them")
     args = parser.parse_args()
+    if args.from_logs is not None:
+        if not args.from_logs.is_dir():
+            parser.error(f"--from-logs {args.from_logs}: no such folder")
+        args.log_dir = args.from_logs
     targets = [p for name in args.problems for p in problems(name)]
     warm = "xgb-warm" in args.strategies
     sources = [p for name in args.warm_from for p in problems(name)] if warm else []
@@ -248,17 +280,23 @@ def main() -> None:
     if overlap:
         parser.error(f"--warm-from must not include a tuned problem: {sorted(overlap)}")
     print(f"machine: {machine()}")
-    print(f"budget {args.trials} trials, seeds {args.seeds}, float32, x86 (host)\n", flush=True)
+    source = f"runs logged in {args.from_logs}" if args.from_logs else f"budget {args.trials} trials"
+    print(f"{source}, seeds {args.seeds}, float32, x86 (host)\n", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         log_dir = args.log_dir or Path(scratch)
         log_dir.mkdir(parents=True, exist_ok=True)
-        models = warm_models(sources, args.trials, Path(scratch) / "warm", log_dir) if warm else None
+        models = None
+        if warm and args.from_logs is None:
+            models = warm_models(sources, args.trials, Path(scratch) / "warm", log_dir)
         for problem in targets:
             print(f"{problem.name} (batch {problem.batch})", flush=True)
             runs: dict[tuple[str, int], Run] = {}
             for seed in args.seeds:
                 for strategy in args.strategies:
-                    run = strategy_run(problem, strategy, args.trials, seed, log_dir, models)
+                    if args.from_logs is not None and strategy != "metaschedule":
+                        run = logged_run(log_path(log_dir, problem, strategy, seed))
+                    else:
+                        run = strategy_run(problem, strategy, args.trials, seed, log_dir, models)
                     if run is not None:
                         runs[(strategy, seed)] = run
                         print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
@@ -277,11 +315,16 @@ def strategy_run(problem: Problem, strategy: str, trials: int, seed: int, log_di
     """One run of a strategy (see :data:`STRATEGIES`); None for MetaSchedule on a fused kernel."""
     if strategy == "metaschedule":
         return metaschedule_run(problem, trials, seed) if problem.fusion is None else None
-    log = log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
+    log = log_path(log_dir, problem, strategy, seed)
     log.unlink(missing_ok=True)
     if strategy == "xgb-warm":
         return tpc_run(problem, trials, "xgb", seed, log, models)
     return tpc_run(problem, trials, strategy, seed, log)
+
+
+def log_path(log_dir: Path, problem: Problem, strategy: str, seed: int) -> Path:
+    """Where a tpc run's tuning log is kept."""
+    return log_dir / f"{file_name(problem.name)}-{strategy}-seed{seed}.jsonl"
 
 
 def judged_by(run: Run, retimed: dict[str, float]) -> Run:
