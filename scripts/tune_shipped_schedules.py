@@ -3,7 +3,8 @@
 The repository ships these records so that ``tpc.compile`` (and ``tpc.compile_graph``)
 starts from a tuned schedule on a machine of the same kind (same target fingerprint) before
 its user has tuned anything. A graph preset is tuned both unfused and with its gathers and
-scatter-sums fused, as ``tpc tune --graph-preset`` can cut it.
+scatter-sums fused, as ``tpc tune --graph-preset`` can cut it. The records of ops it did not
+tune that the file already holds are kept, so a subset can be tuned again on its own.
 Usage: ``python scripts/tune_shipped_schedules.py [--trials 12] [--presets NAME ...]
 [--graph-presets NAME ...]``.
 """
@@ -20,15 +21,13 @@ from tpc.records import append_records, read_records
 from tpc.tune.graph import UNFUSED_AND_FUSED
 
 ROOT = Path(__file__).resolve().parent.parent
-PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "mace-l3", "nequip", "fc-small"] + [
-    f"gaunt-L{degree}" for degree in range(2, 5)]
 GRAPH_PRESETS = ["mace-interaction-l2"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12, help="trials per product (per graph and cut)")
-    parser.add_argument("--presets", nargs="*", default=PRESETS, choices=tpc.presets.names())
+    parser.add_argument("--presets", nargs="*", default=tpc.presets.names(), choices=tpc.presets.names())
     parser.add_argument("--graph-presets", nargs="*", default=GRAPH_PRESETS, choices=tpc.presets.graph_names())
     parser.add_argument("--output", type=Path, help="records file; default schedules/x86-<cpu>.jsonl")
     args = parser.parse_args()
@@ -53,11 +52,13 @@ def main() -> None:
                 print(tpc.tune.graph_summary(result), flush=True)
                 records += [record for log in sorted(log_dir.glob("*.jsonl")) for record in read_records(log)
                             if record.ok]
+        tuned = {record.op for record in records}
+        kept = [record for record in read_records(output) if record.op not in tuned] if output.exists() else []
         partial = output.with_suffix(".partial")
         partial.unlink(missing_ok=True)
-        append_records(partial, records)
+        append_records(partial, kept + records)
         partial.replace(output)
-    print(f"wrote {len(records)} records to {output}")
+    print(f"wrote {len(records)} new records and kept {len(kept)} to {output}")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,12 @@ from tpc.records import read_records
 from tpc.schedule import search_space
 
 SHIPPED = Path(__file__).parent.parent / "schedules"
-TUNED_PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "mace-l3", "nequip", "fc-small", "gaunt-L2", "gaunt-L3",
-                 "gaunt-L4"]
 
 
 def test_shipped_records_cover_the_presets_and_are_valid():
     records = [record for path in SHIPPED.glob("*.jsonl") for record in read_records(path)]
     ops = {record.op for record in records if record.ok}
-    for name in TUNED_PRESETS:
+    for name in tpc.presets.names():
         assert tpc.presets.get(name).tp.fingerprint in ops, f"no shipped schedule for {name}"
     graph = tpc.presets.get_graph("mace-interaction-l2")
     for cut in ("none", "gather+scatter"):
