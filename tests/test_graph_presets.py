@@ -10,6 +10,7 @@ from tpc.graph_build import compile_graph
 from tpc.graph import Gather, Graph, ScatterSum, TensorProductOp
 from tpc.graph_presets import mace_interaction
 from tpc.testing import E3nnInteraction, box_side, interaction_inputs, random_system, relative_error
+from tpc.tune.graph import UNFUSED_AND_FUSED
 
 
 def test_graph_preset_validates_and_round_trips():
@@ -70,7 +71,7 @@ def test_reference_matches_e3nn():
     assert np.abs(expected["out"]).max() > 1.0 and np.abs(expected["aggregated"]).max() > 1.0
 
 
-@pytest.mark.parametrize("fusion", ["none", "gather+scatter"])
+@pytest.mark.parametrize("fusion", UNFUSED_AND_FUSED)
 def test_compiled_preset_matches_e3nn_in_float32(fusion):
     g, tp = mace_interaction(channels=8, cutoff=4.0)
     system = random_system(50, neighbours=12, seed=5, cutoff=4.0)

@@ -8,6 +8,7 @@ import tpc
 from tpc import cache
 from tpc.records import read_records
 from tpc.schedule import search_space
+from tpc.tune.graph import UNFUSED_AND_FUSED
 
 SHIPPED = Path(__file__).parent.parent / "schedules"
 
@@ -18,11 +19,11 @@ def test_shipped_records_cover_the_presets_and_are_valid():
     for name in tpc.presets.names():
         assert tpc.presets.get(name).tp.fingerprint in ops, f"no shipped schedule for {name}"
     graph = tpc.presets.get_graph("mace-interaction-l2")
-    for cut in ("none", "gather+scatter"):
+    for cut in UNFUSED_AND_FUSED:
         for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut):
             assert task.op in ops, f"no shipped schedule for {task.label} of {graph.name}"
     op_kinds = {tp.fingerprint: None for tp in (tpc.presets.get(name).tp for name in tpc.presets.names())}
-    op_kinds.update({task.op: task.fusion for cut in ("none", "gather+scatter")
+    op_kinds.update({task.op: task.fusion for cut in UNFUSED_AND_FUSED
                      for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut)})
     for record in records:
         space = search_space("cpu", record.algorithm, op_kinds[record.op])

@@ -79,7 +79,8 @@ def test_wrong_crashing_and_hanging_kernels_become_errors(tmp_path):
 def _workers() -> dict[int, str]:
     """This process's live worker processes: pid -> command line."""
     children = [p for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE]
-    return {p.pid: " ".join(p.cmdline()) for p in children if "tpc.tune.worker" in " ".join(p.cmdline())}
+    command_lines = {p.pid: " ".join(p.cmdline()) for p in children}
+    return {pid: line for pid, line in command_lines.items() if "tpc.tune.worker" in line}
 
 
 def test_workers_serve_many_jobs_are_replaced_after_a_crash_and_end_with_the_runner(tmp_path):
