@@ -192,6 +192,11 @@ class AlgorithmSpace:
         """Full, checked candidate."""
         return self.join(*self.split(candidate))
 
+    def is_valid(self, candidate: Mapping[str, Any]) -> bool:
+        """Whether a full candidate names a searched algorithm and satisfies its knob rules."""
+        algorithm, knobs = self.split(candidate)
+        return algorithm in self.algorithms and self.space_of(algorithm).is_valid(knobs)
+
     @property
     def size(self) -> int:
         """Number of candidates."""
