@@ -24,7 +24,8 @@ After a problem's runs, every configuration a tpc run recorded within RETIME_WIT
 run's best recording is built again and re-timed side by side: in RETIME_ROUNDS turns with
 the best recording, in a random order of configurations. (Within one run the recordings are
 comparable; across runs they are not, so the cut is per run.) A second table judges each
-run's trials by these latencies (trials not re-timed keep their recording). ``--from-logs``
+run's trials by these latencies (a trial not re-timed: its recording times the run's median
+ratio of re-timed to recorded latency). ``--from-logs``
 re-times and judges the tpc runs of an earlier invocation's ``--log-dir`` without running
 them again (their wall time is then the span of each log's timestamps); MetaSchedule, if
 asked, runs anew.
@@ -328,11 +329,18 @@ def log_path(log_dir: Path, problem: Problem, strategy: str, seed: int) -> Path:
 
 
 def judged_by(run: Run, retimed: dict[str, float]) -> Run:
-    """The run with each trial's latency replaced by its re-timed one, where there is one;
-    MetaSchedule's runs (no configurations) keep only their re-timed best."""
+    """The run with each trial's latency replaced by its re-timed one, where there is one, and
+    the others scaled from the run's recordings to the re-timing (by the median ratio of its
+    re-timed trials); MetaSchedule's runs (no configurations) keep only their re-timed best.
+
+    Scaled, a trial not re-timed stays more than RETIME_WITHIN slower than its run's best, as
+    the run measured it; unscaled, a recording from a fast minute could pass for a fast kernel.
+    """
     if not run.configs:
         return Run([run.retimed] if run.retimed else [], run.wall, run.retimed, (False,) if run.retimed else ())
-    latencies = [retimed.get(key, latency) for key, latency in zip(run.configs, run.latencies)]
+    ratios = [retimed[key] / latency for key, latency in zip(run.configs, run.latencies) if key in retimed]
+    scale = float(np.median(ratios)) if ratios else 1.0
+    latencies = [retimed.get(key, latency * scale) for key, latency in zip(run.configs, run.latencies)]
     return Run(latencies, run.wall, None, run.defaults, run.configs)
 
 
