@@ -145,18 +145,20 @@ class ModelSearch:
 
     def _combined_gains(self, measured: set[str]) -> Optional[Config]:
         """The first unmeasured combination of gains, fastest base first: for a measured
-        configuration, its measured one-knob moves that were faster by more than ``gain``, the
-        best value per knob, applied in order of gain (a move the rules reject with the others
-        is left out)."""
+        configuration, its measured one-knob moves (:meth:`Space.moves`) that were faster by more
+        than ``gain``, the best value per knob, applied in order of gain (a move the rules reject
+        with the others is left out)."""
+        seconds_of: dict[str, float] = {}
+        for config, seconds in self.measured:
+            key = self.space.key(config)
+            seconds_of[key] = min(seconds, seconds_of.get(key, seconds))
         for base, base_seconds in sorted(self.measured, key=lambda item: item[1]):
             gains: dict[str, tuple[float, Any]] = {}
-            for config, seconds in self.measured:
-                moved = [name for name in base if config.get(name) != base[name]]
-                if len(moved) != 1 or len(config) != len(base) or moved[0] == "algorithm":
-                    continue
-                name = moved[0]
-                if seconds < base_seconds * (1 - self.gain) and seconds < gains.get(name, (base_seconds, None))[0]:
-                    gains[name] = (seconds, config[name])
+            for move in self.space.moves(base):
+                seconds = seconds_of.get(self.space.key(move), base_seconds)
+                name = next(name for name in move if move[name] != base[name])
+                if seconds < base_seconds * (1 - self.gain) and seconds < gains.get(name, (base_seconds,))[0]:
+                    gains[name] = (seconds, move[name])
             if len(gains) < 2:
                 continue
             config = dict(base)
