@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -124,3 +125,14 @@ def test_build_failures_become_errors():
 def test_a_build_over_its_time_limit_is_killed_and_named():
     (result,) = LocalRunner(build_timeout=0.5).measure([_candidate()])
     assert result.seconds is None and result.error == "build failed: build timed out after 0.5 s"
+
+
+def test_a_build_many_times_slower_than_the_ops_earlier_builds_is_stopped_sooner():
+    runner = LocalRunner(slow_build_factor=0.01, min_build_timeout=0.1, repeat=2, min_repeat_ms=5)
+    first = runner.measure([_candidate({"batch_tile": tile}) for tile in (1, 2, 4)])
+    assert all(result.error is None for result in first)  # the third started before two had finished
+    (late,) = runner.measure([_candidate({"batch_tile": 16})])
+    assert late.seconds is None
+    assert late.error.startswith("build failed: build timed out after 0.1 s (0.01x the median of this op's 3 builds, ")
+    (other_op,) = runner.measure([replace(_candidate(), dtype="float64")])
+    assert other_op.error is None

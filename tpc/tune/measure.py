@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
+import numpy as np
+
 from tpc.targets import host_cores
 from tpc.tune.worker import tables_path
 
@@ -84,6 +86,11 @@ class LocalRunner:
     ``run_timeout`` seconds (counted from when it was handed over, a fresh worker's start
     included) has its worker killed with its threads; a worker that crashes or times out is
     replaced for the next job, and each is replaced after :data:`JOBS_PER_WORKER` jobs.
+    Once :data:`BUILDS_TO_ADAPT` builds of an op (the candidate less its knobs) have finished,
+    its later builds are stopped sooner: at ``slow_build_factor`` times their median build
+    seconds, never under ``min_build_timeout``. A schedule that LLVM takes many times longer
+    to compile than its siblings costs the tuning run minutes, and ``tpc.compile`` as much at
+    every start of a program that uses it.
     ``close`` stops the workers (so does the runner's end). Runs first check the
     output on ``check_batch`` samples against the float64 reference (of the product or of
     its gradient), then time ``repeat``
@@ -96,6 +103,8 @@ class LocalRunner:
 
     build_timeout: float = 300.0
     run_timeout: float = 120.0
+    slow_build_factor: float = 8.0
+    min_build_timeout: float = 60.0
     parallel_builds: int = 0
     check_batch: int = 13
     repeat: int = 5
@@ -104,6 +113,7 @@ class LocalRunner:
     _store: Optional[tempfile.TemporaryDirectory] = field(default=None, init=False, repr=False)
     _builders: list["_Worker"] = field(default_factory=list, init=False, repr=False)
     _runner: Optional["_Worker"] = field(default=None, init=False, repr=False)
+    _build_seconds: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
 
     def measure(self, inputs: Sequence[MeasureInput], anchor: Optional[Anchor] = None) -> list[MeasureResult]:
         anchor_library = self._anchor_library(anchor)
@@ -203,6 +213,7 @@ class LocalRunner:
         answers: list[Optional[dict[str, Any]]] = [None] * len(inputs)
         pending = list(range(len(inputs)))
         running: dict[_Worker, int] = {}
+        limits: dict[_Worker, tuple[float, str]] = {}
         try:
             while pending or running:
                 for worker in self._builders[:width]:
@@ -210,13 +221,33 @@ class LocalRunner:
                         index = pending.pop(0)
                         job = {**asdict(inputs[index]), "library": str(libraries[index])}
                         worker.submit("build", job, Path(str(libraries[index]) + ".build"))
-                        running[worker] = index
-                for worker in _answering(list(running), self.build_timeout):
-                    answers[running.pop(worker)] = worker.answer(self.build_timeout, "build")
+                        running[worker], limits[worker] = index, self._build_limit(inputs[index])
+                for worker in _answering(list(running), {w: limit for w, (limit, _) in limits.items()}):
+                    index = running.pop(worker)
+                    limit, why_limit = limits.pop(worker)
+                    answers[index] = worker.answer(limit, "build", why_limit)
+                    if "build_seconds" in answers[index]:
+                        self._build_seconds.setdefault(_op_key(inputs[index]), []).append(
+                            answers[index]["build_seconds"])
         finally:  # on Ctrl-C, no build is left running
             for worker in running:
                 worker.stop_if_busy()
         return [answer or {"error": "not built"} for answer in answers]
+
+    def _build_limit(self, candidate: MeasureInput) -> tuple[float, str]:
+        """The seconds the candidate's build may take, and why that many where not ``build_timeout``."""
+        finished = self._build_seconds.get(_op_key(candidate), [])
+        if len(finished) >= BUILDS_TO_ADAPT:
+            median = float(np.median(finished))
+            limit = round(max(self.slow_build_factor * median, self.min_build_timeout), 1)
+            if limit < self.build_timeout:
+                return limit, f" ({self.slow_build_factor:g}x the median of this op's {len(finished)} " \
+                              f"builds, {median:.1f} s)"
+        return self.build_timeout, ""
+
+
+BUILDS_TO_ADAPT = 3
+"""Finished builds of an op after which its builds get a time-out of their own (see :class:`LocalRunner`)."""
 
 
 JOBS_PER_WORKER = 100
@@ -262,13 +293,14 @@ class _Worker:
         except BrokenPipeError:
             pass  # the worker has just died: its answer reports the crash
 
-    def answer(self, limit: float, what: str) -> dict[str, Any]:
+    def answer(self, limit: float, what: str, why_limit: str = "") -> dict[str, Any]:
         """Wait for the job's answer until ``limit`` seconds after it was handed over; stop
-        the worker when it timed out or crashed."""
+        the worker when it timed out (the error names the limit, and ``why_limit`` after it)
+        or crashed."""
         ready, _, _ = select.select([self], [], [], max(limit - (time.monotonic() - self.handed_over), 0.0))
         if not ready:
             self.stop()
-            return {"error": f"{what} timed out after {limit:g} s"}
+            return {"error": f"{what} timed out after {limit:g} s{why_limit}"}
         self.handed_over = None
         if not self.process.stdout.readline():
             code = self.process.wait()
@@ -302,14 +334,19 @@ def _kill(process: subprocess.Popen) -> None:
     process.stdout.close()
 
 
-def _answering(workers: list[_Worker], limit: float) -> list[_Worker]:
-    """The workers whose answer is ready or whose time is up, waiting until there is one."""
+def _answering(workers: list[_Worker], limits: dict[_Worker, float]) -> list[_Worker]:
+    """The workers whose answer is ready or whose time (their limit) is up, waiting until there is one."""
     now = time.monotonic()
-    wait = max(min(limit - (now - w.handed_over) for w in workers), 0.0)
+    wait = max(min(limits[w] - (now - w.handed_over) for w in workers), 0.0)
     ready, _, _ = select.select(workers, [], [], wait)
     now = time.monotonic()
-    return list(dict.fromkeys(ready + [w for w in workers if now - w.handed_over >= limit]))
+    return list(dict.fromkeys(ready + [w for w in workers if now - w.handed_over >= limits[w]]))
 
 
 def _key(candidate: MeasureInput) -> str:
     return json.dumps(asdict(candidate), sort_keys=True)
+
+
+def _op_key(candidate: MeasureInput) -> str:
+    """The candidate less its knobs: builds of one op, whose times are comparable."""
+    return json.dumps({**asdict(candidate), "config": None}, sort_keys=True)
