@@ -39,9 +39,15 @@ MetaSchedule runs with its default LLVM rules except one: MultiLevelTiling offer
 write-cache choices per reduction block, and its space generator multiplies them over the
 blocks (3^7 = 2187 design spaces for fc-small, 3^13 for mace-l2's 13 path sums, where it
 never finished initializing). The bench turns that choice off, leaving one design space.
+MetaSchedule tunes in a process of its own that is stopped after ``--metaschedule-minutes``,
+with the trials measured by then: on mace-l2 its one design space holds a single schedule
+(AutoInline folds every stage into the output, leaving MultiLevelTiling no block and the
+space no decision), and its search goes on looking for another one, minutes per round, for
+as long as it is let.
 
     python benchmarks/bench_tuner.py [--problems mace-l2 fc-small] [--trials 64] [--seeds 0 1 2]
                                      [--strategies xgb random metaschedule xgb-warm]
+                                     [--metaschedule-minutes 30] [--metaschedule-population 512]
                                      [--warm-from mace-small-l2 mace-l1] [--log-dir DIR]
     python benchmarks/bench_tuner.py --from-logs DIR [--problems ...] [--seeds ...] [--strategies ...]
 """
@@ -50,9 +56,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -210,19 +218,32 @@ def metaschedule_rules() -> list:
             for rule in ms.schedule_rule.ScheduleRule.create("llvm")]
 
 
-def metaschedule_run(problem: Problem, trials: int, seed: int) -> Run:
-    """MetaSchedule's trials on the product's TE compute, and the re-timed latency of its best."""
+def metaschedule_run(problem: Problem, trials: int, seed: int, minutes: float, population: int) -> Run:
+    """MetaSchedule's trials on the product's TE compute, and the re-timed latency of its best.
+
+    It tunes in a process of its own, stopped after ``minutes`` with what its database holds
+    by then (with its builders and runners, which share its process group); ``population``:
+    its evolutionary search's population size.
+    """
     tp, batch = problem.tp, problem.batch
     func = lower_cg(tp, batch=batch).func
     target = tpc.resolve_target("host").tvm_target()
     with tempfile.TemporaryDirectory() as work_dir:
         start = time.perf_counter()
-        database = ms.tune_tir(func, target, work_dir, max_trials_global=trials, num_trials_per_iter=min(trials, 16),
-                               builder=ms.builder.LocalBuilder(timeout_sec=300), seed=seed,
-                               space=ms.space_generator.PostOrderApply(sch_rules=metaschedule_rules()))
+        tuning = multiprocessing.get_context("spawn").Process(
+            target=metaschedule_tune, args=(tp.to_dict(), batch, trials, seed, population, work_dir))
+        tuning.start()
+        tuning.join(minutes * 60)
+        if tuning.is_alive():
+            os.killpg(tuning.pid, signal.SIGKILL)
+            tuning.join()
+            print(f"  metaschedule seed {seed}: stopped after {minutes:g} min", flush=True)
         wall = time.perf_counter() - start
+        database = ms.database.JSONDatabase(work_dir=work_dir)
         latencies = [float(np.median([float(s) for s in r.run_secs])) if r.run_secs else float("inf")
                      for r in database.get_all_tuning_records()]
+        if not any(np.isfinite(latencies)):
+            return Run(latencies, wall, None, (False,) * len(latencies))
         schedule = ms.tir_integration.compile_tir(database, func, target)
     function = compile_tir(schedule.mod, tpc.resolve_target("host"))
     x1, x2, weight = random_inputs(tp, batch, np.random.default_rng(0), np.float32)
@@ -237,6 +258,17 @@ def metaschedule_run(problem: Problem, trials: int, seed: int) -> Run:
     tensors = [tvm.runtime.tensor(a) for a in args]
     best = function.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=5, min_repeat_ms=40)(*tensors).median
     return Run(latencies, wall, best, (False,) * len(latencies))
+
+
+def metaschedule_tune(spec: dict, batch: int, trials: int, seed: int, population: int, work_dir: str) -> None:
+    """MetaSchedule's ``tune_tir`` of a product, its records in ``work_dir``'s JSON database
+    (the body of :func:`metaschedule_run`'s tuning process, leader of its own process group)."""
+    os.setpgrp()
+    func = lower_cg(tpc.TensorProduct.from_dict(spec), batch=batch).func
+    ms.tune_tir(func, tpc.resolve_target("host").tvm_target(), work_dir, max_trials_global=trials,
+                num_trials_per_iter=min(trials, 16), builder=ms.builder.LocalBuilder(timeout_sec=300), seed=seed,
+                space=ms.space_generator.PostOrderApply(sch_rules=metaschedule_rules()),
+                strategy=ms.search_strategy.EvolutionarySearch(population_size=population))
 
 
 def trials_to_reach(latencies: list[float], threshold: float) -> str:
@@ -265,6 +297,10 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES[:3]))
     parser.add_argument("--warm-from", nargs="+", default=["mace-small-l2", "mace-l1"],
                         help="problems whose tuning warm-starts xgb-warm's cost model (none of --problems)")
+    parser.add_argument("--metaschedule-minutes", type=float, default=30,
+                        help="stop a MetaSchedule run after this long, with the trials it has measured")
+    parser.add_argument("--metaschedule-population", type=int, default=512,
+                        help="population of MetaSchedule's evolutionary search (512, its default)")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep tpc's tuning logs here")
     parser.add_argument("--from-logs", type=Path, default=None,
                         help="re-time and judge the tpc runs logged in this --log-dir of an earlier invocation "
@@ -297,10 +333,12 @@ def main() -> None:
                     if args.from_logs is not None and strategy != "metaschedule":
                         run = logged_run(log_path(log_dir, problem, strategy, seed))
                     else:
-                        run = strategy_run(problem, strategy, args.trials, seed, log_dir, models)
+                        run = strategy_run(problem, strategy, args.trials, seed, log_dir, models,
+                                           (args.metaschedule_minutes, args.metaschedule_population))
                     if run is not None:
                         runs[(strategy, seed)] = run
-                        print(f"  done: {strategy} seed {seed}: best {best_ms(run)} ms, {run.wall:.0f} s", flush=True)
+                        print(f"  done: {strategy} seed {seed}: {len(run.latencies)} trials, best {best_ms(run)} ms, "
+                              f"{run.wall:.0f} s", flush=True)
             print("  as recorded during each run:")
             report(runs)
             start = time.perf_counter()
@@ -312,10 +350,11 @@ def main() -> None:
 
 
 def strategy_run(problem: Problem, strategy: str, trials: int, seed: int, log_dir: Path,
-                 models: Optional[Path]) -> Optional[Run]:
-    """One run of a strategy (see :data:`STRATEGIES`); None for MetaSchedule on a fused kernel."""
+                 models: Optional[Path], metaschedule: tuple[float, int]) -> Optional[Run]:
+    """One run of a strategy (see :data:`STRATEGIES`); None for MetaSchedule on a fused kernel;
+    ``metaschedule``: MetaSchedule's minutes and population (see :func:`metaschedule_run`)."""
     if strategy == "metaschedule":
-        return metaschedule_run(problem, trials, seed) if problem.fusion is None else None
+        return metaschedule_run(problem, trials, seed, *metaschedule) if problem.fusion is None else None
     log = log_path(log_dir, problem, strategy, seed)
     log.unlink(missing_ok=True)
     if strategy == "xgb-warm":
