@@ -235,7 +235,7 @@ class LocalRunner:
         return [answer or {"error": "not built"} for answer in answers]
 
     def _build_limit(self, candidate: MeasureInput) -> tuple[float, str]:
-        """The seconds the candidate's build may take, and why that many where not ``build_timeout``."""
+        """The seconds the candidate's build may take, and why, when that is not ``build_timeout``."""
         finished = self._build_seconds.get(_op_key(candidate), [])
         if len(finished) >= BUILDS_TO_ADAPT:
             median = float(np.median(finished))
