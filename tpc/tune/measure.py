@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
@@ -349,4 +349,4 @@ def _key(candidate: MeasureInput) -> str:
 
 def _op_key(candidate: MeasureInput) -> str:
     """The candidate less its knobs: builds of one op, whose times are comparable."""
-    return json.dumps({**asdict(candidate), "config": None}, sort_keys=True)
+    return _key(replace(candidate, config={}))
