@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 import tpc
-from tpc.records import read_records
+from tpc.records import Record, read_records
 from tpc.tune.measure import LocalRunner
 
 TP = tpc.presets.get("mace-small-l2").tp
@@ -59,6 +59,24 @@ def test_a_gaunt_product_is_tuned_over_every_exact_algorithm(isolated):
     assert (kernel.schedule.algorithm, kernel.schedule.config) == (result.best.algorithm, result.best.config)
     assert tpc.compile(tp, batch=64, algorithm="grid").schedule.algorithm == "grid"
     assert tpc.compile(TP, batch=64).schedule.algorithm == "cg"
+
+
+def test_the_first_searched_candidates_move_the_knobs_other_ops_gained_from(isolated):
+    """Three other ops in the cache, each faster with unroll_components off and with materialize
+    all: the search's first candidates are the larger gain alone, then both together."""
+    spec = tpc.resolve_target("host")
+    space = tpc.schedule.search_space("cpu")
+    default = space.default()
+    moves = {"unroll_components": False, "materialize": "all"}
+    tpc.cache.add_records(
+        Record(f"other-op-{i}", 64, "float32", spec.tvm_dict, spec.fingerprint, space.version, "cg",
+               {**default, **config}, seconds)
+        for i in range(3)
+        for config, seconds in (({}, 10e-3), ({"unroll_components": False}, 6e-3), ({"materialize": "all"}, 8e-3)))
+    tpc.tune(TP, batch=64, trials=3, log=isolated / "run.jsonl", round_size=2, progress=False,
+             runner=LocalRunner(repeat=2, min_repeat_ms=5))
+    records = read_records(isolated / "run.jsonl")
+    assert [r.config for r in records] == [default, {**default, "unroll_components": False}, {**default, **moves}]
 
 
 def test_candidates_that_hang_become_error_records_and_tuning_goes_on(isolated):

@@ -1,23 +1,25 @@
 """Search strategies: which configurations to measure next.
 
 Both strategies never propose a configuration already measured. ``RandomSearch`` samples
-uniformly; ``ModelSearch`` starts from the default with one knob moved at a time; then each
-batch holds the model's best picks from the fastest configuration's unmeasured neighbourhood
-(local search, as SMAC interleaves it), the combination of the one-knob moves that each made
-a measured configuration faster, the model's best picks from simulated annealing over the
-whole space, and a fraction of random picks (epsilon-greedy).
+uniformly; ``ModelSearch`` starts from the default with one knob moved at a time (the moves
+that helped other ops most first, and those moves together second); then each batch holds the
+model's best picks from the fastest configuration's unmeasured neighbourhood (local search, as
+SMAC interleaves it), the combination of the one-knob moves that each made a measured
+configuration faster, the model's best picks from simulated annealing over the whole space,
+and a fraction of random picks (epsilon-greedy).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
 from tpc.schedule.space import Space
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import candidate_features
+from tpc.tune.prior import Move, one_knob_move
 
 Config = dict[str, Any]
 
@@ -82,6 +84,9 @@ class ModelSearch:
     score every configuration the annealing visits; ``tir_model`` also sees the features of
     the scheduled TIR (from ``featurize``) and re-ranks the annealing's short list of
     ``shortlist`` candidates per proposed one.
+
+    ``prior``: mean log speed-up of one-knob moves on other ops (:func:`tpc.tune.prior.move_gains`),
+    which orders the first round, before the model has been trained.
     """
 
     name = "xgb"
@@ -89,8 +94,9 @@ class ModelSearch:
     def __init__(self, space: Space, model: CostModel, group: str, descriptors: list[float], seed: int = 0,
                  epsilon: float = 0.2, chains: int = 16, steps: int = 40, tir_model: Optional[CostModel] = None,
                  featurize: Optional[Callable[[Config], list[float]]] = None, shortlist: int = 4,
-                 local: float = 0.375, gain: float = 0.03) -> None:
+                 local: float = 0.375, gain: float = 0.03, prior: Optional[Mapping[Move, float]] = None) -> None:
         self.space, self.model, self.group, self.descriptors = space, model, group, descriptors
+        self.prior = prior or {}
         self.tir_model, self.featurize, self.shortlist = tir_model, featurize, shortlist
         self.rng = np.random.default_rng(seed)
         self.epsilon, self.local, self.chains, self.steps, self.gain = epsilon, local, chains, steps, gain
@@ -128,11 +134,34 @@ class ModelSearch:
 
     def _first_design(self, count: int, measured: set[str]) -> list[Config]:
         """Before the model knows anything: the default with one knob moved at a time (what each
-        knob does alone, for the model to build on), then random configurations."""
-        chosen = [c for c in self.space.variations(self.space.default(), self.rng)
-                  if self.space.key(c) not in measured][:count]
+        knob does alone, for the model to build on), then random configurations. The moves are
+        random unless ``prior`` knows them (see :meth:`_prior_design`)."""
+        design = self._prior_design() if self.prior else self.space.variations(self.space.default(), self.rng)
+        chosen = [c for c in design if self.space.key(c) not in measured][:count]
         taken = measured | {self.space.key(c) for c in chosen}
         return chosen + _unmeasured_samples(self.space, self.rng, count - len(chosen), taken)
+
+    def _prior_design(self) -> list[Config]:
+        """One move per knob of the default, the one ``prior`` expects fastest (random among
+        equals), knobs in order of that gain; second, the moves it expects to gain more than
+        ``gain`` applied together (a move the rules reject with the others left out)."""
+        default = self.space.default()
+        moves = self.space.moves(default)
+        per_knob: dict[str, tuple[float, Config]] = {}
+        for moved in (moves[i] for i in self.rng.permutation(len(moves))):
+            move = one_knob_move(default, moved)
+            gain = self.prior.get(move, 0.0)
+            if move[1] not in per_knob or gain > per_knob[move[1]][0]:
+                per_knob[move[1]] = (gain, moved)
+        ranked = sorted(per_knob.items(), key=lambda item: -item[1][0])
+        combined = dict(default)
+        for name, (gain, moved) in ranked:
+            if gain > -math.log(1 - self.gain) and self.space.is_valid({**combined, name: moved[name]}):
+                combined[name] = moved[name]
+        design = [moved for _, (_, moved) in ranked]
+        if sum(combined[name] != default[name] for name in default) >= 2:
+            design.insert(1, combined)
+        return design
 
     def _around_fastest(self, measured: set[str]) -> list[Config]:
         """The unmeasured one-knob moves of the fastest measured configuration that has any, best
@@ -156,7 +185,7 @@ class ModelSearch:
             gains: dict[str, tuple[float, Any]] = {}
             for move in self.space.moves(base):
                 seconds = seconds_of.get(self.space.key(move), base_seconds)
-                name = next(name for name in move if move[name] != base[name])
+                name = one_knob_move(base, move)[1]
                 if seconds < base_seconds * (1 - self.gain) and seconds < gains.get(name, (base_seconds,))[0]:
                     gains[name] = (seconds, move[name])
             if len(gains) < 2:

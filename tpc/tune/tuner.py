@@ -19,6 +19,7 @@ from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import FEATURES_VERSION, TirFeaturizer, op_descriptors
 from tpc.tune.measure import Anchor, LocalRunner, MeasureInput, Runner
+from tpc.tune.prior import move_gains
 from tpc.tune.search import ModelSearch, RandomSearch, Strategy
 
 STRATEGIES = ("xgb", "random")
@@ -120,7 +121,9 @@ def tune(
     searcher: Strategy = (ModelSearch(space, models["knobs"], op + f"/{batch}/{dtype}",
                                       op_descriptors(tp, batch, dtype, wrt, fusion), seed=seed,
                                       tir_model=models["tir"], featurize=TirFeaturizer(tp, spec, dtype, batch, space,
-                                                                                       wrt, fusion))
+                                                                                       wrt, fusion),
+                                      prior=move_gains((r for _, found in cache.cached_records() for r in found), space,
+                                                       spec.tvm_dict, op))
                           if strategy == "xgb" else RandomSearch(space, seed=seed))
     searcher.observe([space.join(r.algorithm, r.config) for r in previous],
                      [r.seconds if r.ok else None for r in previous])
