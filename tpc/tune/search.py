@@ -85,8 +85,9 @@ class ModelSearch:
     the scheduled TIR (from ``featurize``) and re-ranks the annealing's short list of
     ``shortlist`` candidates per proposed one.
 
-    ``prior``: mean log speed-up of one-knob moves on other ops (:func:`tpc.tune.prior.move_gains`),
-    which orders the first round, before the model has been trained.
+    ``prior``: the log speed-up expected of one-knob moves from other ops' records
+    (:func:`tpc.tune.prior.move_gains`), which orders the first round, before the model has
+    been trained.
     """
 
     name = "xgb"
