@@ -1,8 +1,8 @@
 """What earlier tunings of other ops say about each one-knob move, before an op's own
 measurements say anything.
 
-Knob effects carry over between ops more often than not (in the shipped x86 records, in-
-place accumulation makes the default of every MACE product and of NequIP's 1.3 to 1.4x
+Knob effects carry over between ops more often than not (in the shipped x86 records,
+in-place accumulation makes the default of every MACE product and of NequIP's 1.3 to 1.4x
 faster, and a channel unroll of 2 slows most products down), so the search's first round,
 which moves one knob of the default at a time, moves the knobs that other ops gained most
 from first. The evidence is the tuning records of the user cache and the shipped schedules:
