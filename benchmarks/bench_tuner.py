@@ -4,7 +4,9 @@ For each problem and seed: tpc with the XGBoost model, tpc with random search, a
 MetaSchedule's ``tune_tir`` on tpc's own TE compute (batch fixed, since MetaSchedule needs a
 static shape). Prints a row as each run ends, then per problem the best latency each run
 reached, the trials each needed to reach 95% of the best overall, and wall time. Each run
-starts cold (a fresh cache directory); ``--log-dir`` keeps tpc's tuning logs
+starts with a fresh cache directory; the shipped schedules stay, as for a user who has just
+installed tpc, so xgb's first round is ordered by what they say of other ops (never of the
+tuned op, see :mod:`tpc.tune.prior`). ``--log-dir`` keeps tpc's tuning logs
 (``tpc report`` plots them) and the re-timed latencies (below) per problem.
 
 "xgb-warm" is tpc's XGBoost search as it runs for a user who has tuned other ops on the
