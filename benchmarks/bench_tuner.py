@@ -351,8 +351,8 @@ def main() -> None:
             report(runs)
             start = time.perf_counter()
             retimed = retime(problem, runs)
-            print(f"  re-timed side by side ({len(retimed)} configurations, {RETIME_PASSES} passes of {RETIME_ROUNDS} turns each with the "
-                  f"best recording, {time.perf_counter() - start:.0f} s):")
+            print(f"  re-timed side by side ({len(retimed)} configurations, {RETIME_PASSES} passes of "
+                  f"{RETIME_ROUNDS} turns each with the best recording, {time.perf_counter() - start:.0f} s):")
             (log_dir / f"{file_name(problem.name)}-retimed.json").write_text(json.dumps(retimed, indent=1))
             report({name: judged_by(run, retimed) for name, run in runs.items()})
 
