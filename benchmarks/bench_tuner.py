@@ -26,8 +26,8 @@ After a problem's runs, every configuration a tpc run recorded within RETIME_WIT
 run's best recording is built again and re-timed side by side: in RETIME_ROUNDS turns with
 the best recording, in RETIME_PASSES passes over the configurations in random orders.
 (Within one run the recordings are comparable; across runs they are not, so the cut is per
-run.) A second table judges each run's trials by these latencies (a trial not re-timed: its recording times the run's median
-ratio of re-timed to recorded latency). ``--from-logs``
+run.) A second table judges each run's trials by these latencies (a trial not re-timed: its
+recording times the run's median ratio of re-timed to recorded latency). ``--from-logs``
 re-times and judges the tpc runs of an earlier invocation's ``--log-dir`` without running
 them again (their wall time is then the span of each log's timestamps); MetaSchedule, if
 asked, runs anew.
