@@ -196,8 +196,9 @@ def retime(problem: Problem, runs: dict[tuple[str, int], Run]) -> dict[str, floa
         libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(keys))]
         built = [i for i, answer in enumerate(runner.build(inputs, libraries)) if "error" not in answer]
         anchor_timing = prepare_timing(runner.run_job(libraries[anchor], inputs[anchor]))
+        others = [i for i in built if i != anchor]
         for _ in range(RETIME_PASSES):
-            for i in rng.permutation([i for i in built if i != anchor]):
+            for i in rng.permutation(others):
                 ratio, seconds = relative_timing(prepare_timing(runner.run_job(libraries[i], inputs[i])),
                                                  anchor_timing, RETIME_ROUNDS)
                 ratios.setdefault(keys[i], []).append(ratio)
