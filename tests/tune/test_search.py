@@ -135,6 +135,23 @@ def test_model_search_walks_the_neighbourhood_of_the_fastest():
     assert {SPACE.key(c) for c in search.propose(8, measured)[:4]} <= around_runner_up
 
 
+def test_model_search_first_tries_the_moves_that_made_another_configuration_faster():
+    """From the fastest configuration, the moves that gained elsewhere in this op (more than
+    timing noise), largest gain first, before the model's picks."""
+    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    default = SPACE.default()
+    seconds = {"channel_unroll": (8, 5e-3), "unroll_components": (False, 9e-3), "in_place": (True, 8e-3),
+               "coupling": ("x2_first", 9.9e-3), "materialize": ("all", 12e-3)}
+    configs = [default] + [{**default, name: value} for name, (value, _) in seconds.items()]
+    for seed in range(3):
+        search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=seed)
+        search.observe(configs, [10e-3] + [s for _, s in seconds.values()])
+        proposed = search.propose(8, {SPACE.key(c) for c in configs})
+        fastest = {**default, "channel_unroll": 8}
+        assert proposed[:2] == [{**fastest, "in_place": True}, {**fastest, "unroll_components": False}]
+        assert {**fastest, "materialize": "all"} not in proposed[2:3]
+
+
 def test_model_search_combines_the_moves_that_each_made_a_configuration_faster():
     """Knob effects that add up: the default's faster one-knob moves applied together, a move the
     rules reject with the others (x2_first at batch tile 32) and a gain within timing noise left out."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tpc.records import Record
-from tpc.schedule.space import AlgorithmSpace
+from tpc.schedule.space import AlgorithmSpace, Space
 
 Move = tuple[Any, str, Any, Any]
 """A one-knob move: (algorithm, knob, value before, value after); the algorithm is None in a
@@ -63,15 +63,21 @@ def move_gains(records: Iterable[Record], space: AlgorithmSpace, target: Mapping
             group[key] = (record.seconds, candidate)
     per_group: dict[Move, list[float]] = defaultdict(list)
     for measured in groups.values():
-        pairs: dict[Move, list[float]] = defaultdict(list)
-        for seconds, candidate in measured.values():
-            for moved in space.moves(candidate):
-                other = measured.get(space.key(moved))
-                if other is not None:
-                    pairs[one_knob_move(candidate, moved)].append(math.log(seconds / other[0]))
-        for move, gains in pairs.items():
-            per_group[move].append(float(np.mean(gains)))
+        for move, gain in pair_gains(measured, space).items():
+            per_group[move].append(gain)
     return {move: float(np.median(gains)) for move, gains in per_group.items() if len(gains) >= MIN_GROUPS}
+
+
+def pair_gains(measured: Mapping[str, tuple[float, dict[str, Any]]], space: Space) -> dict[Move, float]:
+    """Mean log speed-up (positive: faster) of each one-knob move over the pairs of
+    ``measured`` (candidates of one op, by key: seconds and candidate) one knob apart."""
+    pairs: dict[Move, list[float]] = defaultdict(list)
+    for seconds, candidate in measured.values():
+        for moved in space.moves(candidate):
+            other = measured.get(space.key(moved))
+            if other is not None:
+                pairs[one_knob_move(candidate, moved)].append(math.log(seconds / other[0]))
+    return {move: float(np.mean(gains)) for move, gains in pairs.items()}
 
 
 def _candidate(record: Record, space: AlgorithmSpace) -> dict[str, Any] | None:

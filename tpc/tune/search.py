@@ -2,11 +2,12 @@
 
 Both strategies never propose a configuration already measured. ``RandomSearch`` samples
 uniformly; ``ModelSearch`` starts from the default with one knob moved at a time (the moves
-that helped other ops most first, and those moves together second); then each batch holds the
-model's best picks from the fastest configuration's unmeasured neighbourhood (local search, as
-SMAC interleaves it), the combination of the one-knob moves that each made a measured
-configuration faster, the model's best picks from simulated annealing over the whole space,
-and a fraction of random picks (epsilon-greedy).
+that helped other ops most first, and those moves together second); then each batch holds
+picks from the fastest configuration's unmeasured neighbourhood (local search, as SMAC
+interleaves it: the moves that made another configuration faster first, then the model's
+best), the combination of the one-knob moves that each made a measured configuration faster,
+the model's best picks from simulated annealing over the whole space, and a fraction of
+random picks (epsilon-greedy).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from tpc.schedule.space import Space
 from tpc.tune.cost_model import CostModel
 from tpc.tune.features import candidate_features
-from tpc.tune.prior import Move, one_knob_move
+from tpc.tune.prior import Move, one_knob_move, pair_gains
 
 Config = dict[str, Any]
 
@@ -69,10 +70,11 @@ class ModelSearch:
     annealing, epsilon-greedy).
 
     A share ``local`` of each batch goes to the fastest measured configuration's one-knob
-    moves that are not measured yet (the next fastest's once those are all measured), best
-    model score first: where the best few configurations differ by a few percent, the model
-    cannot tell them apart, and walking the fastest one's neighbourhood finds the better
-    neighbour the annealing's global ranking passes over.
+    moves that are not measured yet (the next fastest's once those are all measured), those
+    that made another measured configuration faster first, then best model score first: where
+    the best few configurations differ by a few percent, the model cannot tell them apart, and
+    walking the fastest one's neighbourhood finds the better neighbour the annealing's global
+    ranking passes over.
 
     One candidate per batch combines gains: where several one-knob moves of a measured
     configuration each made it faster by more than ``gain`` (a fraction, above timing noise),
@@ -121,7 +123,9 @@ class ModelSearch:
             return self._first_design(count, measured)
         explore = int(round(self.epsilon * count)) if count > 1 else int(self.rng.random() < self.epsilon)
         local = int(round(self.local * count))
-        chosen = self._rerank(self._around_fastest(measured)[: self.shortlist * local])[:local]
+        proven, unproven = self._around_fastest(measured)
+        chosen = proven[:local]
+        chosen += self._rerank(unproven[: self.shortlist * (local - len(chosen))])[: local - len(chosen)]
         taken = measured | {self.space.key(c) for c in chosen}
         combined = self._combined_gains(taken)
         if combined is not None:
@@ -164,24 +168,45 @@ class ModelSearch:
             design.insert(1, combined)
         return design
 
-    def _around_fastest(self, measured: set[str]) -> list[Config]:
-        """The unmeasured one-knob moves of the fastest measured configuration that has any, best
-        model score first."""
+    def _around_fastest(self, measured: set[str]) -> tuple[list[Config], list[Config]]:
+        """The unmeasured one-knob moves of the fastest measured configuration that has any, in
+        two lists: those that made a measured configuration faster by more than ``gain`` (the
+        same knob, from the same value to the same value), largest gain first; and the others,
+        best model score first, those that made one slower by more than ``gain`` last.
+
+        A move's measured gain elsewhere is the best guess of its gain here (knob effects mostly
+        add up), better than a model fitted to a few measurements, which rarely resolves one
+        knob's effect of a few percent under another's of tens of percent."""
+        gains = pair_gains(self._fastest_by_key(), self.space)
+        threshold = -math.log(1 - self.gain)
         for config, _ in sorted(self.measured, key=lambda item: item[1]):
             moves = [c for c in self.space.moves(config) if self.space.key(c) not in measured]
-            if moves:
-                return [moves[i] for i in np.argsort(-self._score(moves), kind="stable")]
-        return []
+            if not moves:
+                continue
+            gain = [gains.get(one_knob_move(config, moved)) for moved in moves]
+            proven = sorted((i for i, g in enumerate(gain) if g is not None and g > threshold),
+                            key=lambda i: -gain[i])
+            scores = self._score(moves)
+            unproven = sorted(set(range(len(moves))) - set(proven),
+                              key=lambda i: (gain[i] is not None and gain[i] < -threshold, -scores[i], i))
+            return [moves[i] for i in proven], [moves[i] for i in unproven]
+        return [], []
+
+    def _fastest_by_key(self) -> dict[str, tuple[float, Config]]:
+        """Each measured configuration by key: its fastest measurement, and itself."""
+        fastest: dict[str, tuple[float, Config]] = {}
+        for config, seconds in self.measured:
+            key = self.space.key(config)
+            if key not in fastest or seconds < fastest[key][0]:
+                fastest[key] = (seconds, config)
+        return fastest
 
     def _combined_gains(self, measured: set[str]) -> Optional[Config]:
         """The first unmeasured combination of gains, fastest base first: for a measured
         configuration, its measured one-knob moves (:meth:`Space.moves`) that were faster by more
         than ``gain``, the best value per knob, applied in order of gain (a move the rules reject
         with the others is left out)."""
-        seconds_of: dict[str, float] = {}
-        for config, seconds in self.measured:
-            key = self.space.key(config)
-            seconds_of[key] = min(seconds, seconds_of.get(key, seconds))
+        seconds_of = {key: seconds for key, (seconds, _) in self._fastest_by_key().items()}
         for base, base_seconds in sorted(self.measured, key=lambda item: item[1]):
             gains: dict[str, tuple[float, Any]] = {}
             for move in self.space.moves(base):
