@@ -168,8 +168,8 @@ def _anchor(records: list[Record], measure_input: Callable[[str, dict], MeasureI
 
     Never the fastest so far: among near ties, the fastest so far is the one whose timing came
     out lowest, and its recorded seconds, carried into every later recording, would pass that
-    luck on, round after round (in 64 trials of mace-l2, recordings of the same schedules had
-    drifted 25% low)."""
+    luck on, round after round (in 64 trials of mace-l2, recordings had drifted low by up to a
+    quarter against a side-by-side re-timing of the same schedules)."""
     reference = next((r for r in records if r.ok), None)
     return Anchor(measure_input(reference.algorithm, reference.config), reference.seconds) if reference else None
 
