@@ -12,6 +12,7 @@ import pytest
 import tpc
 from tpc.records import Record, read_records
 from tpc.tune.measure import LocalRunner
+from tpc.tune.tuner import reference_record
 
 TP = tpc.presets.get("mace-small-l2").tp
 
@@ -33,10 +34,11 @@ def test_tuning_run_logs_caches_and_feeds_compile(isolated):
     runner = AnchorNotingRunner(repeat=2, min_repeat_ms=5)
     result = tpc.tune(TP, batch=256, trials=5, log=log, round_size=2, progress=False, runner=runner)
     records = read_records(log)
-    # The default alone, then every later round timed against it, never against the fastest so far.
-    first, *later = runner.anchors
-    assert first is None and len(later) == 2
-    assert all((a.candidate.config, a.seconds) == (records[0].config, records[0].seconds) for a in later)
+    # The default alone, then each round timed against the reference of the records before it.
+    first, second, third = runner.anchors
+    assert first is None and (second.candidate.config, second.seconds) == (records[0].config, records[0].seconds)
+    reference = reference_record(records[:3])
+    assert (third.candidate.config, third.seconds) == (reference.config, reference.seconds)
     assert len(records) == 5 and records[0].strategy == "default" and all(r.ok for r in records)
     assert len({tpc.schedule.search_space("cpu").key(r.config) for r in records}) == 5
     assert result.best.seconds == min(r.seconds for r in records) and result.speedup >= 1.0
@@ -44,6 +46,21 @@ def test_tuning_run_logs_caches_and_feeds_compile(isolated):
     kernel = tpc.compile(TP, batch=256)
     assert kernel.schedule.source == "user cache" and kernel.schedule.config == result.best.config
     assert (isolated / "cache" / "models").is_dir()
+
+
+def test_the_reference_moves_only_to_a_record_clearly_faster_than_it():
+    """Not to the fastest so far, whose lead within timing noise is as likely luck."""
+    def record(seconds, tile):
+        config = {**tpc.schedule.default_config("cpu"), "batch_tile": tile}
+        return Record("op", 64, "float32", {"kind": "llvm"}, "t", 4, "cg", config, seconds, None, "xgb", tile)
+
+    error = Record("op", 64, "float32", {"kind": "llvm"}, "t", 4, "cg", {}, None, "build failed", "default", 0)
+    assert reference_record([]) is None and reference_record([error]) is None
+    records = [error, record(10e-3, 1), record(9e-3, 2), record(8.8e-3, 4), record(5e-3, 8), record(4.5e-3, 16),
+               record(4.4e-3, 32), record(4.2e-3, 64)]
+    assert reference_record(records[:4]) is records[1]  # 9 and 8.8 ms: within 15% of 10 ms
+    assert reference_record(records[:7]) is records[4]  # 5 ms, then 4.5 and 4.4 ms: within 15% of 5 ms
+    assert reference_record(records) is records[7]
 
 
 def test_a_gaunt_product_is_tuned_over_every_exact_algorithm(isolated):

@@ -5,7 +5,7 @@ machine; a remote runner (TVM's RPC tracker and servers) implements the same met
 candidate that fails to build, crashes, hangs or computes a wrong result gets an error
 result; it never stops the measurement of the others.
 
-Given an :class:`Anchor` (the tuner passes its run's first measurement), each candidate is
+Given an :class:`Anchor` (the tuner passes a fast candidate it measured before), each candidate is
 timed in turns with the anchor and its seconds are its ratio to the anchor times the
 anchor's recorded seconds: measurements taken minutes apart stay comparable on a machine
 whose speed drifts.
@@ -97,9 +97,8 @@ class LocalRunner:
     repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median); against
     an anchor, :data:`tpc.tune.worker.ANCHOR_ROUNDS` such timings of each, in turns.
 
-    A call without an anchor keeps the libraries of the candidates it timed, the likely anchors
-    of later calls (the tuner's first call measures the defaults it anchors on), so that an
-    anchor is usually not built again; other anchors are built once and kept while they are in use.
+    The runner keeps the library of the fastest candidate of its last call, so that an anchor
+    is usually not built again; other anchors are built once and kept while they are in use.
     """
 
     build_timeout: float = 300.0
@@ -135,8 +134,7 @@ class LocalRunner:
                 seconds = ratio * anchor.seconds if ratio is not None and anchor is not None \
                     else answer.get("seconds")
                 results.append(MeasureResult(seconds, answer.get("error"), built.get("build_seconds"), ratio))
-            if anchor is None:
-                self._keep_timed(inputs, libraries, results)
+            self._keep_fastest(inputs, libraries, results)
             return results
 
     def run_library(self, library: Path, candidate: MeasureInput) -> MeasureResult:
@@ -192,17 +190,19 @@ class LocalRunner:
             self._kept[key] = library
         return self._kept[key]
 
-    def _keep_timed(self, inputs: Sequence[MeasureInput], libraries: list[Path],
-                    results: list[MeasureResult]) -> None:
-        """Move the libraries of the call's timed candidates into the store: later anchors, most likely."""
-        for candidate, library, result in zip(inputs, libraries, results):
-            if result.seconds is None:
-                continue
-            kept = self._new_library()
-            for source, destination in ((library, kept), (tables_path(library), tables_path(kept))):
-                if source.exists():
-                    os.replace(source, destination)
-            self._kept[_key(candidate)] = kept
+    def _keep_fastest(self, inputs: Sequence[MeasureInput], libraries: list[Path],
+                      results: list[MeasureResult]) -> None:
+        """Move the library of the call's fastest candidate into the store: the next anchor, most likely."""
+        timed = [i for i, result in enumerate(results) if result.seconds is not None]
+        if not timed:
+            return
+        fastest = min(timed, key=lambda i: results[i].seconds)
+        kept = self._new_library()
+        for source, destination in ((libraries[fastest], kept),
+                                    (tables_path(libraries[fastest]), tables_path(kept))):
+            if source.exists():
+                os.replace(source, destination)
+        self._kept[_key(inputs[fastest])] = kept
 
     def build(self, inputs: Sequence[MeasureInput], libraries: list[Path]) -> list[dict[str, Any]]:
         """Build each input into its library, up to ``parallel_builds`` at once; per input the

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from tpc import cache
 from tpc.ops import TensorProduct, op_fingerprint
@@ -93,8 +93,10 @@ def tune(
     gather and/or scatter-sum, see :mod:`tpc.lower.convolution`, where ``batch`` counts edges)
     and cache the best.
 
-    The default schedule is measured first; every later candidate is timed in turns with it,
-    and recorded as its ratio to it times its seconds (see :mod:`tpc.tune.measure`). Every measurement is appended to ``log`` as it completes; with
+    The default schedule is measured first; every later candidate is timed in turns with a
+    reference measured before (the default, or a candidate clearly faster, see
+    :func:`reference_record`), and recorded as its ratio to it times its seconds (see
+    :mod:`tpc.tune.measure`). Every measurement is appended to ``log`` as it completes; with
     ``resume`` the log's earlier measurements for the same key count as trials and are never
     repeated. Ctrl-C stops after the current measurement round is recorded and returns what
     was found.
@@ -163,15 +165,34 @@ def tune(
 
 
 def _anchor(records: list[Record], measure_input: Callable[[str, dict], MeasureInput]) -> Optional[Anchor]:
-    """The run's reference: its first successful measurement (the default schedule, unless that
-    failed), against which every later candidate is timed.
-
-    Never the fastest so far: among near ties, the fastest so far is the one whose timing came
-    out lowest, and its recorded seconds, carried into every later recording, would pass that
-    luck on, round after round (in 64 trials of mace-l2, recordings had drifted low by up to a
-    quarter against a side-by-side re-timing of the same schedules)."""
-    reference = next((r for r in records if r.ok), None)
+    """The candidates of the next round are timed against the run's reference record (see
+    :func:`reference_record`)."""
+    reference = reference_record(records)
     return Anchor(measure_input(reference.algorithm, reference.config), reference.seconds) if reference else None
+
+
+REANCHOR_GAIN = 1.15
+"""How much faster than the reference a record must be to become the reference."""
+
+
+def reference_record(records: Sequence[Record]) -> Optional[Record]:
+    """The record later candidates are timed against: the first successful one (the default
+    schedule, unless it failed), replaced, in log order, by each record more than
+    :data:`REANCHOR_GAIN` times faster than the reference before it.
+
+    Two kernels of one character keep their ratio as the machine's speed drifts, two kernels
+    of different characters less so (on a 2-vCPU machine, mace-l2's in-place kernels timed
+    against its default scattered by a quarter, timed against one of them by a few percent):
+    the reference follows the search to the fast kernels. Yet not to the fastest so
+    far: among near ties, that is the one whose timing came out lowest, and its recorded
+    seconds, carried into every later recording, would pass that luck on, round after round
+    (in 64 trials of mace-l2, recordings had drifted low by up to a quarter against a
+    side-by-side re-timing of the same schedules). A gain beyond timing noise moves it."""
+    reference = None
+    for record in records:
+        if record.ok and (reference is None or record.seconds * REANCHOR_GAIN < reference.seconds):
+            reference = record
+    return reference
 
 
 def _fastest(records: list[Record]) -> Optional[Record]:
