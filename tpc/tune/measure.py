@@ -5,9 +5,9 @@ machine; a remote runner (TVM's RPC tracker and servers) implements the same met
 candidate that fails to build, crashes, hangs or computes a wrong result gets an error
 result; it never stops the measurement of the others.
 
-Given an :class:`Anchor` (the tuner passes a fast candidate it measured before), each candidate is
-timed in turns with the anchor and its seconds are its ratio to the anchor times the
-anchor's recorded seconds: measurements taken minutes apart stay comparable on a machine
+Given an :class:`Anchor` (the tuner passes a fast candidate it measured before), each
+candidate is timed in turns with the anchor and its seconds are its ratio to the anchor times
+the anchor's recorded seconds: measurements taken minutes apart stay comparable on a machine
 whose speed drifts.
 """
 

@@ -183,11 +183,11 @@ def reference_record(records: Sequence[Record]) -> Optional[Record]:
     Two kernels of one character keep their ratio as the machine's speed drifts, two kernels
     of different characters less so (on a 2-vCPU machine, mace-l2's in-place kernels timed
     against its default scattered by a quarter, timed against one of them by a few percent):
-    the reference follows the search to the fast kernels. Yet not to the fastest so
-    far: among near ties, that is the one whose timing came out lowest, and its recorded
-    seconds, carried into every later recording, would pass that luck on, round after round
-    (in 64 trials of mace-l2, recordings had drifted low by up to a quarter against a
-    side-by-side re-timing of the same schedules). A gain beyond timing noise moves it."""
+    the reference follows the search to the fast kernels. Yet not to the fastest so far:
+    among near ties, that is the one whose timing came out lowest, and its recorded seconds,
+    carried into every later recording, would pass that luck on, round after round (in 64
+    trials of mace-l2, recordings had drifted low by up to a quarter against a side-by-side
+    re-timing of the same schedules). A gain beyond timing noise moves it."""
     reference = None
     for record in records:
         if record.ok and (reference is None or record.seconds * REANCHOR_GAIN < reference.seconds):
