@@ -14,6 +14,7 @@ from tvm import te
 
 import tpc
 from tpc.schedule import search_space
+from tpc.tune import measure
 from tpc.tune.measure import WORKER_MAIN, Anchor, LocalRunner, MeasureInput
 from tpc.tune.worker import output_shape, relative_timing
 
@@ -75,6 +76,24 @@ def test_wrong_crashing_and_hanging_kernels_become_errors(tmp_path):
     assert runner.run_library(hang, _candidate()).error == "run timed out after 20 s"
     missing = runner.run_library(tmp_path / "missing.so", _candidate())
     assert missing.seconds is None and "missing.so" in missing.error
+
+
+def test_a_crashed_worker_error_ends_with_the_last_line_it_wrote(tmp_path, monkeypatch):
+    """A worker that dies at start (a package missing on the machine, say) names its reason."""
+    monkeypatch.setattr(measure, "WORKER_MAIN", "raise ImportError('no module named nvrtc_helper')")
+    runner = LocalRunner(repeat=2, min_repeat_ms=5)
+    error = runner.run_library(tmp_path / "any.so", _candidate()).error
+    assert error == "run crashed (exit status 1): ImportError: no module named nvrtc_helper"
+
+
+def test_a_worker_keeps_torch_out_as_if_it_were_not_installed():
+    probe = WORKER_MAIN.replace("from tpc.tune.worker import serve\nserve(int(sys.argv[1]))", """
+try:
+    import torch.nn
+except ModuleNotFoundError:
+    print("torch" in sys.modules)
+""")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout == "False\n"
 
 
 def _workers() -> dict[int, str]:

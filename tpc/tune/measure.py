@@ -254,10 +254,23 @@ JOBS_PER_WORKER = 100
 """Jobs a worker process does before it is replaced: what a long tuning run's builds leave
 behind in one process (loaded libraries, TVM's caches) stays bounded."""
 
-WORKER_MAIN = "import sys; sys.modules['torch'] = None; from tpc.tune.worker import serve; serve(int(sys.argv[1]))"
+WORKER_MAIN = """
+import sys
+
+class KeepTorchOut:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            raise ModuleNotFoundError("a tpc worker keeps torch out", name=name)
+
+sys.meta_path.insert(0, KeepTorchOut())
+from tpc.tune.worker import serve
+serve(int(sys.argv[1]))
+"""
 """How a worker process starts: :func:`tpc.tune.worker.serve`, with torch kept out. A worker
 needs no torch, and TVM's FFI imports it whenever it is installed: 2.5 of the 6 s a worker
-takes to start."""
+takes to start. The import fails as if torch were not installed, and ``sys.modules`` holds
+no ``torch`` entry: packages that look torch up there (SciPy's array API support) would
+take a ``None`` entry for the module."""
 
 
 class _Worker:
@@ -270,6 +283,7 @@ class _Worker:
         self.process: Optional[subprocess.Popen] = None
         self.jobs = 0
         self.handed_over: Optional[float] = None
+        self.output_start = 0
 
     def fileno(self) -> int:
         """The worker's answer pipe, for ``select``."""
@@ -287,6 +301,7 @@ class _Worker:
                                                 text=True, start_new_session=True)
             self._finalizer = weakref.finalize(self, _kill, self.process)  # a dropped runner leaves no worker
         self.folder, self.jobs, self.handed_over = folder, self.jobs + 1, time.monotonic()
+        self.output_start = self.output.stat().st_size
         try:
             self.process.stdin.write(json.dumps({"command": command, "folder": str(folder)}) + "\n")
             self.process.stdin.flush()
@@ -296,7 +311,7 @@ class _Worker:
     def answer(self, limit: float, what: str, why_limit: str = "") -> dict[str, Any]:
         """Wait for the job's answer until ``limit`` seconds after it was handed over; stop
         the worker when it timed out (the error names the limit, and ``why_limit`` after it)
-        or crashed."""
+        or crashed (the error ends with the last line the worker wrote)."""
         ready, _, _ = select.select([self], [], [], max(limit - (time.monotonic() - self.handed_over), 0.0))
         if not ready:
             self.stop()
@@ -306,7 +321,8 @@ class _Worker:
             code = self.process.wait()
             self.stop()
             reason = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-            return {"error": f"{what} crashed ({reason})"}
+            last_words = _last_line(self.output, self.output_start)
+            return {"error": f"{what} crashed ({reason})" + (f": {last_words}" if last_words else "")}
         try:
             return json.loads((self.folder / "answer.json").read_text())
         except (OSError, json.JSONDecodeError):
@@ -322,6 +338,15 @@ class _Worker:
         if self.process is not None:
             self._finalizer()
         self.process, self.jobs, self.handed_over = None, 0, None
+
+
+def _last_line(output: Path, start: int, limit: int = 300) -> str:
+    """The last non-empty line a worker wrote to ``output`` after byte ``start`` (its
+    exception, as a rule), so that a crash's error says why."""
+    with open(output, "rb") as text:
+        text.seek(start)
+        lines = text.read().decode(errors="replace").strip().splitlines()
+    return lines[-1].strip()[:limit] if lines else ""
 
 
 def _kill(process: subprocess.Popen) -> None:
