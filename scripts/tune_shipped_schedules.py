@@ -5,8 +5,8 @@ starts from a tuned schedule on a machine of the same kind (same target fingerpr
 its user has tuned anything. A graph preset is tuned both unfused and with its gathers and
 scatter-sums fused, as ``tpc tune --graph-preset`` can cut it. The records of ops it did not
 tune that the file already holds are kept, so a subset can be tuned again on its own.
-Usage: ``python scripts/tune_shipped_schedules.py [--trials 12] [--presets NAME ...]
-[--graph-presets NAME ...]``.
+Usage: ``python scripts/tune_shipped_schedules.py [--target host|cuda] [--trials 12]
+[--presets NAME ...] [--graph-presets NAME ...]``; a CUDA target is tuned on this machine's GPU.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import tpc
 from tpc.records import append_records, read_records
+from tpc.targets import TargetSpec
 from tpc.tune.graph import UNFUSED_AND_FUSED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,10 +30,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12, help="trials per product (per graph and cut)")
     parser.add_argument("--presets", nargs="*", default=tpc.presets.names(), choices=tpc.presets.names())
     parser.add_argument("--graph-presets", nargs="*", default=GRAPH_PRESETS, choices=tpc.presets.graph_names())
-    parser.add_argument("--output", type=Path, help="records file; default schedules/x86-<cpu>.jsonl")
+    parser.add_argument("--target", default="host", choices=("host", "cuda"))
+    parser.add_argument("--output", type=Path,
+                        help="records file; default schedules/x86-<cpu>.jsonl or schedules/cuda-<arch>.jsonl")
     args = parser.parse_args()
-    target = tpc.resolve_target("host")
-    output = args.output or ROOT / "schedules" / f"x86-{target.tvm_dict.get('mcpu', 'generic')}.jsonl"
+    target = tpc.resolve_target(args.target)
+    output = args.output or ROOT / "schedules" / shipped_file_name(target)
     with tempfile.TemporaryDirectory() as folder:
         os.environ["TPC_CACHE"] = folder
         records = []
@@ -59,6 +62,13 @@ def main() -> None:
         append_records(partial, kept + records)
         partial.replace(output)
     print(f"wrote {len(records)} new records and kept {len(kept)} to {output}")
+
+
+def shipped_file_name(target: TargetSpec) -> str:
+    """``x86-<cpu>.jsonl`` for the host, ``cuda-<arch>.jsonl`` for a GPU."""
+    if target.family == "cuda":
+        return f"cuda-{target.tvm_dict['arch']}.jsonl"
+    return f"x86-{target.tvm_dict.get('mcpu', 'generic')}.jsonl"
 
 
 if __name__ == "__main__":

@@ -13,20 +13,26 @@ from tpc.tune.graph import UNFUSED_AND_FUSED
 SHIPPED = Path(__file__).parent.parent / "schedules"
 
 
-def test_shipped_records_cover_the_presets_and_are_valid():
-    records = [record for path in SHIPPED.glob("*.jsonl") for record in read_records(path)]
-    ops = {record.op for record in records if record.ok}
+@pytest.mark.parametrize("path", sorted(SHIPPED.glob("x86-*.jsonl")), ids=lambda path: path.stem)
+def test_each_shipped_x86_target_covers_every_preset(path):
+    ops = {record.op for record in read_records(path) if record.ok}
     for name in tpc.presets.names():
-        assert tpc.presets.get(name).tp.fingerprint in ops, f"no shipped schedule for {name}"
+        assert tpc.presets.get(name).tp.fingerprint in ops, f"{path.name}: no shipped schedule for {name}"
     graph = tpc.presets.get_graph("mace-interaction-l2")
     for cut in UNFUSED_AND_FUSED:
         for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut):
-            assert task.op in ops, f"no shipped schedule for {task.label} of {graph.name}"
+            assert task.op in ops, f"{path.name}: no shipped schedule for {task.label} of {graph.name}"
+
+
+def test_shipped_records_are_valid():
+    records = [record for path in SHIPPED.glob("*.jsonl") for record in read_records(path)]
+    graph = tpc.presets.get_graph("mace-interaction-l2")
     op_kinds = {tp.fingerprint: None for tp in (tpc.presets.get(name).tp for name in tpc.presets.names())}
     op_kinds.update({task.op: task.fusion for cut in UNFUSED_AND_FUSED
                      for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut)})
     for record in records:
-        space = search_space("cpu", record.algorithm, op_kinds[record.op])
+        family = "cuda" if record.target["kind"] == "cuda" else "cpu"
+        space = search_space(family, record.algorithm, op_kinds[record.op])
         assert space.validate(record.config) == record.config and record.space_version == space.version
 
 
@@ -39,6 +45,18 @@ def test_compile_uses_a_shipped_schedule_when_the_target_matches(monkeypatch):
     if not matching:
         pytest.skip(f"the shipped schedules were tuned for another CPU than this one ({host.tvm_dict})")
     kernel = tpc.compile(tp, batch=1000)
+    assert kernel.schedule.source == "shipped"
+    assert kernel.schedule.config == min(matching, key=lambda r: r.seconds).config
+
+
+def test_compile_for_cuda_uses_the_shipped_gpu_schedule(monkeypatch):
+    """CUDA kernels compile without a GPU, so the GPU's shipped records are checked here too."""
+    monkeypatch.setattr(cache, "SHIPPED_DIR", SHIPPED)
+    tp = tpc.presets.get("fc-small").tp
+    target = tpc.resolve_target("cuda:sm_90")
+    matching = [r for r in read_records(SHIPPED / "cuda-sm_90.jsonl")
+                if r.ok and r.op == tp.fingerprint and r.target_fingerprint == target.fingerprint]
+    kernel = tpc.compile(tp, batch=1000, target=target)
     assert kernel.schedule.source == "shipped"
     assert kernel.schedule.config == min(matching, key=lambda r: r.seconds).config
 
