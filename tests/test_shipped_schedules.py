@@ -31,8 +31,7 @@ def test_shipped_records_are_valid():
     op_kinds.update({task.op: task.fusion for cut in UNFUSED_AND_FUSED
                      for task in tpc.tune.graph_tasks(graph.graph, graph.sizes, cut)})
     for record in records:
-        family = "cuda" if record.target["kind"] == "cuda" else "cpu"
-        space = search_space(family, record.algorithm, op_kinds[record.op])
+        space = search_space(tpc.resolve_target(record.target).family, record.algorithm, op_kinds[record.op])
         assert space.validate(record.config) == record.config and record.space_version == space.version
 
 

@@ -15,7 +15,7 @@ from tvm import te
 import tpc
 from tpc.schedule import search_space
 from tpc.tune import measure
-from tpc.tune.measure import WORKER_MAIN, Anchor, LocalRunner, MeasureInput
+from tpc.tune.measure import KEEP_TORCH_OUT, WORKER_MAIN, Anchor, LocalRunner, MeasureInput
 from tpc.tune.worker import output_shape, relative_timing
 
 TP = tpc.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e+2x1o",
@@ -87,12 +87,12 @@ def test_a_crashed_worker_error_ends_with_the_last_line_it_wrote(tmp_path, monke
 
 
 def test_a_worker_keeps_torch_out_as_if_it_were_not_installed():
-    probe = WORKER_MAIN.replace("from tpc.tune.worker import serve\nserve(int(sys.argv[1]))", """
+    probe = KEEP_TORCH_OUT + """
 try:
     import torch.nn
 except ModuleNotFoundError:
     print("torch" in sys.modules)
-""")
+"""
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout == "False\n"
 
 

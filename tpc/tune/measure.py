@@ -254,7 +254,7 @@ JOBS_PER_WORKER = 100
 """Jobs a worker process does before it is replaced: what a long tuning run's builds leave
 behind in one process (loaded libraries, TVM's caches) stays bounded."""
 
-WORKER_MAIN = """
+KEEP_TORCH_OUT = """
 import sys
 
 class KeepTorchOut:
@@ -263,14 +263,14 @@ class KeepTorchOut:
             raise ModuleNotFoundError("a tpc worker keeps torch out", name=name)
 
 sys.meta_path.insert(0, KeepTorchOut())
-from tpc.tune.worker import serve
-serve(int(sys.argv[1]))
 """
-"""How a worker process starts: :func:`tpc.tune.worker.serve`, with torch kept out. A worker
-needs no torch, and TVM's FFI imports it whenever it is installed: 2.5 of the 6 s a worker
-takes to start. The import fails as if torch were not installed, and ``sys.modules`` holds
-no ``torch`` entry: packages that look torch up there (SciPy's array API support) would
-take a ``None`` entry for the module."""
+"""Code that makes importing torch fail as if it were not installed. A worker needs no torch,
+and TVM's FFI imports it whenever it is installed: 2.5 of the 6 s a worker takes to start.
+``sys.modules`` gets no ``torch`` entry: packages that look torch up there (SciPy's array
+API support) would take a ``None`` entry for the module."""
+
+WORKER_MAIN = KEEP_TORCH_OUT + "from tpc.tune.worker import serve\nserve(int(sys.argv[1]))\n"
+"""How a worker process starts: :func:`tpc.tune.worker.serve`, with torch kept out."""
 
 
 class _Worker:
