@@ -1,4 +1,4 @@
-"""``tpc.compile`` and ``tpc.compile_gradient``: spec -> lowered TE -> scheduled TIR -> native kernel."""
+"""``tpc.compile``: op -> lowered TE -> scheduled TIR -> native kernel."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import tvm
 from tvm import s_tir
 
 from tpc import cache
-from tpc.lower.algorithms import algorithms_for, check_algorithm, default_algorithm, lower
-from tpc.ops import TensorProduct, check_fusion, check_wrt, op_fingerprint
-from tpc.runtime import ConvolutionKernel, GradientKernel, Kernel, ScheduleChoice
+from tpc.lower.algorithms import lower
+from tpc.ops import Fused, Gradient, Op, OpLike, TensorProduct, as_op
+from tpc.runtime import CompiledKernel, ConvolutionKernel, GradientKernel, ScheduleChoice, kernel_for
 from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
                           validate_config)
 from tpc.targets import TargetSpec, resolve_target
@@ -41,163 +41,146 @@ def compile_tir(mod: tvm.IRModule, spec: TargetSpec) -> Any:
 
 @dataclass(frozen=True)
 class CacheKey:
-    """What a cached schedule is looked up by: the op (the product, or its gradient with respect
-    to ``wrt``), batch, dtype and target."""
+    """What a cached schedule is looked up by: the op, batch (or edges), dtype and target."""
 
-    tp: TensorProduct
+    op: Op
     batch: int | None
     dtype: str
     target: TargetSpec
-    wrt: str | None = None
-    fusion: str | None = None
-
-    @property
-    def op(self) -> str | None:
-        """The schedule registry's name of the op: None (the product), a gradient or a fusion."""
-        return self.fusion or self.wrt
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Everything that determines a compiled kernel (of the product, of its gradient with
-    respect to ``wrt``, or of the product fused with its neighbours as ``fusion`` says)."""
+    """Everything that determines a compiled kernel: the op, target, dtype and schedule."""
 
-    tp: TensorProduct
+    op: Op
     target: TargetSpec
     dtype: str
     choice: ScheduleChoice
-    wrt: str | None = None
-    fusion: str | None = None
 
 
-def choose_schedule(request_key: CacheKey, schedule: Union[None, str, Mapping[str, Any]],
+def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]],
                     algorithm: str | None = None) -> ScheduleChoice:
     """Turn the ``schedule`` and ``algorithm`` arguments of :func:`compile` into a checked choice.
 
     ``schedule`` None takes the best cached schedule for the key (user cache, then shipped
-    schedules/) among the algorithms allowed, else the default; "default" forces the default
+    schedules) among the algorithms allowed, else the default; "default" forces the default
     knobs; a dict of knob values is used as given ("explicit"); a tuning record (a dict with
     "algorithm" and "config") likewise. ``algorithm`` None allows every algorithm that
-    computes the op (the default: :func:`tpc.lower.algorithms.default_algorithm`); a name
-    allows only that one, and it must compute the op's function.
+    computes the op (the default: :attr:`tpc.ops.Op.default_algorithm`); a name allows only
+    that one, and it must compute the op's function.
     """
-    tp, family, wrt, fusion, op = (request_key.tp, request_key.target.family, request_key.wrt, request_key.fusion,
-                                   request_key.op)
+    op, family = key.op, key.target.family
     if algorithm is not None:
-        check_algorithm(tp, algorithm, wrt, fusion)
+        op.check_algorithm(algorithm)
     if isinstance(schedule, Mapping) and "config" in schedule:
         recorded = schedule.get("algorithm", "cg")
         if algorithm is not None and recorded != algorithm:
             raise ValueError(f"the schedule record is for the {recorded!r} algorithm, not {algorithm!r}")
-        check_algorithm(tp, recorded, wrt, fusion)
-        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, op), "explicit")
-    chosen = algorithm or default_algorithm(tp, wrt, fusion)
+        op.check_algorithm(recorded)
+        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, op.schedule_key),
+                              "explicit")
+    chosen = algorithm or op.default_algorithm
     if schedule is None:
-        allowed = [algorithm] if algorithm else algorithms_for(tp, wrt, fusion)
-        versions = {name: search_space(family, name, op).version for name in allowed
-                    if name in scheduled_algorithms(family, op)}
-        hit = cache.lookup(op_fingerprint(tp, wrt, fusion), request_key.batch, request_key.dtype,
-                           request_key.target.fingerprint, versions)
+        allowed = [algorithm] if algorithm else op.algorithms
+        versions = {name: search_space(family, name, op.schedule_key).version for name in allowed
+                    if name in scheduled_algorithms(family, op.schedule_key)}
+        hit = cache.lookup(op.fingerprint, key.batch, key.dtype, key.target.fingerprint, versions)
         if hit is not None:
             record = hit.record
-            return ScheduleChoice(record.algorithm, validate_config(family, record.config, record.algorithm, op),
+            return ScheduleChoice(record.algorithm,
+                                  validate_config(family, record.config, record.algorithm, op.schedule_key),
                                   hit.source)
     if schedule is None or schedule == "default":
-        return ScheduleChoice(chosen, default_config(family, chosen, op), "default")
+        return ScheduleChoice(chosen, default_config(family, chosen, op.schedule_key), "default")
     if isinstance(schedule, Mapping):
-        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, op), "explicit")
+        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, op.schedule_key), "explicit")
     raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
 
 
-def scheduled(tp: TensorProduct, dtype: str, family: str, algorithm: str, config: Mapping[str, Any],
-              batch: int | None = None, wrt: str | None = None,
-              fusion: str | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
-    """The scheduled TIR of one configuration of the product (or of its gradient with respect
-    to ``wrt``, or of the product fused as ``fusion`` says), symbolic batch unless ``batch`` is
-    given, and the constant tables its function takes after ``out``."""
-    lowered = lower(tp, algorithm, dtype, batch=batch, wrt=wrt, fusion=fusion,
-                    **lowering_options(family, algorithm, config))
+def scheduled(op: Op, dtype: str, family: str, algorithm: str, config: Mapping[str, Any],
+              batch: int | None = None) -> tuple[s_tir.Schedule, tuple[np.ndarray, ...]]:
+    """The scheduled TIR of one configuration of ``op`` (symbolic batch unless ``batch`` is
+    given) and the constant tables its function takes after ``out``."""
+    lowered = lower(op, algorithm, dtype, batch=batch, **lowering_options(family, algorithm, config))
     return apply_schedule(lowered, family, config), lowered.tables
 
 
-def build(request: BuildRequest) -> Union[Kernel, GradientKernel, ConvolutionKernel]:
+def build(request: BuildRequest) -> CompiledKernel:
     """Lower, schedule and compile one request."""
     choice = request.choice
-    sch, tables = scheduled(request.tp, request.dtype, request.target.family, choice.algorithm, choice.config,
-                            wrt=request.wrt, fusion=request.fusion)
+    sch, tables = scheduled(request.op, request.dtype, request.target.family, choice.algorithm, choice.config)
     executable = compile_tir(sch.mod, request.target)
-    if request.fusion is not None:
-        return ConvolutionKernel(executable.mod, request.tp, request.fusion, request.target, request.dtype, choice,
-                                 executable=executable)
-    if request.wrt is not None:
-        return GradientKernel(executable.mod, request.tp, request.wrt, request.target, request.dtype, choice,
-                              executable=executable)
-    return Kernel.from_executable(executable, request.tp, request.target, request.dtype, request.choice, tables)
+    return kernel_for(request.op, executable.mod, request.target, request.dtype, choice, executable=executable,
+                      tables=tables)
 
 
-def _check_arguments(function: str, tp: TensorProduct, batch: int | None) -> None:
-    """Reject a non-spec or a batch that is not a positive integer, naming ``tpc.<function>``."""
-    if not isinstance(tp, TensorProduct):
-        raise TypeError(f"tpc.{function} takes a TensorProduct, got {type(tp).__name__}")
+def _check_batch(batch: int | None, name: str = "batch") -> None:
+    """Reject a batch that is not a positive integer."""
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
+        raise ValueError(f"{name} must be a positive integer or None, got {batch!r}")
 
 
 def compile(  # noqa: A001 - the public name mirrors tvm.compile
-    tp: TensorProduct,
+    op: OpLike,
+    *,
     batch: int | None = None,
     target: Union[str, dict, TargetSpec] = "host",
     dtype: str = "float32",
     schedule: Union[None, str, Mapping[str, Any]] = None,
     algorithm: str | None = None,
-) -> Kernel:
-    """Compile ``tp`` for ``target`` and ``dtype``.
+) -> CompiledKernel:
+    """Compile an op (a spec: its product) for ``target`` and ``dtype``.
 
-    The kernel serves every batch size; ``batch`` names the size it will mostly run at (it
-    selects a tuned schedule once schedules are cached). ``schedule``: None (the best cached
-    schedule, else the default) or "default" for the default knobs, a dict of knob values,
-    or a tuning record. ``algorithm``: None for any algorithm that computes the spec (the
-    cached winner, else the default: the grid for Gaunt products of degree >= 4, else "cg"),
-    or "cg", "fourier", "grid" (the last two only for Gaunt products, see
-    :func:`tpc.algorithms_for`). ``Kernel.schedule`` tells which algorithm and schedule were
-    used and where they came from.
+    Args:
+        op: a :class:`tpc.TensorProduct` (its product), or a :class:`tpc.Product`,
+            :class:`tpc.Gradient` or :class:`tpc.Fused`.
+        batch: the size the kernel will mostly run at (edges for a fused op); it selects a
+            tuned schedule. The kernel serves every size.
+        target: "host", "x86", "arm", "cuda[:sm_XX]", a TVM target dict or a TargetSpec.
+        dtype: "float32" or "float64".
+        schedule: None (the best cached schedule, else the default), "default", a dict of
+            knob values, or a tuning record.
+        algorithm: None for any algorithm that computes the op (the cached winner, else the
+            op's default), or one of ``op.algorithms``.
+
+    Returns:
+        A :class:`tpc.Kernel` (product), :class:`tpc.GradientKernel` or
+        :class:`tpc.ConvolutionKernel`; its ``schedule`` tells which algorithm and schedule
+        were used and where they came from.
+
+    >>> import tpc
+    >>> kernel = tpc.compile(tpc.presets.get("fc-small").tp, dtype="float64")
+    >>> kernel.schedule.algorithm
+    'cg'
     """
-    _check_arguments("compile", tp, batch)
+    op = as_op(op, "tpc.compile")
+    _check_batch(batch)
     spec = resolve_target(target)
-    choice = choose_schedule(CacheKey(tp, batch, dtype, spec), schedule, algorithm)
-    return build(BuildRequest(tp, spec, dtype, choice))
+    choice = choose_schedule(CacheKey(op, batch, dtype, spec), schedule, algorithm)
+    return build(BuildRequest(op, spec, dtype, choice))
 
 
 def compile_gradient(tp: TensorProduct, wrt: str, target: Union[str, dict, TargetSpec] = "host",
                      dtype: str = "float32", batch: int | None = None,
                      schedule: Union[None, str, Mapping[str, Any]] = None) -> GradientKernel:
-    """Compile the gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``
-    ("x1", "x2" or "weight") for a CPU target.
-
-    ``batch`` and ``schedule`` as in :func:`compile`: by default the best cached schedule of
-    the gradient op (tuned with ``tpc.tune(tp, wrt=...)``), else the default one;
-    ``GradientKernel.schedule`` tells which. The product is linear in each argument, so these
-    kernels also give every higher derivative (see :mod:`tpc.torch`).
-    """
-    _check_arguments("compile_gradient", tp, batch)
-    check_wrt(tp, wrt)
-    spec = resolve_target(target)
-    choice = choose_schedule(CacheKey(tp, batch, dtype, spec, wrt), schedule)
-    return build(BuildRequest(tp, spec, dtype, choice, wrt))
+    """``tpc.compile(tpc.Gradient(tp, wrt), ...)``: the gradient of ``<grad, tp(x1, x2, weight)>``
+    with respect to ``wrt`` ("x1", "x2" or "weight") for a CPU target."""
+    _check_spec("compile_gradient", tp)
+    return compile(Gradient(tp, wrt), batch=batch, target=target, dtype=dtype, schedule=schedule)
 
 
 def compile_convolution(tp: TensorProduct, fusion: str, target: Union[str, dict, TargetSpec] = "host",
                         dtype: str = "float32", edges: int | None = None,
                         schedule: Union[None, str, Mapping[str, Any]] = None) -> ConvolutionKernel:
-    """Compile ``tp`` fused with the gather of its x1 and/or the scatter-sum of its output
-    (``fusion``: "gather", "scatter" or "gather+scatter") for a CPU target.
+    """``tpc.compile(tpc.Fused(tp, fusion), batch=edges, ...)``: ``tp`` fused with the gather of
+    its x1 and/or the scatter-sum of its output ("gather", "scatter" or "gather+scatter") for a
+    CPU target; ``edges`` is the edge count it will mostly run at."""
+    _check_spec("compile_convolution", tp)
+    _check_batch(edges, "edges")
+    return compile(Fused(tp, fusion), batch=edges, target=target, dtype=dtype, schedule=schedule)
 
-    ``edges`` names the edge count it will mostly run at and ``schedule`` is as in
-    :func:`compile`: by default the best cached schedule of the fused op (tuned with
-    ``tpc.tune(tp, fusion=...)``), else the default one.
-    """
-    _check_arguments("compile_convolution", tp, edges)
-    check_fusion(fusion)
-    spec = resolve_target(target)
-    choice = choose_schedule(CacheKey(tp, edges, dtype, spec, fusion=fusion), schedule)
-    return build(BuildRequest(tp, spec, dtype, choice, fusion=fusion))
+
+def _check_spec(function: str, tp: Any) -> None:
+    if not isinstance(tp, TensorProduct):
+        raise TypeError(f"tpc.{function} takes a TensorProduct, got {type(tp).__name__}")

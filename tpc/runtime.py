@@ -9,12 +9,10 @@ versions, the checksum and that the target can run here before any native code i
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -25,15 +23,15 @@ import numpy as np
 import tvm
 from tvm.support import cc
 
-from tpc._version import __version__
-from tpc.ops import TensorProduct, fusion_parts
+from tpc.archive import MANIFEST, check_member, load_library, read_archive, read_manifest, sha256, versions, write_archive
+from tpc.dtypes import check_dtype
+from tpc.ops import Fused, Gradient, Op, Product, TensorProduct, op_from_dict
 from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target, worker_threads
 
 # One TVM worker per physical core unless the user chose (read when TVM's pool first starts).
 os.environ.setdefault("TVM_NUM_THREADS", str(worker_threads()))
 
 KERNEL_FORMAT = "tpc.Kernel/1"
-MANIFEST = "manifest.json"
 LIBRARY = "kernel.so"
 TABLES = "tables.npz"
 ARM_LINKER = "aarch64-linux-gnu-gcc"
@@ -52,10 +50,12 @@ class ScheduleChoice:
 
 
 class _Compiled:
-    """A compiled module with its spec, target, dtype and schedule; its library on demand.
+    """A compiled module with its op, target, dtype and schedule; its library on demand.
 
     ``tables`` are the constant arrays the compiled function takes after ``out``.
     """
+
+    op: Op
 
     def __init__(self, module: Any, tp: TensorProduct, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
                  executable: Any = None, library: bytes | None = None, tables: tuple[np.ndarray, ...] = ()) -> None:
@@ -65,6 +65,7 @@ class _Compiled:
         self._executable = executable
         self._library = library
         self.spec = tp
+        self.op = Product(tp)
         self.target = target
         self.dtype = dtype
         self.schedule = schedule
@@ -116,6 +117,34 @@ class _Compiled:
         return self._device_tables[key]
 
 
+    # -- saving -----------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        """What the kernel file records next to the library."""
+        tables = {"file": TABLES, "count": len(self.tables), "sha256": sha256(self.tables_bytes())} \
+            if self.tables else None
+        return {
+            "format": KERNEL_FORMAT,
+            "op": self.op.to_dict(),
+            "spec": self.spec.to_dict(),
+            "dtype": self.dtype,
+            "target": {"name": self.target.name, "family": self.target.family, "tvm": self.target.tvm_dict},
+            "schedule": asdict(self.schedule),
+            "library": LIBRARY,
+            "library_sha256": sha256(self.library_bytes()),
+            "tables": tables,
+            **versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the kernel to one file that :func:`load` reads back (written atomically)."""
+        members = {MANIFEST: json.dumps(self.manifest(), indent=1).encode(), LIBRARY: self.library_bytes()}
+        if self.tables:
+            members[TABLES] = self.tables_bytes()
+        write_archive(path, members)
+
+
 class Kernel(_Compiled):
     """A compiled tensor product for one target and dtype; any batch size.
 
@@ -123,12 +152,6 @@ class Kernel(_Compiled):
     used without a copy) and returns the same kind; ``out=`` writes into a given array.
     ``schedule`` says which algorithm and knobs it was built with, and where they came from.
     """
-
-    @classmethod
-    def from_executable(cls, executable: Any, tp: TensorProduct, target: TargetSpec, dtype: str,
-                        schedule: ScheduleChoice, tables: tuple[np.ndarray, ...] = ()) -> "Kernel":
-        """Wrap the result of ``tvm.compile``."""
-        return cls(executable.mod, tp, target, dtype, schedule, executable=executable, tables=tables)
 
     def __repr__(self) -> str:
         return (f"Kernel({self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
@@ -185,42 +208,6 @@ class Kernel(_Compiled):
             self._module["main"](*tensors.values(), result, *self._tables_on(result.device))
         return out
 
-    # -- saving -----------------------------------------------------------------------------
-
-    def manifest(self) -> dict[str, Any]:
-        """What the kernel file records next to the library."""
-        library = self.library_bytes()
-        tables = {"file": TABLES, "count": len(self.tables), "sha256": hashlib.sha256(self.tables_bytes()).hexdigest()} \
-            if self.tables else None
-        return {
-            "format": KERNEL_FORMAT,
-            "spec": self.spec.to_dict(),
-            "dtype": self.dtype,
-            "target": {"name": self.target.name, "family": self.target.family, "tvm": self.target.tvm_dict},
-            "schedule": asdict(self.schedule),
-            "library": LIBRARY,
-            "library_sha256": hashlib.sha256(library).hexdigest(),
-            "tables": tables,
-            "tpc_version": __version__,
-            "tvm_version": tvm.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the kernel to one file (written to a temporary name, then renamed)."""
-        path = Path(path)
-        manifest = json.dumps(self.manifest(), indent=1).encode()
-        library = self.library_bytes()
-        tmp = path.with_name(path.name + ".tmp")
-        with tarfile.open(tmp, "w") as archive:
-            members = [(MANIFEST, manifest), (LIBRARY, library)] + ([(TABLES, self.tables_bytes())] if self.tables else [])
-            for name, data in members:
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                archive.addfile(info, io.BytesIO(data))
-        os.replace(tmp, path)
-
-
 # Shared-weight gradients are summed over samples a chunk at a time; the per-sample buffer
 # holds about this many values (but at least MIN_CHUNK samples, for parallel work).
 CHUNK_VALUES = 1 << 20
@@ -237,9 +224,10 @@ class GradientKernel(_Compiled):
     """
 
     def __init__(self, module: Any, tp: TensorProduct, wrt: str, target: TargetSpec, dtype: str,
-                 schedule: ScheduleChoice, executable: Any = None) -> None:
-        super().__init__(module, tp, target, dtype, schedule, executable)
-        self.wrt = wrt
+                 schedule: ScheduleChoice, executable: Any = None, library: bytes | None = None) -> None:
+        super().__init__(module, tp, target, dtype, schedule, executable, library)
+        self.op = Gradient(tp, wrt)
+        self.wrt = self.op.wrt
 
     def __repr__(self) -> str:
         return (f"GradientKernel(d/d{self.wrt} of {self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
@@ -294,10 +282,11 @@ class ConvolutionKernel(_Compiled):
     """
 
     def __init__(self, module: Any, tp: TensorProduct, fusion: str, target: TargetSpec, dtype: str,
-                 schedule: ScheduleChoice, executable: Any = None) -> None:
-        super().__init__(module, tp, target, dtype, schedule, executable)
+                 schedule: ScheduleChoice, executable: Any = None, library: bytes | None = None) -> None:
+        super().__init__(module, tp, target, dtype, schedule, executable, library)
+        self.op = Fused(tp, fusion)
         self.fusion = fusion
-        self.gather, self.scatter = fusion_parts(fusion)
+        self.gather, self.scatter = self.op.gather, self.op.scatter
 
     def __repr__(self) -> str:
         return (f"ConvolutionKernel({self.fusion} of {self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
@@ -361,67 +350,56 @@ class ConvolutionKernel(_Compiled):
         return int(lengths.max()) if lengths.size else 0
 
 
-def load(path: Union[str, os.PathLike]) -> Kernel:
-    """Load a kernel saved with :meth:`Kernel.save`; refuses files it cannot trust or run."""
-    manifest, library, tables_file = _read_archive(Path(path))
-    if manifest.get("format") != KERNEL_FORMAT:
-        raise ValueError(f"{path}: not a tpc kernel file (format {manifest.get('format')!r})")
-    built_with = (manifest.get("tpc_version"), manifest.get("tvm_version"))
-    if built_with != (__version__, tvm.__version__):
-        raise ValueError(f"{path}: built with tpc {built_with[0]} / TVM {built_with[1]}, this is tpc {__version__} / "
-                         f"TVM {tvm.__version__}; compile it again")
-    if hashlib.sha256(library).hexdigest() != manifest.get("library_sha256"):
-        raise ValueError(f"{path}: library checksum does not match the manifest; the file is corrupt or was modified")
+CompiledKernel = Union["Kernel", "GradientKernel", "ConvolutionKernel"]
+
+
+def kernel_for(op: Op, module: Any, target: TargetSpec, dtype: str, schedule: ScheduleChoice, executable: Any = None,
+               library: bytes | None = None, tables: tuple[np.ndarray, ...] = ()) -> CompiledKernel:
+    """The kernel class that calls a compiled ``op``, around its module."""
+    if isinstance(op, Fused):
+        return ConvolutionKernel(module, op.tp, op.fusion, target, dtype, schedule, executable, library)
+    if isinstance(op, Gradient):
+        return GradientKernel(module, op.tp, op.wrt, target, dtype, schedule, executable, library)
+    return Kernel(module, op.tp, target, dtype, schedule, executable, library, tables)
+
+
+def load(path: Union[str, os.PathLike]) -> CompiledKernel:
+    """Load a kernel saved with ``save`` (a product, gradient or fused kernel).
+
+    Refuses, with a ValueError naming the problem, a file it cannot trust or run here: wrong
+    format or versions, a checksum that does not match, a malformed manifest, a target this
+    machine cannot run.
+    """
+    members = read_archive(path, (MANIFEST, LIBRARY))
+    manifest = read_manifest(path, members, KERNEL_FORMAT)
+    library = check_member(path, members, LIBRARY, manifest.get("library_sha256"), "library")
     try:
         target = resolve_target(manifest["target"]["tvm"])
         target = TargetSpec(manifest["target"]["name"], target.family, target.options)
-        tp = TensorProduct.from_dict(manifest["spec"])
+        op = op_from_dict(manifest["op"]) if "op" in manifest else Product(TensorProduct.from_dict(manifest["spec"]))
         schedule = ScheduleChoice(**manifest["schedule"])
-        dtype = manifest["dtype"]
-    except (KeyError, TypeError) as error:
+        dtype = check_dtype(manifest["dtype"])
+    except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: corrupt manifest ({error})") from None
-    tables = _read_tables(path, manifest.get("tables"), tables_file)
+    tables = _read_tables(path, manifest.get("tables"), members)
     runs, why = target.runs_here()
     if not runs:
         raise ValueError(f"{path}: cannot load this kernel here: {why}")
-    with tempfile.TemporaryDirectory() as folder:
-        library_path = os.path.join(folder, LIBRARY)
-        Path(library_path).write_bytes(library)
-        module = tvm.runtime.load_module(library_path)
-    return Kernel(module, tp, target, dtype, schedule, library=library, tables=tables)
+    return kernel_for(op, load_library(library), target, dtype, schedule, library=library, tables=tables)
 
 
-def _read_tables(path: Union[str, os.PathLike], described: Any, data: bytes | None) -> tuple[np.ndarray, ...]:
+def _read_tables(path: Union[str, os.PathLike], described: Any, members: dict[str, bytes]) -> tuple[np.ndarray, ...]:
     """The constant tables of a kernel file, checked against the manifest's description."""
-    if described is None and data is None:
+    if described is None and TABLES not in members:
         return ()
-    if not isinstance(described, dict) or data is None:
+    if not isinstance(described, dict):
         raise ValueError(f"{path}: the manifest and the archive disagree about the kernel's tables ({TABLES})")
-    if hashlib.sha256(data).hexdigest() != described.get("sha256"):
-        raise ValueError(f"{path}: table checksum does not match the manifest; the file is corrupt or was modified")
+    data = check_member(path, members, TABLES, described.get("sha256"), "table")
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
         tables = tuple(archive[f"table{i}"] for i in range(len(archive.files)))
     if len(tables) != described.get("count"):
         raise ValueError(f"{path}: expected {described.get('count')} tables, found {len(tables)}")
     return tables
-
-
-def _read_archive(path: Path) -> tuple[dict, bytes, bytes | None]:
-    if not path.is_file():
-        raise ValueError(f"kernel file {path} does not exist")
-    try:
-        with tarfile.open(path, "r") as archive:
-            members = {member.name: member for member in archive.getmembers() if member.isfile()}
-            if MANIFEST not in members or LIBRARY not in members:
-                raise ValueError(f"{path}: not a tpc kernel file (needs {MANIFEST} and {LIBRARY})")
-            manifest = json.loads(archive.extractfile(members[MANIFEST]).read())
-            library = archive.extractfile(members[LIBRARY]).read()
-            tables = archive.extractfile(members[TABLES]).read() if TABLES in members else None
-    except (tarfile.TarError, json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
-        raise ValueError(f"{path}: not a readable tpc kernel file ({error})") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{path}: corrupt manifest")
-    return manifest, library, tables
 
 
 def _library_compiler(target: TargetSpec):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tpc
-from tpc.lower.algorithms import ALGORITHMS, GRID_FROM_DEGREE, check_algorithm, default_algorithm
+from tpc.ops import ALGORITHMS, GRID_FROM_DEGREE, Product
 from tpc.lower.fourier import CONVOLUTIONS
 from tpc.so3 import gaunt_product
 from tpc.testing import random_inputs, relative_error
@@ -22,18 +22,18 @@ def test_the_default_is_the_grid_from_its_crossover_degree():
     for degree in range(1, 7):
         tp = tpc.GauntTensorProduct("+".join(f"2x{l}{'eo'[l % 2]}" for l in range(degree + 1)),
                                     "2x0e+2x1o", degree)
-        assert default_algorithm(tp) == ("grid" if degree >= GRID_FROM_DEGREE else "cg")
-    assert default_algorithm(tpc.presets.get("mace-l3").tp) == "cg"
+        assert Product(tp).default_algorithm == ("grid" if degree >= GRID_FROM_DEGREE else "cg")
+    assert Product(tpc.presets.get("mace-l3").tp).default_algorithm == "cg"
     kernel = tpc.compile(tpc.presets.get("gaunt-L4").tp, schedule="default")
     assert (kernel.schedule.algorithm, kernel.schedule.source) == ("grid", "default")
 
 
 def test_forcing_an_algorithm_names_why_it_does_not_apply():
     with pytest.raises(ValueError, match="unknown algorithm 'spectral'"):
-        check_algorithm(tpc.presets.get("gaunt-L2").tp, "spectral")
+        Product(tpc.presets.get("gaunt-L2").tp).check_algorithm("spectral")
     with pytest.raises(ValueError, match="fourier algorithm computes Gaunt products only.*differ in channel count"):
-        check_algorithm(tpc.presets.get("mace-l2").tp, "fourier")
-    check_algorithm(tpc.presets.get("mace-l2").tp, "cg")
+        Product(tpc.presets.get("mace-l2").tp).check_algorithm("fourier")
+    Product(tpc.presets.get("mace-l2").tp).check_algorithm("cg")
 
 
 def _signals(x: np.ndarray, degree: int, channels: int) -> np.ndarray:

@@ -1,20 +1,30 @@
-"""Tensor-product specifications: what to compute, independent of how."""
+"""Tensor-product specifications and the ops computed from them: what to compute, independent of how."""
 
 from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct
-from tpc.ops.tensor_product import (FUSIONS, MODES, WRT, Instruction, TensorProduct, check_fusion, check_wrt,
-                                    fusion_parts, op_fingerprint)
+from tpc.ops.gaunt_form import gaunt_form_problem
+from tpc.ops.op import (ALGORITHMS, FUSIONS, GRID_FROM_DEGREE, Fused, Gradient, Op, OpLike, Product, algorithms_for,
+                        as_op, make_op, op_from_dict)
+from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct
 
 __all__ = [
+    "ALGORITHMS",
     "FUSIONS",
+    "GRID_FROM_DEGREE",
     "MODES",
+    "WRT",
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
+    "Fused",
     "GauntTensorProduct",
+    "Gradient",
     "Instruction",
+    "Op",
+    "OpLike",
+    "Product",
     "TensorProduct",
-    "WRT",
-    "check_fusion",
-    "check_wrt",
-    "fusion_parts",
-    "op_fingerprint",
+    "algorithms_for",
+    "as_op",
+    "gaunt_form_problem",
+    "make_op",
+    "op_from_dict",
 ]

@@ -338,7 +338,10 @@ class TensorProduct:
     def reference_gradient(self, x1: Any, x2: Any, weight: Any, grad: Any, wrt: str) -> np.ndarray:
         """``d<grad, tp(x1, x2, weight)>/d wrt`` in float64 numpy, shaped like the argument ``wrt``
         (shared weights: the per-sample gradients summed over the batch)."""
-        check_wrt(self, wrt)
+        if wrt not in WRT:
+            raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
+        if wrt == "weight" and not self.weight_numel:
+            raise ValueError("this tensor product has no weights to take the gradient with respect to")
         x1, x2, weight = self.check_inputs(x1, x2, weight)
         grad = _float_array("grad", grad)
         if grad.shape != (x1.shape[0], self.irreps_out.dim):
@@ -412,47 +415,6 @@ def einsum_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np
         result = np.einsum(subscripts, *[array for array, _ in path.operands.values()], optimize=True)
         out[:, path.out_slice] += result.reshape(out[:, path.out_slice].shape)
     return out
-
-
-def check_wrt(tp: TensorProduct, wrt: str) -> None:
-    """Raise ValueError unless ``tp`` has a gradient with respect to ``wrt`` (one of :data:`WRT`)."""
-    if wrt not in WRT:
-        raise ValueError(f"wrt must be one of {WRT}, got {wrt!r}")
-    if wrt == "weight" and not tp.weight_numel:
-        raise ValueError("this tensor product has no weights to take the gradient with respect to")
-
-
-FUSIONS = ("gather", "scatter", "gather+scatter")
-"""The kernels of a product fused with its neighbours in a graph (see :mod:`tpc.lower.convolution`)."""
-
-
-def check_fusion(fusion: str) -> None:
-    """Raise ValueError unless ``fusion`` names one of :data:`FUSIONS`."""
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; expected one of {list(FUSIONS)}")
-
-
-def fusion_parts(fusion: str) -> tuple[bool, bool]:
-    """Whether ``fusion`` (one of :data:`FUSIONS`) fuses the gather, and the scatter-sum."""
-    check_fusion(fusion)
-    parts = fusion.split("+")
-    return "gather" in parts, "scatter" in parts
-
-
-def op_fingerprint(tp: TensorProduct, wrt: str | None = None, fusion: str | None = None) -> str:
-    """The identity of an op in tuning records and the schedule cache: the product's
-    fingerprint; for its gradient with respect to ``wrt`` the sha256 of that plus "/d" + wrt;
-    for the product fused with its gather and/or scatter-sum, of that plus "/fused:" + fusion;
-    so tuned products, gradients and fused kernels never mix."""
-    if wrt is not None and fusion is not None:
-        raise ValueError("a fused kernel computes the product, not a gradient")
-    if fusion is not None:
-        check_fusion(fusion)
-        return hashlib.sha256(f"{tp.fingerprint}/fused:{fusion}".encode()).hexdigest()
-    if wrt is None:
-        return tp.fingerprint
-    check_wrt(tp, wrt)
-    return hashlib.sha256(f"{tp.fingerprint}/d{wrt}".encode()).hexdigest()
 
 
 def _variances(name: str, values: Sequence[float] | None, irreps: Irreps) -> tuple[float, ...]:

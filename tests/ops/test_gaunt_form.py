@@ -9,8 +9,8 @@ from tpc import (
     Irreps,
     TensorProduct,
 )
-from tpc.lower import gaunt_form_problem
-from tpc.lower.gaunt_form import require_gaunt_form
+from tpc.ops import gaunt_form_problem
+from tpc.ops.gaunt_form import require_gaunt_form
 from tpc.so3 import gaunt_factor
 
 

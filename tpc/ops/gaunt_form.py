@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from tpc.ops import TensorProduct
+from tpc.ops.tensor_product import TensorProduct
 from tpc.so3 import gaunt_factor
 
 # Relative tolerance when comparing a path's coefficient with its Gaunt factor: the

@@ -1,0 +1,307 @@
+"""Ops: what one compiled kernel computes, as one value.
+
+An op is a tensor product spec plus what is computed from it: the product itself
+(:class:`Product`), its gradient with respect to some of its arguments (:class:`Gradient`) or
+the product fused with the gather of its x1 and/or the scatter-sum of its output
+(:class:`Fused`). The op is what schedules are cached and tuned for: its fingerprint keys the
+records, its ``schedule_key`` picks the knob space, its ``algorithms`` are those that compute
+exactly its function, and ``reference`` is its float64 truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from tpc.ops.gaunt_form import gaunt_form_problem, require_gaunt_form
+from tpc.ops.tensor_product import WRT, TensorProduct
+
+ALGORITHMS = ("cg", "fourier", "grid")
+"""Clebsch-Gordan computes every op; the grid and 2D Fourier algorithms only Gaunt products."""
+GRID_FROM_DEGREE = 4
+"""Gaunt products whose largest degree is at least this default to the grid algorithm, whose
+default schedule is the faster one from there on (see docs/measurements.md)."""
+FUSIONS = ("gather", "scatter", "gather+scatter")
+"""The neighbours a product can be fused with in a graph (see :mod:`tpc.lower.convolution`)."""
+OP_FORMAT = "tpc.Op/1"
+
+
+@dataclass(frozen=True)
+class Op(ABC):
+    """One computation on a tensor product ``tp``: see the module docstring."""
+
+    tp: TensorProduct
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tp, TensorProduct):
+            raise TypeError(f"an op takes a TensorProduct, got {type(self.tp).__name__}")
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """The op's identity in tuning records and the schedule cache."""
+
+    @property
+    @abstractmethod
+    def schedule_key(self) -> str | None:
+        """The schedule registry's name of the op (None: the product)."""
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The algorithms that compute exactly this op's function, "cg" first."""
+        return ("cg",)
+
+    @property
+    def default_algorithm(self) -> str:
+        """The algorithm used without a tuned schedule."""
+        return "cg"
+
+    @property
+    @abstractmethod
+    def output_width(self) -> int:
+        """Columns of the compiled function's ``out`` per row (several gradients: side by side)."""
+
+    @abstractmethod
+    def reference(self, *arguments: Any, **indices: Any) -> np.ndarray:
+        """The op's result in float64 numpy: the numerical truth its kernels are checked against."""
+
+    def check_algorithm(self, algorithm: str) -> None:
+        """Raise ValueError if ``algorithm`` is unknown or does not compute this op's function."""
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algorithm!r}; available: {list(ALGORITHMS)}")
+        if algorithm not in self.algorithms:
+            if algorithm != "cg" and self.kind == "product":
+                require_gaunt_form(self.tp, algorithm)
+            raise ValueError(f"{self.description} is computed with {list(self.algorithms)} only, not {algorithm!r}")
+
+    @property
+    def description(self) -> str:
+        """A few words naming the op, for messages and tables."""
+        return self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        """The op as JSON-ready data (see :func:`op_from_dict`)."""
+        return {"format": OP_FORMAT, "kind": self.kind, "spec": self.tp.to_dict(), **self._parameters()}
+
+    def _parameters(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Product(Op):
+    """The tensor product ``tp(x1, x2, weight)`` itself.
+
+    >>> import tpc
+    >>> op = Product(tpc.presets.get("mace-l2").tp)
+    >>> op.fingerprint == op.tp.fingerprint
+    True
+    """
+
+    kind: ClassVar[str] = "product"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.tp.fingerprint
+
+    @property
+    def schedule_key(self) -> None:
+        return None
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return ALGORITHMS if gaunt_form_problem(self.tp) is None else ("cg",)
+
+    @property
+    def default_algorithm(self) -> str:
+        """The grid for Gaunt products of degree >= :data:`GRID_FROM_DEGREE`, else Clebsch-Gordan."""
+        if "grid" not in self.algorithms:
+            return "cg"
+        degree = max(ir.l for _, ir in self.tp.irreps_in1 + self.tp.irreps_in2 + self.tp.irreps_out)
+        return "grid" if degree >= GRID_FROM_DEGREE else "cg"
+
+    @property
+    def output_width(self) -> int:
+        return self.tp.irreps_out.dim
+
+    def reference(self, x1: Any, x2: Any, weight: Any = None) -> np.ndarray:
+        """``tp(x1, x2, weight)`` in float64."""
+        return self.tp.reference(x1, x2, weight)
+
+
+@dataclass(frozen=True)
+class Gradient(Op):
+    """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``.
+
+    ``wrt`` names one argument ("x1", "x2", "weight") or several joined by "+" in that order
+    ("x1+weight"); it is stored in that canonical order. Kernels compute one argument so far.
+
+    >>> import tpc
+    >>> Gradient(tpc.presets.get("mace-l2").tp, "weight+x1").wrt
+    'x1+weight'
+    """
+
+    wrt: str = "x1"
+    kind: ClassVar[str] = "gradient"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.wrt, str):
+            raise ValueError(f"wrt must be a string such as 'x1' or 'x1+weight', got {self.wrt!r}")
+        names = self.wrt.split("+")
+        unknown = [name for name in names if name not in WRT]
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"wrt must name arguments among {WRT}, each once, joined by '+'; got {self.wrt!r}")
+        if "weight" in names and not self.tp.weight_numel:
+            raise ValueError("this tensor product has no weights to take the gradient with respect to")
+        object.__setattr__(self, "wrt", "+".join(name for name in WRT if name in names))
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """The arguments the gradient is taken with respect to, in the order of ``WRT``."""
+        return tuple(self.wrt.split("+"))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the product's fingerprint plus "/d" and ``wrt``."""
+        return hashlib.sha256(f"{self.tp.fingerprint}/d{self.wrt}".encode()).hexdigest()
+
+    @property
+    def schedule_key(self) -> str:
+        return self.wrt
+
+    @property
+    def output_width(self) -> int:
+        widths = {"x1": self.tp.irreps_in1.dim, "x2": self.tp.irreps_in2.dim, "weight": self.tp.weight_numel}
+        return sum(widths[name] for name in self.arguments)
+
+    @property
+    def description(self) -> str:
+        return f"the gradient with respect to {self.wrt}"
+
+    def reference(self, x1: Any, x2: Any, weight: Any, grad: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The gradient shaped like its argument (shared weights: summed over the batch); with
+        several arguments, one such array each, in the order of ``arguments``."""
+        parts = tuple(self.tp.reference_gradient(x1, x2, weight, grad, name) for name in self.arguments)
+        return parts[0] if len(parts) == 1 else parts
+
+    def _parameters(self) -> dict[str, str]:
+        return {"wrt": self.wrt}
+
+
+@dataclass(frozen=True)
+class Fused(Op):
+    """The product fused with the gather of its x1 and/or the scatter-sum of its output.
+
+    ``fusion`` is one of :data:`FUSIONS`. With the gather, x1 holds one row per node and
+    ``senders`` (one per edge) picks each edge's row; with the scatter-sum, edges are sorted
+    by receiver and ``offsets`` (receivers + 1 entries) bound each receiver's run of edges.
+
+    >>> import tpc
+    >>> Fused(tpc.presets.get("mace-l2").tp, "gather+scatter").gather
+    True
+    """
+
+    fusion: str = "gather+scatter"
+    kind: ClassVar[str] = "fused"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; expected one of {list(FUSIONS)}")
+
+    @property
+    def gather(self) -> bool:
+        """Whether the gather of x1 is fused in."""
+        return "gather" in self.fusion.split("+")
+
+    @property
+    def scatter(self) -> bool:
+        """Whether the scatter-sum of the output is fused in."""
+        return "scatter" in self.fusion.split("+")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the product's fingerprint plus "/fused:" and ``fusion``."""
+        return hashlib.sha256(f"{self.tp.fingerprint}/fused:{self.fusion}".encode()).hexdigest()
+
+    @property
+    def schedule_key(self) -> str:
+        return self.fusion
+
+    @property
+    def output_width(self) -> int:
+        return self.tp.irreps_out.dim
+
+    @property
+    def description(self) -> str:
+        return f"the product fused with its {self.fusion}"
+
+    def reference(self, x1: Any, x2: Any, weight: Any = None, *, senders: Any = None,
+                  offsets: Any = None) -> np.ndarray:
+        """The fused result in float64: one row per receiver with the scatter-sum, else per edge."""
+        x1 = np.asarray(x1, dtype=np.float64)
+        if self.gather:
+            x1 = x1[np.asarray(senders)]
+        messages = self.tp.reference(x1, np.asarray(x2, dtype=np.float64),
+                                     None if weight is None else np.asarray(weight, dtype=np.float64))
+        if not self.scatter:
+            return messages
+        lengths = np.diff(np.asarray(offsets))
+        receivers = np.repeat(np.arange(lengths.size), lengths)
+        summed = np.zeros((lengths.size, messages.shape[1]))
+        np.add.at(summed, receivers, messages)
+        return summed
+
+    def _parameters(self) -> dict[str, str]:
+        return {"fusion": self.fusion}
+
+
+OpLike = Op | TensorProduct
+_KINDS: dict[str, type[Op]] = {cls.kind: cls for cls in (Product, Gradient, Fused)}
+
+
+def as_op(value: OpLike, caller: str = "this function") -> Op:
+    """An op as given, or the :class:`Product` of a spec; anything else raises TypeError naming ``caller``."""
+    if isinstance(value, Op):
+        return value
+    if isinstance(value, TensorProduct):
+        return Product(value)
+    raise TypeError(f"{caller} takes a TensorProduct or an op (Product, Gradient, Fused), got {type(value).__name__}")
+
+
+def algorithms_for(op: OpLike) -> tuple[str, ...]:
+    """The algorithms that compute exactly ``op``'s function ("cg" first); a spec stands for its product.
+
+    >>> import tpc
+    >>> algorithms_for(tpc.presets.get("gaunt-L3").tp)
+    ('cg', 'fourier', 'grid')
+    """
+    return as_op(op, "algorithms_for").algorithms
+
+
+def op_from_dict(data: Mapping[str, Any]) -> Op:
+    """Rebuild an op from :meth:`Op.to_dict`; anything malformed raises ValueError."""
+    if not isinstance(data, Mapping) or data.get("format") != OP_FORMAT or data.get("kind") not in _KINDS:
+        raise ValueError("not a tpc op description")
+    cls = _KINDS[data["kind"]]
+    parameters = {name: data[name] for name in ("wrt", "fusion") if name in data}
+    try:
+        return cls(TensorProduct.from_dict(data["spec"]), **parameters)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"malformed op description: {error}") from None
+
+
+def make_op(tp: TensorProduct, wrt: str | None = None, fusion: str | None = None) -> Op:
+    """The op the older (spec, wrt, fusion) arguments name: the product, a gradient or a fused product."""
+    if wrt is not None and fusion is not None:
+        raise ValueError("a fused kernel computes the product, not a gradient")
+    if fusion is not None:
+        return Fused(tp, fusion)
+    if wrt is not None:
+        return Gradient(tp, wrt)
+    return Product(tp)
