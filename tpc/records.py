@@ -2,9 +2,11 @@
 
 A record says which schedule was measured for which op, batch, dtype and target, and what
 came out (seconds, or the error). A tuning run's seconds after its first round are relative:
-timed in turns with the run's fastest candidate before it, scaled by that one's seconds. Writing flushes and syncs each line, so a killed tuner
-loses at most the line being written; reading skips a line that does not parse (a truncated
-last line after a crash) with a warning instead of failing.
+timed in turns with the run's reference record (its first measurement, or a later one more
+than 15% faster, see :func:`tpc.tune.tuner.reference_record`), scaled by that one's seconds.
+Writing flushes and syncs each line, so a killed tuner loses at most the line being written;
+reading skips a line that does not parse (a truncated last line after a crash) with a warning
+instead of failing.
 """
 
 from __future__ import annotations
@@ -66,7 +68,12 @@ class Record:
 
 
 def append_records(path: Union[str, os.PathLike], records: Iterable[Record]) -> None:
-    """Append records to a log, each line flushed to disk before the next is written."""
+    """Append records to a log, each line flushed to disk before the next is written.
+
+    Args:
+        path: the JSON-lines log; it and its folder are created when missing.
+        records: the records to append, in order.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as stream:
@@ -77,7 +84,17 @@ def append_records(path: Union[str, os.PathLike], records: Iterable[Record]) -> 
 
 
 def read_records(path: Union[str, os.PathLike]) -> list[Record]:
-    """All readable records of a log (missing file: none); bad lines are skipped with a warning."""
+    """All readable records of a log; bad lines are skipped with a warning.
+
+    Args:
+        path: a JSON-lines log written by :func:`append_records`.
+
+    Returns:
+        The records in file order; none for a missing file.
+
+    >>> read_records("no-such-log.jsonl")
+    []
+    """
     path = Path(path)
     if not path.exists():
         return []
