@@ -1,11 +1,9 @@
 """What earlier tunings of other ops say about each one-knob move, before an op's own
 measurements say anything.
 
-Knob effects carry over between ops more often than not (in the shipped x86 records,
-in-place accumulation makes the default of every MACE product and of NequIP's 1.3 to 1.4x
-faster, and a channel unroll of 2 slows most products down), so the search's first round,
-which moves one knob of the default at a time, moves the knobs that other ops gained most
-from first. The evidence is the tuning records of the user cache and the shipped schedules:
+Knob effects carry over between ops more often than not, so the search's first design, which
+moves one knob of the default at a time, moves the knobs that other ops gained most from
+first. The evidence is the tuning records of the user cache and the shipped schedules:
 within one group of records (an op at a batch, dtype and target), every pair of measured
 configurations one knob apart gives that move's log speed-up.
 """
@@ -48,10 +46,21 @@ def kindred(target: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
 
 def move_gains(records: Iterable[Record], space: AlgorithmSpace, target: Mapping[str, Any],
                op: str) -> dict[Move, float]:
-    """Median log speed-up (positive: faster) of each one-knob move of ``space`` over the
-    groups of ``records`` on a target kindred to ``target`` whose op is not ``op``, where at
-    least :data:`MIN_GROUPS` groups measured it. A group's gain for a move is the mean over its
-    pairs; records of other algorithms, knob spaces or space versions are left out."""
+    """Median log speed-up (positive: faster) of each one-knob move over other ops' record groups.
+
+    A group is an op at a batch, dtype and target; its gain for a move is the mean over its
+    pairs of measured configurations one knob apart (see :func:`pair_gains`).
+
+    Args:
+        records: tuning records, e.g. those of :func:`tpc.cache.cached_records`; records of
+            other algorithms, knob spaces or space versions are left out.
+        space: the search space whose moves are counted.
+        target: the TVM target dict of the tuning; only records on a :func:`kindred` target count.
+        op: the fingerprint of the op being tuned, whose own records are left out.
+
+    Returns:
+        Each move measured by at least :data:`MIN_GROUPS` groups, with the median of their gains.
+    """
     groups: dict[tuple, dict[str, tuple[float, dict[str, Any]]]] = defaultdict(dict)
     for record in records:
         candidate = _candidate(record, space)
