@@ -9,54 +9,48 @@ installed tpc, so xgb's first round is ordered by what they say of other ops (ne
 tuned op, see :mod:`tpc.tune.prior`). ``--log-dir`` keeps tpc's tuning logs
 (``tpc report`` plots them) and the re-timed latencies (below) per problem.
 
-"xgb-warm" is tpc's XGBoost search as it runs for a user who has tuned other ops on the
-machine before: its cache starts with the cost models that tuning the ``--warm-from``
-problems (with xgb, same budget, once per invocation) left behind, and nothing else.
+"xgb-warm" is tpc's XGBoost search for a user who has tuned other ops on the machine before:
+its cache starts with the cost models that tuning the ``--warm-from`` problems (with xgb, same
+budget, once per invocation) left behind, and nothing else.
 
-tpc measures the default schedules first, so where a default is within 5% of the best, every
-tpc run reaches 95% at trial 1. "searched to 95%" leaves the defaults out: the trials the
-search itself needed, as it would for an op whose default is poor. "within 10%" counts the
-trials within 10% of the best overall: where the best few schedules differ by less than the
-noise of a measurement, how often a strategy lands among them says more than when it first did.
-Below each table, per strategy, the median over seeds of "searched to 95%"; for random search
-also the mean number of draws that its pooled rate of draws within 95% implies (its first hit
-is a geometric variable: where 3% of draws are within 95%, one seed in ten hits within three
-draws and one in five needs more than fifty).
+Columns: "searched to 95%" leaves out the default schedules tpc measures first (the trials the
+search itself needed, as for an op whose default is poor); "within 10%" counts the trials
+within 10% of the best overall, which says more than the first hit where the best few
+schedules differ by less than a measurement's noise. Below each table, per strategy, the
+median over seeds of "searched to 95%"; for random search also the mean number of draws its
+pooled rate of draws within 95% implies (its first hit is a geometric variable, so a few seeds
+say little).
 
-A shared machine drifts: the same kernel measured minutes apart can differ by 40%, so a
-run's recorded latencies also say when it ran (tpc times each candidate in turns with a
-reference record of the run, which keeps one run's latencies comparable, not those of
-different runs). After a problem's runs, every configuration a tpc run recorded within
-RETIME_WITHIN of that run's best recording is built again and re-timed side by side: in
-RETIME_ROUNDS turns with the best recording, in RETIME_PASSES passes over the configurations
-in random orders, then RETIME_TOP_PASSES more passes over those within RETIME_TOP of the
-best so re-timed; a configuration's latency is the median over its passes. (Within one run
-the recordings are comparable; across runs they are not, so the cut is per run.) A second
-table judges each run's trials by these latencies (a trial not re-timed: its recording times
-the run's median ratio of re-timed to recorded latency). ``--from-logs`` re-times and judges
-the tpc runs of an earlier invocation's ``--log-dir`` without running them again (their wall
-time is then the span of each log's timestamps); MetaSchedule, if asked, runs anew.
+A shared machine drifts, so a run's recorded latencies also say when it ran (tpc's reference
+record keeps one run's latencies comparable, not those of different runs). After a problem's
+runs, every configuration a tpc run recorded within RETIME_WITHIN of that run's best recording
+is built again and re-timed side by side: in RETIME_ROUNDS turns with the best recording, in
+RETIME_PASSES passes over the configurations in random orders, then RETIME_TOP_PASSES more
+passes over those within RETIME_TOP of the best so re-timed; a configuration's latency is the
+median over its passes. A second table judges each run's trials by these latencies (a trial
+not re-timed: its recording times the run's median ratio of re-timed to recorded latency).
+``--from-logs`` re-times and judges the tpc runs of an earlier invocation's ``--log-dir``
+without running them again (their wall time is then the span of each log's timestamps);
+MetaSchedule, if asked, runs anew.
 
-A problem is a product preset (``tpc presets``) or a graph preset, whose fused kernels
-(cut "gather+scatter" at the preset's sizes, batch = edges) are tuned one by one.
-MetaSchedule runs on products only: a fused kernel reads its edges through index arrays and
-a data-dependent run length, which its TE form cannot give it with static shapes.
+A problem is a product preset (``tpc presets``) or a graph preset, whose fused kernels (cut
+"gather+scatter" at the preset's sizes, batch = edges) are tuned one by one. MetaSchedule runs
+on products only: a fused kernel reads its edges through index arrays and a data-dependent run
+length, which its TE form cannot give it with static shapes.
 
-MetaSchedule runs with its default LLVM rules except one: MultiLevelTiling offers three
-write-cache choices per reduction block, and its space generator multiplies them over the
-blocks (3^7 = 2187 design spaces for fc-small, 3^13 for mace-l2's 13 path sums, where it
-never finished initializing). The bench turns that choice off, leaving one design space.
-MetaSchedule tunes in a process of its own that is stopped after ``--metaschedule-minutes``,
-with the trials measured by then: on mace-l2 its one design space holds a single schedule
-(AutoInline folds every stage into the output, leaving MultiLevelTiling no block and the
-space no decision), and its search goes on looking for another one, minutes per round, for
-as long as it is let.
+MetaSchedule runs with its default LLVM rules except one: MultiLevelTiling's three write-cache
+choices per reduction block are turned off, since its space generator multiplies them over the
+blocks into more design spaces than it can initialize for a product with many path sums. It
+tunes in a process of its own, stopped after ``--metaschedule-minutes`` with the trials
+measured by then, since its search may go on looking for new schedules for as long as it is let.
 
     python benchmarks/bench_tuner.py [--problems mace-l2 fc-small] [--trials 64] [--seeds 0 1 2]
                                      [--strategies xgb random metaschedule xgb-warm]
                                      [--metaschedule-minutes 30] [--metaschedule-population 512]
                                      [--warm-from mace-small-l2 mace-l1] [--log-dir DIR]
     python benchmarks/bench_tuner.py --from-logs DIR [--problems ...] [--seeds ...] [--strategies ...]
+
+Results: ``docs/measurements.md``.
 """
 
 from __future__ import annotations
