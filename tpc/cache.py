@@ -2,8 +2,9 @@
 
 Two places are consulted, in order: the user cache (``$TPC_CACHE/schedules.jsonl``, default
 ``~/.cache/tpc``), written by ``tpc tune``, and the repository's ``schedules/`` folder,
-tuned records shipped for the presets. Both hold tuning records; the best successful one
-for the key wins, falling back to the nearest tuned batch size.
+tuned records shipped for the presets. Both hold tuning records; the first place with
+successful records of the op, dtype, target and current knob-space version answers with its
+fastest record at the nearest tuned batch bucket.
 """
 
 from __future__ import annotations
@@ -58,8 +59,21 @@ def cached_records() -> list[tuple[str, list[Record]]]:
 
 def lookup(op: str, batch: Optional[int], dtype: str, target_fingerprint: str,
            space_versions: Mapping[str, int]) -> Optional[CacheHit]:
-    """The best cached record for the key among the algorithms of ``space_versions``
-    (algorithm -> current version of its knob space; records of other versions are stale)."""
+    """The best cached record for the key among the algorithms of ``space_versions``.
+
+    Args:
+        op: the op's fingerprint (:attr:`tpc.ops.Op.fingerprint`).
+        batch: the batch size (edges for a fused kernel); the nearest tuned batch bucket is
+            used, and None takes the fastest record of any batch.
+        dtype: the element type, e.g. "float32".
+        target_fingerprint: :attr:`tpc.targets.TargetSpec.fingerprint` of the target.
+        space_versions: algorithm -> current version of its knob space; records of other
+            versions are stale and ignored.
+
+    Returns:
+        The hit from the user cache if it holds any record for the key, else from the shipped
+        schedules; None when neither does.
+    """
     for source, records in cached_records():
         candidates = [
             record for record in records
