@@ -1,8 +1,8 @@
 """Target names and their TVM targets: ``host``, ``x86``, ``arm``, ``cuda``.
 
-A :class:`TargetSpec` carries the TVM target dictionary, the family that picks a schedule
-space (``cpu`` or ``cuda``) and a fingerprint (kind, triple, cpu or arch, cores) that keys
-caches and tells whether a saved kernel can run on this machine.
+A :class:`TargetSpec` carries the TVM target dictionary (kind, triple, cpu or arch, cores),
+the family that picks a schedule space (``cpu`` or ``cuda``), a fingerprint of the dictionary
+that keys caches, and whether a saved kernel can run on this machine.
 """
 
 from __future__ import annotations
@@ -100,7 +100,16 @@ def _cpu(name: str, triple: str, mcpu: str, cores: int, mattr: tuple[str, ...] =
 def resolve_target(target: Union[str, dict, TargetSpec] = "host") -> TargetSpec:
     """Resolve a target name, ``"cuda:sm_80"``, or a full TVM target dict.
 
-    Unknown names raise ValueError listing the valid ones.
+    Args:
+        target: "host" (this machine), "x86", "arm", "cuda" or "cuda:sm_XX", a TVM target
+            dict of kind llvm or cuda, or a :class:`TargetSpec` (returned as is).
+
+    Returns:
+        The target's :class:`TargetSpec`. Unknown names raise ValueError listing the valid ones.
+
+    >>> spec = resolve_target("cuda:sm_90")
+    >>> spec.family, spec.tvm_dict
+    ('cuda', {'kind': 'cuda', 'arch': 'sm_90'})
     """
     if isinstance(target, TargetSpec):
         return target
