@@ -69,8 +69,19 @@ def gaunt_tensor(lmax1: int, lmax2: int, lmax_out: int) -> np.ndarray:
 def gaunt_product(x1: np.ndarray, x2: np.ndarray, lmax_out: int) -> np.ndarray:
     """Gaunt product through Gaunt coefficients: the degree <= lmax_out part of f1 * f2.
 
-    ``x1`` (..., (L1+1)**2) and ``x2`` (..., (L2+1)**2) are coefficients of f1 and f2 in the
-    orthonormal real harmonics; leading axes broadcast (channels, batch).
+    Args:
+        x1: coefficients of f1 in the orthonormal real harmonics, shape (..., (L1+1)**2).
+        x2: coefficients of f2, shape (..., (L2+1)**2); leading axes broadcast with x1's
+            (channels, batch).
+        lmax_out: the largest degree kept.
+
+    Returns:
+        Coefficients of the product, shape (..., (lmax_out+1)**2), float64.
+
+    >>> one = np.zeros(4); one[0] = 2 * np.sqrt(np.pi)   # the constant function 1
+    >>> f = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> np.allclose(gaunt_product(one, f, 1), f)
+    True
     """
     x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
     table = gaunt_tensor(degree_of(x1.shape[-1]), degree_of(x2.shape[-1]), lmax_out)

@@ -53,9 +53,21 @@ def spherical_harmonics(
 ) -> np.ndarray:
     """Harmonics of the degrees ``ls`` at ``vectors`` (..., 3), concatenated on the last axis.
 
-    Same arguments and result as ``e3nn.o3.spherical_harmonics``: ``normalization`` is
-    "integral" (orthonormal on the sphere), "component" (each degree has squared norm 2l+1 on
-    the unit sphere) or "norm" (squared norm 1).
+    Same arguments and result as ``e3nn.o3.spherical_harmonics``.
+
+    Args:
+        ls: a degree, degrees, or irreps whose degrees are taken in order.
+        vectors: points, shape (..., 3), in e3nn's (x, y, z) with y the polar axis.
+        normalize: scale the vectors to unit length first; otherwise degree l carries
+            ``|r|**l``.
+        normalization: "integral" (orthonormal on the sphere), "component" (each degree has
+            squared norm 2l+1 on the unit sphere) or "norm" (squared norm 1).
+
+    Returns:
+        Shape (..., sum of 2l+1), the degrees one after the other.
+
+    >>> spherical_harmonics([0, 1], np.array([0.0, 1.0, 0.0]), normalization="component")
+    array([1.        , 0.        , 1.73205081, 0.        ])
     """
     degrees = _degree_list(ls)
     scales = [degree_scale(l, normalization) for l in degrees]

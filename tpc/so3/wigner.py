@@ -82,6 +82,16 @@ def wigner_3j(l1: int, l2: int, l3: int) -> np.ndarray:
     """Real coupling tensor C[i, j, k] of e3nn (``e3nn.o3.wigner_3j``), Frobenius norm 1.
 
     Invariant: ``C[i,j,k] = C[a,b,c] D1[a,i] D2[b,j] D3[c,k]`` for every rotation.
+
+    Args:
+        l1, l2, l3: degrees satisfying the triangle rule ``|l1 - l2| <= l3 <= l1 + l2``.
+
+    Returns:
+        Shape (2 l1 + 1, 2 l2 + 1, 2 l3 + 1), float64, read-only (cached).
+
+    >>> C = wigner_3j(1, 1, 2)
+    >>> C.shape, round(float(np.linalg.norm(C)), 12)
+    ((3, 3, 5), 1.0)
     """
     _check_triangle(l1, l2, l3)
     cg = su2_clebsch_gordan(l1, l2, l3)
