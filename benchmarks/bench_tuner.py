@@ -85,17 +85,13 @@ from tpc.tune.worker import prepare_timing, relative_timing
 RETIME_WITHIN = 1.15
 RETIME_ROUNDS = 3
 RETIME_PASSES = 3
-"""Passes of the re-timing, minutes apart, a configuration's latency the median over them: on
-a 2-core shared machine, one re-timing put fc-small's in-place move at 1.19x the best
-configuration; built again and timed against that configuration twice, minutes apart, it was
-at 1.00x and 1.01x. A mean over two passes put one of mace-l2's schedules at 1.53x, one
-recorded within 10% of the best in two runs."""
+"""Passes of the re-timing, minutes apart, a configuration's latency the median over them: a
+single pass, or the mean of two, can catch one configuration in a slow minute."""
 RETIME_TOP = 1.10
 RETIME_TOP_PASSES = 3
 """More passes over the configurations within RETIME_TOP of the best after the first passes:
-"95% of the best" is judged against the fastest of some 50 configurations whose latencies
-differ by less than the noise of one pass, which singles out whichever pass came out lowest
-unless the few near the top are timed more often."""
+where the best few differ by less than the noise of one pass, the fastest of them is whichever
+pass came out lowest unless they are timed more often."""
 
 
 @dataclass(frozen=True)
