@@ -1,18 +1,23 @@
 """tpc: an autotuning compiler for the tensor products of equivariant neural networks."""
 
-from tpc import presets, so3
+from tpc import presets, so3, verify
 from tpc._version import __version__
-from tpc.build import compile, compile_gradient
+from tpc.build import compile, compile_convolution, compile_gradient
 from tpc.irreps import Irrep, Irreps
-from tpc.lower.algorithms import ALGORITHMS, algorithms_for
 from tpc.ops import (
+    ALGORITHMS,
     ChannelwiseTensorProduct,
     FullyConnectedTensorProduct,
+    Fused,
     GauntTensorProduct,
+    Gradient,
     Instruction,
+    Op,
+    Product,
     TensorProduct,
+    algorithms_for,
 )
-from tpc.runtime import GradientKernel, Kernel, load
+from tpc.runtime import ConvolutionKernel, GradientKernel, Kernel, load
 from tpc.targets import resolve_target
 
 
@@ -31,10 +36,10 @@ def __getattr__(name: str):
         import tpc.graph
 
         return tpc.graph if name == "graph" else tpc.graph.Graph
-    if name == "compile_graph":
-        from tpc.graph_build import compile_graph
+    if name in ("compile_graph", "load_graph"):
+        import tpc.graph
 
-        return compile_graph
+        return getattr(tpc.graph, name)
     if name in ("export_onnx", "export_torch_onnx", "build_ort_library"):
         import tpc.export
 
@@ -44,28 +49,36 @@ def __getattr__(name: str):
 __all__ = [
     "ALGORITHMS",
     "ChannelwiseTensorProduct",
+    "ConvolutionKernel",
     "FullyConnectedTensorProduct",
+    "Fused",
     "GauntTensorProduct",
+    "Gradient",
     "Graph",
     "Instruction",
     "Irrep",
     "Irreps",
     "GradientKernel",
     "Kernel",
+    "Op",
+    "Product",
     "TensorProduct",
     "__version__",
     "algorithms_for",
     "build_ort_library",
     "compile",
+    "compile_convolution",
     "compile_graph",
     "compile_gradient",
     "export_onnx",
     "export_torch_onnx",
     "graph",
     "load",
+    "load_graph",
     "presets",
     "resolve_target",
     "so3",
     "tune",
     "tune_graph",
+    "verify",
 ]

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Sequence
 from tpc import presets, report
 from tpc.build import compile as compile_kernel
 from tpc.cache import cached_records
-from tpc.lower.algorithms import ALGORITHMS
-from tpc.lower import DTYPES
-from tpc.ops import FUSIONS, WRT, TensorProduct, op_fingerprint
+from tpc.dtypes import DTYPES
+from tpc.ops import ALGORITHMS, FUSIONS, WRT, Fused, Gradient, TensorProduct
 from tpc.targets import TARGET_NAMES
 
 if TYPE_CHECKING:
@@ -163,12 +162,13 @@ def _list(args: argparse.Namespace) -> int:
     for name in presets.names():
         tp = presets.get(name).tp
         names[tp.fingerprint] = name
-        names.update({op_fingerprint(tp, wrt): f"{name} d/d{wrt}" for wrt in WRT if wrt != "weight" or tp.weight_numel})
-        names.update({op_fingerprint(tp, fusion=fusion): f"{name} fused {fusion}" for fusion in FUSIONS})
+        names.update({Gradient(tp, wrt).fingerprint: f"{name} d/d{wrt}" for wrt in WRT
+                      if wrt != "weight" or tp.weight_numel})
+        names.update({Fused(tp, fusion).fingerprint: f"{name} fused {fusion}" for fusion in FUSIONS})
     for name in presets.graph_names():
         graph = presets.get_graph(name)
         for cut in UNFUSED_AND_FUSED:
-            names.update({task.op: f"{name} {task.fusion or 'product'}"
+            names.update({task.op.fingerprint: f"{name} {task.fusion or 'product'}"
                           for task in graph_tasks(graph.graph, graph.sizes, cut)})
     width = max([24] + [len(names.get(op, op[:12])) for op, *_ in rows])
     print(f"{'op':<{width}} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")

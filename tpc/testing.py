@@ -1,4 +1,4 @@
-"""Correctness harness shared by the tests, the examples and the benchmarks.
+"""The e3nn and scipy side of the correctness harness, built on :mod:`tpc.verify`.
 
 ``foundation_cases()`` is a fixed, seeded set of random tensor products covering every mode,
 both path normalizations, every irrep normalization, shared and per-sample weights, path
@@ -8,7 +8,7 @@ the ``test`` extra: torch and e3nn).
 
 For whole blocks: ``random_system`` draws atoms in a periodic box with their radius graph,
 ``interaction_inputs`` adds random features and weights for a graph's other inputs, and
-``E3nnInteraction`` is :func:`tpc.graph_presets.mace_interaction` written with e3nn modules.
+``E3nnInteraction`` is :func:`tpc.graph.presets.mace_interaction` written with e3nn modules.
 ``machine`` and ``median_seconds`` are what the benchmarks report and time with.
 """
 
@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import numpy as np
 
 from tpc.irreps import Irrep, Irreps
-from tpc.ops import MODES, TensorProduct, fusion_parts
+from tpc.ops import MODES, Fused, TensorProduct
+from tpc.verify import random_arguments, random_inputs
 
 if TYPE_CHECKING:
     import torch
@@ -112,17 +113,6 @@ def foundation_cases(per_mode: int = 6, mixed: int = 4, seed: int = 2024) -> lis
     return cases
 
 
-def random_inputs(tp: TensorProduct, batch: int, rng: np.random.Generator,
-                  dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Standard-normal ``x1, x2, weight`` of the right shapes (weight None when there are none)."""
-    x1 = rng.standard_normal((batch, tp.irreps_in1.dim)).astype(dtype)
-    x2 = rng.standard_normal((batch, tp.irreps_in2.dim)).astype(dtype)
-    if tp.weight_numel == 0:
-        return x1, x2, None
-    shape = (tp.weight_numel,) if tp.shared_weights else (batch, tp.weight_numel)
-    return x1, x2, rng.standard_normal(shape).astype(dtype)
-
-
 @contextmanager
 def float64_torch() -> Iterator[None]:
     """Make torch's default dtype float64 inside the block, so e3nn builds float64 buffers."""
@@ -181,12 +171,6 @@ def e3nn_gradients(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np
     output = e3nn_module(tp)(*arguments.values())
     (output * torch.as_tensor(np.asarray(grad, np.float64))).sum().backward()
     return {name: tensor.grad.numpy() for name, tensor in arguments.items()}
-
-
-def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    """max |actual - expected| / max(max |expected|, tiny): 0 when both are zero."""
-    scale = max(float(np.abs(expected).max(initial=0.0)), 1e-300)
-    return float(np.abs(np.asarray(actual, np.float64) - expected).max(initial=0.0)) / scale
 
 
 # -- periodic systems and interaction blocks --------------------------------------------------
@@ -266,7 +250,7 @@ def interaction_inputs(graph: "Graph", system: Mapping[str, np.ndarray], seed: i
 
 
 class E3nnInteraction:
-    """The block of :func:`tpc.graph_presets.mace_interaction` with e3nn and torch modules:
+    """The block of :func:`tpc.graph.presets.mace_interaction` with e3nn and torch modules:
     the oracle for its graph and compiled kernels, and the baseline they are timed against.
 
     ``tp`` is the block's channelwise product (its first input irreps are the node irreps, its
@@ -381,30 +365,8 @@ def median_seconds(run: Callable[[], object], min_runs: int = 3, min_seconds: fl
 def random_convolution(tp: TensorProduct, fusion: str, edges: int, nodes: int, rng: np.random.Generator,
                        dtype: str = "float32", reference: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Keyword arguments of a fused kernel (:class:`tpc.runtime.ConvolutionKernel`) on a random
-    graph of ``edges`` edges between ``nodes`` nodes, and the float64 reference of its result
-    (None without ``reference``).
-
-    Senders are uniform; receivers are uniform and sorted, as the fused scatter-sum requires,
-    so some receivers may have no edges.
-    """
-    gather, scatter = fusion_parts(fusion)
-    senders = rng.integers(0, nodes, edges)
-    receivers = np.sort(rng.integers(0, nodes, edges))
-    x1, x2, weight = random_inputs(tp, edges, rng, "float64")
-    node_x1 = rng.standard_normal((nodes, tp.irreps_in1.dim))
-    if gather:
-        x1 = node_x1[senders]
-    arguments = {"x1": node_x1 if gather else x1, "x2": x2, "weight": weight}
-    arguments = {name: None if value is None else value.astype(dtype) for name, value in arguments.items()}
-    if gather:
-        arguments["senders"] = senders.astype(np.int64)
-    if scatter:
-        arguments["offsets"] = np.concatenate([[0], np.cumsum(np.bincount(receivers, minlength=nodes))]).astype(np.int64)
-    if not reference:
-        return arguments, None
-    messages = tp.reference(x1, x2, weight)
-    if not scatter:
-        return arguments, messages
-    summed = np.zeros((nodes, tp.irreps_out.dim))
-    np.add.at(summed, receivers, messages)
-    return arguments, summed
+    graph of ``edges`` edges between ``nodes`` nodes (see :func:`tpc.verify.random_arguments`),
+    and the float64 reference of its result (None without ``reference``)."""
+    op = Fused(tp, fusion)
+    arguments = random_arguments(op, edges, rng, dtype, nodes)
+    return arguments, op.reference(**arguments) if reference else None

@@ -20,17 +20,18 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from tpc._version import __version__
-from tpc.lower.algorithms import algorithms_for
+from tpc.dtypes import DTYPES
+from tpc.ops import algorithms_for
 from tpc.ops import Instruction, TensorProduct
 
 DOMAIN = "ai.tpc"
 OP_TYPE = "TensorProduct"
 OPSET = 21
 IR_VERSION = 10
-ELEMENT_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}
+ELEMENT_TYPES = {name: helper.np_dtype_to_tensor_dtype(np.dtype(name)) for name in DTYPES}
 ATTRIBUTES = ("spec", "fingerprint", "algorithm", "dtype")
 
 

@@ -17,6 +17,7 @@ import os
 import warnings
 from typing import Iterator, Optional, TypeVar
 
+import numpy as np
 import onnx
 import onnxscript
 import torch
@@ -24,11 +25,13 @@ from onnx import helper, numpy_helper
 from onnxscript import DOUBLE, FLOAT, ir
 
 import tpc.torch
+from tpc.dtypes import DTYPES
 from tpc.export.onnx import ATTRIBUTES, DOMAIN, IR_VERSION, OP_TYPE, OPSET, tensor_product_function
-from tpc.lower.algorithms import default_algorithm
+from tpc.ops import Product
 from tpc.ops import TensorProduct
 
-DTYPES = {ir.DataType.FLOAT: "float32", ir.DataType.DOUBLE: "float64"}
+ONNX_DTYPES = {ir.DataType.from_numpy(np.dtype(name)): name for name in DTYPES}
+"""The dtype name of each ONNX element type the exported nodes take."""
 _CUSTOM = onnxscript.values.Opset(DOMAIN, 1)
 _Real = TypeVar("_Real", FLOAT, DOUBLE)
 
@@ -76,7 +79,8 @@ def _tensor_product_schema() -> Iterator[None]:
         doc="A tpc tensor product: x1, x2, [weight], then the coefficients of the spec's fallback function.",
         inputs=[parameter("inputs", "T", param_option=onnx.defs.OpSchema.FormalParameterOption.Variadic)],
         outputs=[parameter("y", "T")],
-        type_constraints=[("T", ["tensor(float)", "tensor(double)"], "float32 or float64")],
+        type_constraints=[("T", [f"tensor({data_type.name.lower()})" for data_type in ONNX_DTYPES],
+                           " or ".join(DTYPES))],
         attributes=[onnx.defs.OpSchema.Attribute(name, onnx.defs.OpSchema.AttrType.STRING) for name in ATTRIBUTES])
     onnx.defs.register_schema(schema)
     try:
@@ -94,11 +98,11 @@ def _batch_shapes(args: tuple) -> tuple:
 def _translate(x1: _Real, x2: _Real, weight: Optional[_Real] = None, key: str = "") -> _Real:
     """``torch.ops.tpc.tensor_product`` as an ``ai.tpc::TensorProduct`` node without coefficients."""
     tp = tpc.torch.registered_product(key)
-    if x1.dtype not in DTYPES:
-        raise TypeError(f"tpc tensor products export float32 or float64 tensors, got {x1.dtype}")
+    if x1.dtype not in ONNX_DTYPES:
+        raise TypeError(f"tpc tensor products export {' or '.join(DTYPES)} tensors, got {x1.dtype}")
     inputs = [x1, x2] + ([weight] if weight is not None else [])
     return _CUSTOM.TensorProduct(*inputs, spec=tp.to_json(), fingerprint=tp.fingerprint,
-                                 algorithm=default_algorithm(tp), dtype=DTYPES[x1.dtype])
+                                 algorithm=Product(tp).default_algorithm, dtype=ONNX_DTYPES[x1.dtype])
 
 
 def _add_fallbacks(model: onnx.ModelProto) -> None:

@@ -23,8 +23,9 @@ from dataclasses import replace
 
 from tvm import te, tirx
 
-from tpc.lower.cg import Inputs, Lowered, Runs, check_lowering_arguments, forward_plans, lower_plans
-from tpc.ops import TensorProduct, fusion_parts
+from tpc.lower.cg import check_lowering_arguments, forward_plans, lower_plans
+from tpc.lower.lowered import Inputs, Lowered, Runs
+from tpc.ops import Fused, TensorProduct
 
 GATHER_STAGE = "edge_x1"
 
@@ -51,7 +52,8 @@ def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", co
     with the scatter-sum the scalar ``longest_run``, the largest number of edges of one
     receiver. Edge and row counts are symbolic.
     """
-    gather, scatter = fusion_parts(fusion)
+    op = Fused(tp, fusion)
+    gather, scatter = op.gather, op.scatter
     check_lowering_arguments(dtype, coupling)
     if x1_layout not in X1_LAYOUTS:
         raise ValueError(f"x1_layout must be one of {X1_LAYOUTS}, got {x1_layout!r}")

@@ -20,9 +20,10 @@ from dataclasses import replace
 
 from tvm import te, tirx
 
-from tpc.lower.cg import (Inputs, Lowered, Operand, PathPlan, coupling_expression, check_lowering_arguments,
-                          element_aligned, forward_plans, lower_plans, unflatten)
-from tpc.ops import TensorProduct, check_wrt
+from tpc.lower.cg import check_lowering_arguments, coupling_expression, forward_plans, lower_plans, unflatten
+from tpc.lower.lowered import Inputs, Lowered, Operand, PathPlan
+from tpc.lower.tir_edits import element_aligned
+from tpc.ops import Gradient, TensorProduct
 
 
 def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: int | None = None,
@@ -33,7 +34,7 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     (``coupling`` and ``in_place`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is
     per sample, ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
     """
-    check_wrt(tp, wrt)
+    Gradient(tp, wrt)  # rejects an unknown argument, or weights the product lacks
     check_lowering_arguments(dtype, coupling)
     batch = te.var("batch") if batch is None else batch
     inputs = Inputs.of(tp, dtype, batch)

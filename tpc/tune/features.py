@@ -22,7 +22,7 @@ from tvm.s_tir.meta_schedule.search_strategy import MeasureCandidate
 from tvm.s_tir.meta_schedule.tune_context import TuneContext
 
 from tpc.build import scheduled
-from tpc.ops import FUSIONS, WRT, TensorProduct
+from tpc.ops import FUSIONS, WRT, Op
 from tpc.schedule.space import AlgorithmSpace, Space
 from tpc.targets import TargetSpec
 
@@ -37,10 +37,10 @@ FEATURES_VERSION = 3
 """Changes whenever the candidate features change, so saved training sets of another layout are not mixed in."""
 
 
-def op_descriptors(tp: TensorProduct, batch: int, dtype: str, wrt: str | None = None,
-                   fusion: str | None = None) -> list[float]:
+def op_descriptors(op: Op, batch: int, dtype: str) -> list[float]:
     """Shape of the work, independent of the schedule: the product's, then which gradient
     (one-hot over WRT) and which fusion (one-hot over FUSIONS)."""
+    tp, key = op.tp, op.schedule_key
     muls = [mul for mul, _ in tp.irreps_out] or [0]
     ls = [ir.l for _, ir in tp.irreps_in1 + tp.irreps_in2 + tp.irreps_out] or [0]
     modes = [ins.connection_mode for ins in tp.instructions]
@@ -56,8 +56,8 @@ def op_descriptors(tp: TensorProduct, batch: int, dtype: str, wrt: str | None = 
         float(tp.shared_weights),
         float(dtype == "float64"),
         sum(mode == "uvw" for mode in modes) / max(len(modes), 1),
-        *[float(wrt == name) for name in WRT],
-        *[float(fusion == name) for name in FUSIONS],
+        *[float(key == name) for name in WRT],
+        *[float(key == name) for name in FUSIONS],
     ]
 
 
@@ -96,25 +96,21 @@ def tir_features(sch: s_tir.Schedule, target: tvm.target.Target, batch: int | No
 
 
 class TirFeaturizer:
-    """TIR features of an op's candidate configurations (the product's, with ``wrt`` its
-    gradient's, with ``fusion`` its fused kernel's), each computed once.
+    """TIR features of an op's candidate configurations, each computed once.
 
-    Lowering and scheduling cost 0.1-0.3 s per configuration, so the search asks for these
-    only for its short list of candidates, not for every configuration it scores.
+    Lowering and scheduling a configuration costs far more than scoring it, so the search asks
+    for these only for its short list of candidates, not for every configuration it scores.
     """
 
-    def __init__(self, tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, space: AlgorithmSpace,
-                 wrt: str | None = None, fusion: str | None = None) -> None:
-        self.tp, self.target, self.dtype, self.batch, self.space, self.wrt = tp, target, dtype, batch, space, wrt
-        self.fusion = fusion
+    def __init__(self, op: Op, target: TargetSpec, dtype: str, batch: int, space: AlgorithmSpace) -> None:
+        self.op, self.target, self.dtype, self.batch, self.space = op, target, dtype, batch, space
         self._known: dict[str, list[float]] = {}
 
     def __call__(self, config: Mapping[str, Any]) -> list[float]:
         key = self.space.key(config)
         if key not in self._known:
             algorithm, knobs = self.space.split(config)
-            sch, _ = scheduled(self.tp, self.dtype, self.target.family, algorithm, knobs, wrt=self.wrt,
-                               fusion=self.fusion)
+            sch, _ = scheduled(self.op, self.dtype, self.target.family, algorithm, knobs)
             self._known[key] = tir_features(sch, self.target.tvm_target(), batch=self.batch)
         return self._known[key]
 
@@ -139,7 +135,7 @@ def _context(target: tvm.target.Target) -> TuneContext:
     """A tuning context holding only the target, which is all the extractor reads.
 
     It is built through the FFI constructor because ``TuneContext.__init__`` imports
-    ``tvm.s_tir.tensor_intrin``, which takes about 25 s.
+    ``tvm.s_tir.tensor_intrin``, which is slow.
     """
     context = TuneContext.__new__(TuneContext)
     context.__init_handle_by_constructor__(_ms_api.TuneContext, None, target, None, None, "main", 1, -1, None)

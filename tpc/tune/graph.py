@@ -1,6 +1,6 @@
 """Tuning a graph: its tensor-product kernels as tasks that share one trial budget.
 
-A graph is cut into kernels as :func:`tpc.graph_build.fuse_products` cuts it; every tensor
+A graph is cut into kernels as :func:`tpc.graph.compiler.fuse_products` cuts it; every tensor
 product, fused or not, is a task: one op (the product, or the product with its fusion) at one
 size (the graph's row count for it). Identical tasks are tuned once and weighted by how often
 the graph runs them. Each task is tuned by :func:`tpc.tune.tuner.tune` with its own log and
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from tpc.graph import Graph, TensorProductOp
-from tpc.graph_build import FUSION_CHOICES, fuse_products, product_rows
-from tpc.ops import TensorProduct, op_fingerprint
+from tpc.graph.compiler import FUSION_CHOICES, fuse_products, product_rows
+from tpc.ops import Fused, Op, Product, TensorProduct
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.measure import Runner
 from tpc.tune.tuner import STRATEGIES, TuneResult, default_log_path, tune
@@ -37,19 +37,23 @@ BACKWARD_SHARE = 0.2
 
 @dataclass(frozen=True)
 class Task:
-    """One kernel to tune: a product (with ``fusion``, fused with its neighbours) at ``batch``
+    """One kernel to tune: an op (a product, or a product fused with its neighbours) at ``batch``
     rows (edges), run ``count`` times per graph call; ``nodes`` names the graph's products it covers."""
 
-    tp: TensorProduct
-    fusion: Optional[str]
+    op: Op
     batch: int
     count: int
     nodes: tuple[str, ...]
 
     @property
-    def op(self) -> str:
-        """The op fingerprint its records are kept under."""
-        return op_fingerprint(self.tp, fusion=self.fusion)
+    def tp(self) -> TensorProduct:
+        """The product's spec."""
+        return self.op.tp
+
+    @property
+    def fusion(self) -> Optional[str]:
+        """What is fused into the product, None for a product alone."""
+        return self.op.fusion if isinstance(self.op, Fused) else None
 
     @property
     def label(self) -> str:
@@ -107,10 +111,11 @@ def graph_tasks(graph: Graph, sizes: Mapping[str, int], fusion: str = "gather+sc
         if rows is None:
             raise ValueError(f"give the size of dim {node.inputs[1].shape[0]!r} (product {node.name!r}); "
                              f"sizes has {sorted(sizes)}")
-        task = Task(node.op.tp, fused.get(node.name), rows, 1, (node.name,))
+        fusion = fused.get(node.name)
+        task = Task(Product(node.op.tp) if fusion is None else Fused(node.op.tp, fusion), rows, 1, (node.name,))
         known = tasks.get((task.op, task.batch))
         tasks[(task.op, task.batch)] = task if known is None else \
-            Task(task.tp, task.fusion, task.batch, known.count + 1, known.nodes + task.nodes)
+            Task(task.op, task.batch, known.count + 1, known.nodes + task.nodes)
     return list(tasks.values())
 
 
@@ -141,10 +146,9 @@ def tune_graph(graph: Graph, sizes: Mapping[str, int], target: Union[str, dict, 
             break  # every task's space is measured
         task, before = progress_of.task, progress_of.trials
         goal = before + min(round_size, trials - spent)
-        log = Path(log_dir) / default_log_path(task.tp, spec, dtype, task.batch, fusion=task.fusion).name
-        outcome = tune(task.tp, batch=task.batch, target=spec, dtype=dtype, trials=goal, strategy=strategy, log=log,
-                       resume=True, seed=seed, runner=runner, round_size=round_size, progress=False,
-                       fusion=task.fusion)
+        log = Path(log_dir) / default_log_path(task.op, spec, dtype, task.batch).name
+        outcome = tune(task.op, batch=task.batch, target=spec, dtype=dtype, trials=goal, strategy=strategy, log=log,
+                       resume=True, seed=seed, runner=runner, round_size=round_size, progress=False)
         progress_of.result = outcome
         progress_of.history.append(progress_of.best if progress_of.best is not None else float("inf"))
         progress_of.exhausted = progress_of.trials < goal

@@ -5,10 +5,10 @@ machine; a remote runner (TVM's RPC tracker and servers) implements the same met
 candidate that fails to build, crashes, hangs or computes a wrong result gets an error
 result; it never stops the measurement of the others.
 
-Given an :class:`Anchor` (the tuner passes a fast candidate it measured before), each
-candidate is timed in turns with the anchor and its seconds are its ratio to the anchor times
-the anchor's recorded seconds: measurements taken minutes apart stay comparable on a machine
-whose speed drifts.
+Given an :class:`Anchor` (the tuner passes the run's reference record, see
+:func:`tpc.tune.tuner.reference_record`), each candidate is timed in turns with the anchor
+and its seconds are its ratio to the anchor times the anchor's recorded seconds: measurements
+taken minutes apart stay comparable on a machine whose speed drifts.
 """
 
 from __future__ import annotations
@@ -35,18 +35,15 @@ from tpc.tune.worker import tables_path
 
 @dataclass(frozen=True)
 class MeasureInput:
-    """One candidate: the spec (as a dict), target dict, dtype, batch, algorithm and knobs;
-    ``wrt`` None measures the product, else its gradient with respect to that argument;
-    ``fusion`` measures the product fused with its gather and/or scatter-sum (batch: edges)."""
+    """One candidate: the op (as :meth:`tpc.ops.Op.to_dict` gives it), target dict, dtype,
+    batch (edges for a fused op), algorithm and knobs."""
 
-    spec: dict
+    op: dict
     target: dict
     dtype: str
     batch: int
     algorithm: str
     config: dict
-    wrt: Optional[str] = None
-    fusion: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -80,25 +77,26 @@ class Runner(Protocol):
 class LocalRunner:
     """Builds up to ``parallel_builds`` candidates at once, then runs them one by one.
 
-    Builds and runs happen in worker processes (:data:`WORKER_MAIN`) that the
-    runner keeps for many jobs, since starting one (importing TVM) costs seconds: one per
-    parallel build and one for runs. A job not answered within ``build_timeout`` or
-    ``run_timeout`` seconds (counted from when it was handed over, a fresh worker's start
-    included) has its worker killed with its threads; a worker that crashes or times out is
-    replaced for the next job, and each is replaced after :data:`JOBS_PER_WORKER` jobs.
-    Once :data:`BUILDS_TO_ADAPT` builds of an op (the candidate less its knobs) have finished,
-    its later builds are stopped sooner: at ``slow_build_factor`` times their median build
-    seconds, never under ``min_build_timeout``. A schedule that LLVM takes many times longer
-    to compile than its siblings costs the tuning run minutes, and ``tpc.compile`` as much at
-    every start of a program that uses it.
-    ``close`` stops the workers (so does the runner's end). Runs first check the
-    output on ``check_batch`` samples against the float64 reference (of the product or of
-    its gradient), then time ``repeat``
-    repetitions of at least ``min_repeat_ms`` each with TVM's time_evaluator (median); against
-    an anchor, :data:`tpc.tune.worker.ANCHOR_ROUNDS` such timings of each, in turns.
+    Builds and runs happen in worker processes (:data:`WORKER_MAIN`) kept for many jobs, one
+    per parallel build and one for runs, since starting one (importing TVM) costs seconds. A
+    job over its time limit has its worker killed with its process group; a worker that
+    crashes or times out is replaced for the next job, and each is replaced after
+    :data:`JOBS_PER_WORKER` jobs; ``close`` stops them (so does the runner's end). A run checks
+    the output against the float64 reference of the op, then times it with TVM's
+    time_evaluator (median); against an anchor, :data:`tpc.tune.worker.ANCHOR_ROUNDS` such
+    timings of each, in turns. The library of each call's fastest candidate, the likeliest
+    next anchor, is kept; so is the anchor's while it is in use.
 
-    The runner keeps the library of the fastest candidate of its last call, so that an anchor
-    is usually not built again; other anchors are built once and kept while they are in use.
+    Attributes:
+        build_timeout: seconds a build may take, counted from when it was handed over (a fresh
+            worker's start included); once :data:`BUILDS_TO_ADAPT` builds of an op (the
+            candidate less its knobs) have finished, ``slow_build_factor`` times their median,
+            never under ``min_build_timeout``, since a schedule that LLVM takes many times longer
+            over than its siblings would cost every ``tpc.compile`` of it as much.
+        run_timeout: seconds a run may take, counted the same way.
+        parallel_builds: builds at once; 0 for one per usable core.
+        check_batch: samples the output is checked on before it is timed.
+        repeat: timed repetitions, each at least ``min_repeat_ms`` long.
     """
 
     build_timeout: float = 300.0
@@ -265,7 +263,7 @@ class KeepTorchOut:
 sys.meta_path.insert(0, KeepTorchOut())
 """
 """Code that makes importing torch fail as if it were not installed. A worker needs no torch,
-and TVM's FFI imports it whenever it is installed: 2.5 of the 6 s a worker takes to start.
+and TVM's FFI imports it whenever it is installed, a large share of a worker's start.
 ``sys.modules`` gets no ``torch`` entry: packages that look torch up there (SciPy's array
 API support) would take a ``None`` entry for the module."""
 

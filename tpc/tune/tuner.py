@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from tpc import cache
-from tpc.ops import TensorProduct, op_fingerprint
+from tpc.ops import Op, OpLike, as_op, make_op
 from tpc.records import Record, append_records, read_records
-from tpc.lower.algorithms import algorithms_for, default_algorithm
 from tpc.schedule import tuning_space
 from tpc.schedule.space import AlgorithmSpace
 from tpc.targets import TargetSpec, resolve_target
@@ -55,11 +54,9 @@ class TuneResult:
         return self.default.seconds / self.best.seconds
 
 
-def default_log_path(tp: TensorProduct, target: TargetSpec, dtype: str, batch: int, wrt: str | None = None,
-                     fusion: str | None = None) -> Path:
-    """``tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl`` under the current directory (op: the
-    fingerprint of the product, its gradient or its fused kernel, see :func:`tpc.ops.op_fingerprint`)."""
-    return Path("tuning_logs") / f"{op_fingerprint(tp, wrt, fusion)[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
+def default_log_path(op: Op, target: TargetSpec, dtype: str, batch: int) -> Path:
+    """``tuning_logs/<op fingerprint>-<target>-<dtype>-b<batch>.jsonl`` under the current directory."""
+    return Path("tuning_logs") / f"{op.fingerprint[:12]}-{target.name}-{dtype}-b{batch}.jsonl"
 
 
 def _model_path(target: TargetSpec, space: AlgorithmSpace, kind: str) -> Path:
@@ -73,7 +70,7 @@ def _defaults(space: AlgorithmSpace) -> list[dict]:
 
 
 def tune(
-    tp: TensorProduct,
+    op: OpLike,
     batch: Optional[int] = None,
     target: Union[str, dict, TargetSpec] = "host",
     dtype: str = "float32",
@@ -88,10 +85,11 @@ def tune(
     wrt: Optional[str] = None,
     fusion: Optional[str] = None,
 ) -> TuneResult:
-    """Measure up to ``trials`` schedules of ``tp`` (with ``wrt``: of its gradient with respect
-    to "x1", "x2" or "weight", an op of its own; with ``fusion``: of the product fused with its
-    gather and/or scatter-sum, see :mod:`tpc.lower.convolution`, where ``batch`` counts edges)
-    and cache the best.
+    """Measure up to ``trials`` schedules of an op and cache the best.
+
+    ``op`` is a spec (its product) or an op (:class:`tpc.Product`, :class:`tpc.Gradient`,
+    :class:`tpc.Fused`, whose ``batch`` counts edges); ``wrt`` or ``fusion`` with a spec name
+    its gradient or fused product as :func:`tpc.ops.make_op` does.
 
     The default schedule is measured first; every later candidate is timed in turns with a
     reference measured before (the default, or a candidate clearly faster, see
@@ -105,26 +103,29 @@ def tune(
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
+    op = as_op(op, "tpc.tune")
+    if wrt is not None or fusion is not None:
+        if not op.kind == "product":
+            raise ValueError("give wrt or fusion with a TensorProduct, not with an op that already names them")
+        op = make_op(op.tp, wrt, fusion)
+    tp = op.tp
     spec = resolve_target(target)
     batch = batch or DEFAULT_BATCH
-    op = op_fingerprint(tp, wrt, fusion)
-    default = default_algorithm(tp, wrt, fusion)
-    algorithms = [default] + [name for name in algorithms_for(tp, wrt, fusion) if name != default]
-    space = tuning_space(spec.family, algorithms, fusion or wrt)
-    log = Path(log) if log is not None else default_log_path(tp, spec, dtype, batch, wrt, fusion)
+    algorithms = [op.default_algorithm] + [name for name in op.algorithms if name != op.default_algorithm]
+    space = tuning_space(spec.family, algorithms, op.schedule_key)
+    log = Path(log) if log is not None else default_log_path(op, spec, dtype, batch)
     runner = runner or LocalRunner()
-    measure_input = partial(MeasureInput, tp.to_dict(), spec.tvm_dict, dtype, batch, wrt=wrt, fusion=fusion)
-    key = (op, batch, dtype, spec.fingerprint)
+    measure_input = partial(MeasureInput, op.to_dict(), spec.tvm_dict, dtype, batch)
+    key = (op.fingerprint, batch, dtype, spec.fingerprint)
     previous = [r for r in read_records(log) if resume and (r.op, r.batch, r.dtype, r.target_fingerprint) == key
                 and r.algorithm in space.algorithms and r.space_version == space.version_of(r.algorithm)]
     models = {kind: CostModel.load(_model_path(spec, space, kind)) for kind in MODEL_KINDS} \
         if strategy == "xgb" else {}
-    searcher: Strategy = (ModelSearch(space, models["knobs"], op + f"/{batch}/{dtype}",
-                                      op_descriptors(tp, batch, dtype, wrt, fusion), seed=seed,
-                                      tir_model=models["tir"], featurize=TirFeaturizer(tp, spec, dtype, batch, space,
-                                                                                       wrt, fusion),
+    searcher: Strategy = (ModelSearch(space, models["knobs"], op.fingerprint + f"/{batch}/{dtype}",
+                                      op_descriptors(op, batch, dtype), seed=seed, tir_model=models["tir"],
+                                      featurize=TirFeaturizer(op, spec, dtype, batch, space),
                                       prior=move_gains((r for _, found in cache.cached_records() for r in found), space,
-                                                       spec.tvm_dict, op))
+                                                       spec.tvm_dict, op.fingerprint))
                           if strategy == "xgb" else RandomSearch(space, seed=seed))
     searcher.observe([space.join(r.algorithm, r.config) for r in previous],
                      [r.seconds if r.ok else None for r in previous])
@@ -143,7 +144,7 @@ def tune(
             split = [space.split(c) for c in configs]
             results = runner.measure([measure_input(algorithm, knobs) for algorithm, knobs in split],
                                      _anchor(records, measure_input))
-            fresh = [Record(op, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
+            fresh = [Record(op.fingerprint, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
                             algorithm, knobs, result.seconds, result.error,
                             "default" if space.key(c) in defaults else searcher.name, len(records) + i)
                      for i, (c, (algorithm, knobs), result) in enumerate(zip(configs, split, results))]
@@ -176,18 +177,19 @@ REANCHOR_GAIN = 1.15
 
 
 def reference_record(records: Sequence[Record]) -> Optional[Record]:
-    """The record later candidates are timed against: the first successful one (the default
-    schedule, unless it failed), replaced, in log order, by each record more than
-    :data:`REANCHOR_GAIN` times faster than the reference before it.
+    """The record later candidates are timed against.
 
-    Two kernels of one character keep their ratio as the machine's speed drifts, two kernels
-    of different characters less so (on a 2-vCPU machine, mace-l2's in-place kernels timed
-    against its default scattered by a quarter, timed against one of them by a few percent):
-    the reference follows the search to the fast kernels. Yet not to the fastest so far:
-    among near ties, that is the one whose timing came out lowest, and its recorded seconds,
-    carried into every later recording, would pass that luck on, round after round (in 64
-    trials of mace-l2, recordings had drifted low by up to a quarter against a side-by-side
-    re-timing of the same schedules). A gain beyond timing noise moves it."""
+    That is the first successful record (the default schedule, unless it failed), replaced, in
+    log order, by each record more than :data:`REANCHOR_GAIN` times faster than the reference
+    before it: kernels of one character keep their ratio best as the machine drifts, while the
+    fastest of near ties is the one whose timing came out lowest and would pass that luck on.
+
+    Args:
+        records: a run's records in log order.
+
+    Returns:
+        The reference record, or None where no record succeeded.
+    """
     reference = None
     for record in records:
         if record.ok and (reference is None or record.seconds * REANCHOR_GAIN < reference.seconds):

@@ -16,18 +16,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from tpc.ops import TensorProduct
-
 PR_SET_PDEATHSIG = 1
-TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
-MEAN_DEGREE = 30
-"""Edges per receiver of the random graphs fused kernels are timed on (MACE and NequIP radius
-graphs have 20-40 neighbours per atom)."""
 
 
 def tables_path(library: str | Path) -> Path:
@@ -38,13 +31,13 @@ def tables_path(library: str | Path) -> Path:
 def build_job(job: dict[str, Any]) -> dict[str, Any]:
     """Compile the candidate and write its shared library to ``job["library"]``."""
     from tpc.build import BuildRequest, build
-    from tpc.ops import TensorProduct
+    from tpc.ops import op_from_dict
     from tpc.runtime import ScheduleChoice
     from tpc.targets import resolve_target
 
     start = time.perf_counter()
-    request = BuildRequest(TensorProduct.from_dict(job["spec"]), resolve_target(job["target"]), job["dtype"],
-                           ScheduleChoice(job["algorithm"], job["config"], "tuning"), job.get("wrt"), job.get("fusion"))
+    request = BuildRequest(op_from_dict(job["op"]), resolve_target(job["target"]), job["dtype"],
+                           ScheduleChoice(job["algorithm"], job["config"], "tuning"))
     kernel = build(request)
     Path(job["library"]).write_bytes(kernel.library_bytes())
     if kernel.tables:
@@ -77,10 +70,17 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def relative_timing(candidate: Callable[[], list[float]], anchor: Callable[[], list[float]],
                     rounds: int = ANCHOR_ROUNDS) -> tuple[float, float]:
-    """Time a candidate and an anchor in turns: the median over ``rounds`` of the candidate's
-    seconds over the anchor's, and the anchor's median seconds. A shared machine's speed
-    can change by 40% from one minute to the next; timed side by side, two similar kernels keep their
-    ratio within a few percent, so a search can compare candidates timed minutes apart."""
+    """Time a candidate and an anchor in turns, so that a search can compare candidates timed
+    minutes apart on a machine whose speed drifts: two kernels timed side by side keep their ratio.
+
+    Args:
+        candidate, anchor: functions that time one kernel, returning samples of its seconds per call.
+        rounds: turns, each timing the candidate, then the anchor.
+
+    Returns:
+        The median over the rounds of the candidate's seconds over the anchor's, and the
+        anchor's median seconds.
+    """
     ratios, anchor_seconds = [], []
     for _ in range(rounds):
         candidate_median, anchor_median = float(np.median(candidate())), float(np.median(anchor()))
@@ -96,60 +96,43 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     seconds per call. The benchmarks re-time finished candidates with it side by side."""
     import tvm
 
-    from tpc.ops import TensorProduct
-    from tpc.runtime import GradientKernel, Kernel, ScheduleChoice
+    from tpc.ops import Fused, op_from_dict
+    from tpc.runtime import ScheduleChoice, kernel_for
     from tpc.targets import resolve_target
-    from tpc.testing import relative_error
+    from tpc.verify import check, random_arguments
 
-    tp = TensorProduct.from_dict(job["spec"])
-    dtype, wrt = job["dtype"], job.get("wrt")
-    if job.get("fusion"):
-        return _prepare_convolution(job, tp)
+    op, dtype = op_from_dict(job["op"]), job["dtype"]
     module = tvm.runtime.load_module(job["library"])
     tables = _load_tables(tables_path(job["library"]))
-    target, choice = resolve_target(job["target"]), ScheduleChoice(job["algorithm"], job["config"], "tuning")
-    kernel = Kernel(module, tp, target, dtype, choice, tables=tables) if wrt is None \
-        else GradientKernel(module, tp, wrt, target, dtype, choice)
-    rng = np.random.default_rng(0)
-    arguments = _arguments(tp, wrt, job["check_batch"], rng, dtype)
-    expected = tp.reference(*arguments) if wrt is None else tp.reference_gradient(*arguments, wrt)
-    on_gpu = target.family == "cuda"
-    device = tvm.cuda(0) if on_gpu else tvm.cpu()
-    result = kernel(*[None if a is None else tvm.runtime.tensor(a, device) for a in arguments]).numpy() if on_gpu \
-        else kernel(*arguments)  # CUDA kernels take tensors that live on the GPU
-    _check(relative_error(result, expected), dtype)
-    args = [tvm.runtime.tensor(a, device) for a in _arguments(tp, wrt, job["batch"], rng, dtype) if a is not None]
-    args.append(tvm.runtime.tensor(np.zeros(output_shape(tp, wrt, job["batch"]), dtype), device))
+    target = resolve_target(job["target"])
+    kernel = kernel_for(op, module, target, dtype, ScheduleChoice(job["algorithm"], job["config"], "tuning"),
+                        tables=tuple(tables))
+    device = tvm.cuda(0) if target.family == "cuda" else tvm.cpu()
+    if target.family == "cuda":  # CUDA kernels take tensors that live on the GPU
+        def function(**arguments: Any) -> np.ndarray:
+            return kernel(**{name: None if value is None else tvm.runtime.tensor(value, device)
+                             for name, value in arguments.items()}).numpy()
+    else:
+        function = kernel
+    fused = isinstance(op, Fused)
+    result = check(op, function, batch=(8 if fused else 1) * job["check_batch"], dtype=dtype,
+                   nodes=job["check_batch"] if fused else None)
+    if not result:
+        raise WrongResult(f"wrong result: {result}")
+    arguments = random_arguments(op, job["batch"], np.random.default_rng(1), dtype)
+    if fused:
+        return _timing_of_calls(kernel, arguments, job)
+    args = [tvm.runtime.tensor(value, device) for value in arguments.values() if value is not None]
+    args.append(tvm.runtime.tensor(np.zeros((job["batch"], op.output_width), dtype), device))
     args += [tvm.runtime.tensor(table, device) for table in tables]
     evaluator = module.time_evaluator("main", device, number=1, repeat=job["repeat"],
                                       min_repeat_ms=job["min_repeat_ms"])
     return lambda: [float(r) for r in evaluator(*args).results]
 
 
-def _check(error: float, dtype: str) -> None:
-    if not error < TOLERANCE[dtype]:
-        raise WrongResult(f"wrong result: relative error {error:.2e} against the reference")
-
-
-def _prepare_convolution(job: dict[str, Any], tp: TensorProduct) -> Callable[[], list[float]]:
-    """Check a fused kernel on a small random graph against the float64 reference; time it on
-    a random graph with ``job["batch"]`` edges and :data:`MEAN_DEGREE` edges per receiver."""
-    import tvm
-
-    from tpc.runtime import ConvolutionKernel, ScheduleChoice
-    from tpc.targets import resolve_target
-    from tpc.testing import random_convolution, relative_error
-
-    module = tvm.runtime.load_module(job["library"])
-    kernel = ConvolutionKernel(module, tp, job["fusion"], resolve_target(job["target"]), job["dtype"],
-                               ScheduleChoice(job["algorithm"], job["config"], "tuning"))
-    rng = np.random.default_rng(0)
-    arguments, expected = random_convolution(tp, job["fusion"], 8 * job["check_batch"], job["check_batch"], rng,
-                                             job["dtype"])
-    _check(relative_error(kernel(**arguments), expected), job["dtype"])
-    edges = job["batch"]
-    arguments, _ = random_convolution(tp, job["fusion"], edges, max(1, edges // MEAN_DEGREE), rng, job["dtype"],
-                                      reference=False)
+def _timing_of_calls(kernel: Callable[..., Any], arguments: dict[str, Any],
+                     job: dict[str, Any]) -> Callable[[], list[float]]:
+    """Time whole calls of a kernel (fused kernels check their indices and pick their entry per call)."""
     out = kernel(**arguments)
 
     def timing() -> list[float]:
@@ -162,22 +145,6 @@ def _prepare_convolution(job: dict[str, Any], tp: TensorProduct) -> Callable[[],
         return samples
 
     return timing
-
-
-def _arguments(tp: TensorProduct, wrt: str | None, batch: int, rng: np.random.Generator, dtype: str) -> list:
-    """Random ``x1, x2, weight`` (None when there are none), and ``grad`` for a gradient."""
-    from tpc.testing import random_inputs
-
-    arguments = list(random_inputs(tp, batch, rng, dtype))
-    if wrt is not None:
-        arguments.append(rng.standard_normal((batch, tp.irreps_out.dim)).astype(dtype))
-    return arguments
-
-
-def output_shape(tp: TensorProduct, wrt: str | None, batch: int) -> tuple[int, int]:
-    """The shape of the compiled function's ``out``: per sample, also for shared-weight gradients."""
-    width = {None: tp.irreps_out.dim, "x1": tp.irreps_in1.dim, "x2": tp.irreps_in2.dim, "weight": tp.weight_numel}
-    return batch, width[wrt]
 
 
 def _load_tables(path: Path) -> list[np.ndarray]:
