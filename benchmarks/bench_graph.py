@@ -23,7 +23,7 @@ import time
 import torch
 
 import tpc
-from tpc.graph_presets import mace_interaction
+from tpc.graph.presets import mace_interaction
 from tpc.targets import host_cores
 from tpc.testing import E3nnInteraction, interaction_inputs, machine, random_system, relative_error
 from tpc.tune import graph_summary

@@ -18,7 +18,7 @@ import sys
 import torch
 
 import tpc
-from tpc.graph_presets import mace_interaction
+from tpc.graph.presets import mace_interaction
 from tpc.targets import host_cores
 from tpc.testing import E3nnInteraction, interaction_inputs, machine, median_seconds, random_system, relative_error
 

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from tpc.irreps import Irreps
-from tpc.ops import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct, TensorProduct
+from tpc.ops import (
+    ChannelwiseTensorProduct,
+    FullyConnectedTensorProduct,
+    GauntTensorProduct,
+    TensorProduct,
+    mace_product,
+)
 
 if TYPE_CHECKING:
     from tpc.graph import Graph
@@ -21,14 +27,6 @@ class Preset:
     tp: TensorProduct
     batch: int
     description: str
-
-
-def mace_product(channels: int, lmax: int, sh_lmax: int) -> TensorProduct:
-    """MACE's channelwise convolution product: ``channels x (0e+1o+2e+...)`` up to ``lmax``
-    times the harmonics up to ``sh_lmax``, outputs up to ``lmax`` (mode uvu, weights per edge)."""
-    node = Irreps([(channels, ir) for _, ir in Irreps.spherical_harmonics(lmax)])
-    return ChannelwiseTensorProduct(node, Irreps.spherical_harmonics(sh_lmax), lmax,
-                                    filter_ir_out=Irreps.spherical_harmonics(lmax))
 
 
 def _gaunt(lmax: int) -> TensorProduct:
@@ -87,7 +85,7 @@ class GraphPreset:
 
 def _mace_interaction(channels: int, lmax: int) -> "Graph":
     """The MACE interaction graph, harmonics up to ``lmax`` too (imported here: networkx)."""
-    from tpc.graph_presets import mace_interaction
+    from tpc.graph.presets import mace_interaction
 
     return mace_interaction(channels=channels, lmax=lmax, sh_lmax=lmax)[0]
 

@@ -101,6 +101,22 @@ def GauntTensorProduct(irreps_in1: IrrepsLike, irreps_in2: IrrepsLike, lmax: int
     return TensorProduct(in1, in2, out, instructions, irrep_normalization="none", path_normalization="none")
 
 
+def mace_product(channels: int, lmax: int, sh_lmax: int) -> TensorProduct:
+    """MACE's channelwise convolution product.
+
+    Args:
+        channels: copies of each irrep of the node features.
+        lmax: the node features are ``channels x (0e+1o+2e+...)`` up to ``lmax``, and so are the outputs.
+        sh_lmax: the edge harmonics go up to ``sh_lmax``.
+
+    Returns:
+        The product of node features and harmonics, mode uvu with weights per edge.
+    """
+    node = Irreps([(channels, ir) for _, ir in Irreps.spherical_harmonics(lmax)])
+    return ChannelwiseTensorProduct(node, Irreps.spherical_harmonics(sh_lmax), lmax,
+                                    filter_ir_out=Irreps.spherical_harmonics(lmax))
+
+
 def _signal_irreps(name: str, irreps: IrrepsLike) -> Irreps:
     irreps = Irreps(irreps)
     if len(irreps) == 0:

@@ -9,7 +9,7 @@ from tvm import s_tir
 
 from tpc.lower import Lowered
 from tpc.ops import FUSIONS
-from tpc.schedule import convolution, cpu, cuda, gaunt
+from tpc.schedule import convolution, cpu, cuda, gaunt, graph
 from tpc.schedule.space import AlgorithmSpace, SearchSpace
 
 FAMILIES = ("cpu", "cuda")
@@ -32,6 +32,16 @@ _SCHEDULES = {
     ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
     ("cpu", "cg", "scatter"): (convolution.SCATTER_SPACE, convolution.apply_scatter),
     ("cpu", "cg", "gather+scatter"): (convolution.GATHER_SCATTER_SPACE, convolution.apply_scatter),
+}
+# The schedule of each (family, "graph", operation kind) of a graph node other than a tensor
+# product, lowered by tpc.graph.lower into a kernel of its own; no knobs. CPUs only so far.
+_GRAPH_SCHEDULES = {
+    ("cpu", "graph", "gather"): graph.apply_vectorized,
+    ("cpu", "graph", "spherical_harmonics"): graph.apply_unrolled,
+    ("cpu", "graph", "radial_basis"): graph.apply_unrolled,
+    ("cpu", "graph", "linear"): graph.apply_unrolled,
+    ("cpu", "graph", "scatter_sum"): graph.apply_segments,
+    ("cpu", "graph", "elementwise"): graph.apply_elementwise,
 }
 
 
@@ -78,6 +88,25 @@ def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
     """Schedule ``lowered`` (a product, a gradient or a fused kernel) for a target family with the given knob values."""
     return _entry(family, lowered.algorithm, lowered.fusion or lowered.wrt)[1](lowered, config)
+
+
+def apply_graph_schedule(func: Any, family: str, operation: Any) -> s_tir.Schedule:
+    """Schedule the lowered function of a graph node other than a tensor product.
+
+    Args:
+        func: the node's PrimFunc (see :func:`tpc.graph.lower.lower_node`).
+        family: the target family.
+        operation: the node's :class:`tpc.graph.Operation`.
+
+    Returns:
+        The schedule; a family without one for the operation's kind raises ValueError.
+    """
+    _check_family(family)
+    key = (family, "graph", operation.kind)
+    if key not in _GRAPH_SCHEDULES:
+        raise ValueError(f"no {family} schedule for {operation.kind} graph nodes; "
+                         f"graph nodes are scheduled for {sorted({fam for fam, _, _ in _GRAPH_SCHEDULES})} only")
+    return _GRAPH_SCHEDULES[key](func, operation)
 
 
 def _check_family(family: str) -> None:

@@ -1,14 +1,14 @@
 """Whole message-passing blocks as tensor-product graphs, for :func:`tpc.presets.get_graph`.
 
-Kept apart from :mod:`tpc.presets` because graphs import networkx, which ``import tpc`` must not.
+Kept apart from :mod:`tpc.presets` because graphs import networkx, which ``import tpc`` must not;
+:mod:`tpc.presets` imports this module only when a graph preset is asked for.
 """
 
 from __future__ import annotations
 
-from tpc.graph import Graph, Linear
-from tpc.irreps import Irreps
-from tpc.ops import TensorProduct
-from tpc.presets import mace_product
+from tpc.graph.graph import Graph
+from tpc.graph.operations import Linear
+from tpc.ops import TensorProduct, mace_product
 
 
 def mace_interaction(channels: int = 32, lmax: int = 2, sh_lmax: int = 2, radial: int = 8, radial_hidden: int = 32,

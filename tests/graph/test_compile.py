@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
-from test_graph import HIDDEN, block_inputs, interaction_block
 
 import tpc
-from tpc.graph_build import FUSION_CHOICES, compile_graph, fuse_products
 from tpc.graph import Gather, Graph, Linear
+from tpc.graph.compiler import FUSION_CHOICES, compile_graph, fuse_products
+
+from .test_graph import HIDDEN, block_inputs, interaction_block
 
 
 @pytest.fixture(scope="module")
@@ -180,17 +181,17 @@ def test_linear_alone_with_repeated_irreps(rng, shared):
             x=rng.standard_normal((6, tpc.Irreps(irreps_in).dim)), w=weight)
 
 
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "mul1", "silu"])
-def test_elementwise_alone(rng, op):
+@pytest.mark.parametrize("function", ["add", "sub", "mul", "mul1", "silu"])
+def test_elementwise_alone(rng, function):
     rows = 9
     a = rng.standard_normal((rows, tpc.Irreps(HIDDEN).dim))
-    if op == "silu":
+    if function == "silu":
         scalars = rng.standard_normal((rows, 5)) * 30
         _single(lambda g: g.elementwise("silu", g.input("a", ("rows", "5x0e"), "float64")), a=scalars)
         return
-    b_irreps = {"add": HIDDEN, "sub": HIDDEN, "mul": "16x0e", "mul1": "0e"}[op]
+    b_irreps = {"add": HIDDEN, "sub": HIDDEN, "mul": "16x0e", "mul1": "0e"}[function]
     b = rng.standard_normal((rows, tpc.Irreps(b_irreps).dim))
-    _single(lambda g: g.elementwise(op[:3], g.input("a", ("rows", HIDDEN), "float64"),
+    _single(lambda g: g.elementwise(function[:3], g.input("a", ("rows", HIDDEN), "float64"),
                                     g.input("b", ("rows", b_irreps), "float64")), a=a, b=b)
 
 

@@ -6,9 +6,9 @@ import pytest
 
 import tpc
 from tpc import presets
-from tpc.graph_build import compile_graph
 from tpc.graph import Gather, Graph, ScatterSum, TensorProductOp
-from tpc.graph_presets import mace_interaction
+from tpc.graph.compiler import compile_graph
+from tpc.graph.presets import mace_interaction
 from tpc.testing import E3nnInteraction, box_side, interaction_inputs, random_system, relative_error
 from tpc.tune.graph import UNFUSED_AND_FUSED
 

@@ -1,29 +1,32 @@
-"""Graph ops other than tensor products as TVM tensor expressions, one function per op.
+"""A graph's operations other than tensor products as TVM tensor expressions, one function each.
 
-``lower_<op>(op, inputs, sizes)`` takes the op, its input ``te.Tensor`` s (in the op's
-argument order) and ``sizes`` (symbolic dim name -> ``te.Var``) and returns the output
-``te.Tensor``. Nothing here schedules or builds, so the functions compose: one kernel per node
-today, several nodes in one PrimFunc later. Float tensors are computed in the dtype of their
-inputs; index tensors are int64. A lowering may add inner stages (a linear map's paths);
-the returned tensor is the node's output.
+``lower_<kind>(operation, inputs, sizes)`` takes the operation, its input ``te.Tensor`` s (in
+the operation's argument order) and ``sizes`` (symbolic dim name -> ``te.Var``) and returns
+the output ``te.Tensor``. Nothing here schedules or builds, so the functions compose: a
+PrimFunc may hold one node or several. Float tensors are computed in the dtype of their
+inputs; index tensors are int64. A lowering may add inner stages (a linear
+map's paths); the returned tensor is the node's output. :func:`lower_node` makes a node's
+placeholders and output, what :mod:`tpc.graph.compiler` schedules and builds.
 
 Scatter-sum is a deterministic segment sum without atomics: it reads the index as a CSR
 (``perm``, the rows of ``x`` sorted by index, stably, and ``offsets``, where each output row's
 segment starts), so every output row sums its own rows in a fixed order and rows can run in
-parallel. The runtime (:mod:`tpc.graph_runtime`) builds the CSR in numpy at call time.
+parallel. The runtime (:mod:`tpc.graph.runtime`) builds the CSR in numpy at call time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from math import factorial, pi, sqrt
+from typing import Any
 
 import numpy as np
 from tvm import te, tirx
 
-from tpc.graph import Dim, Elementwise, Gather, Linear, RadialBasis, ScatterSum, SphericalHarmonics
+from tpc.graph.operations import Elementwise, Gather, Linear, RadialBasis, ScatterSum, SphericalHarmonics
+from tpc.graph.tensors import Dim, Node
 from tpc.irreps import Irreps
-from tpc.lower.cg import select_component
+from tpc.lower.lowered import select_component
 from tpc.so3.spherical_harmonics import degree_scale
 
 Sizes = Mapping[str, tirx.Var]
@@ -40,13 +43,13 @@ def _index(index: te.Tensor, row) -> tirx.PrimExpr:
     return index[row].astype("int32")
 
 
-def lower_gather(op: Gather, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
+def lower_gather(operation: Gather, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
     """``out[e, c] = x[index[e], c]``; the caller guarantees ``0 <= index < rows of x``."""
     x, index = inputs
     return te.compute((index.shape[0], x.shape[1]), lambda e, c: x[_index(index, e), c], name="gather")
 
 
-def lower_scatter_sum(op: ScatterSum, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
+def lower_scatter_sum(operation: ScatterSum, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
     """``out[n, c] = sum_{e: index[e] = n} x[e, c]`` from ``(x, perm, offsets)``, the index's CSR.
 
     Row n sums ``x[perm[j]]`` for ``j`` in ``offsets[n] .. offsets[n + 1]``, in that order. The
@@ -54,7 +57,7 @@ def lower_scatter_sum(op: ScatterSum, inputs: Sequence[te.Tensor], sizes: Sizes)
     a reduction in its first iteration, which an empty data-dependent range never runs.
     """
     x, perm, offsets = inputs
-    rows = dim_extent(op.size, sizes)
+    rows = dim_extent(operation.size, sizes)
 
     def segment(n, c):
         start = _index(offsets, n)
@@ -132,7 +135,7 @@ def _evaluate_polynomial(polynomial: Polynomial, xyz: Sequence, dtype: str) -> t
     return value
 
 
-def lower_spherical_harmonics(op: SphericalHarmonics, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
+def lower_spherical_harmonics(operation: SphericalHarmonics, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
     """e3nn's harmonics of the rows of ``vectors`` (rows, 3) as polynomials, any lmax.
 
     With ``normalize`` the vectors are first divided by their norm (zero vectors stay zero,
@@ -143,13 +146,13 @@ def lower_spherical_harmonics(op: SphericalHarmonics, inputs: Sequence[te.Tensor
     dtype = str(vectors.dtype)
     zero = tirx.const(0.0, dtype)
     rows = vectors.shape[0]
-    if op.normalize:
+    if operation.normalize:
         def unit_value(e, i):
             r2 = vectors[e, 0] * vectors[e, 0] + vectors[e, 1] * vectors[e, 1] + vectors[e, 2] * vectors[e, 2]
             return tirx.if_then_else(r2 > zero, vectors[e, i] / te.sqrt(r2), zero)
 
         vectors = te.compute((rows, 3), unit_value, name="unit_vectors")
-    polynomials = harmonic_polynomials(op.lmax, op.normalization)
+    polynomials = harmonic_polynomials(operation.lmax, operation.normalization)
 
     def harmonic(e, c):
         xyz = [vectors[e, 0], vectors[e, 1], vectors[e, 2]]
@@ -158,7 +161,7 @@ def lower_spherical_harmonics(op: SphericalHarmonics, inputs: Sequence[te.Tensor
     return te.compute((rows, len(polynomials)), harmonic, name="spherical_harmonics")
 
 
-def lower_radial_basis(op: RadialBasis, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
+def lower_radial_basis(operation: RadialBasis, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
     """The Bessel basis of the row lengths of ``vectors`` (rows, 3): column k is
     ``sqrt(number * 2 / cutoff) * sin((k + 1) pi r / cutoff) / r`` inside ``0 < r < cutoff``, else 0.
 
@@ -171,17 +174,17 @@ def lower_radial_basis(op: RadialBasis, inputs: Sequence[te.Tensor], sizes: Size
     rows = vectors.shape[0]
     lengths = te.compute((rows,), lambda e: te.sqrt(vectors[e, 0] * vectors[e, 0] + vectors[e, 1] * vectors[e, 1]
                                                     + vectors[e, 2] * vectors[e, 2]), name="lengths")
-    scale = tirx.const(sqrt(op.number * 2 / op.cutoff), dtype)
-    cutoff = tirx.const(op.cutoff, dtype)
+    scale = tirx.const(sqrt(operation.number * 2 / operation.cutoff), dtype)
+    cutoff = tirx.const(operation.cutoff, dtype)
 
     def basis(e, k):
         r = lengths[e]
         inside = tirx.all(r > zero, r < cutoff)
         safe = tirx.if_then_else(inside, r, one)
-        frequency = (k + 1).astype(dtype) * tirx.const(pi / op.cutoff, dtype)
+        frequency = (k + 1).astype(dtype) * tirx.const(pi / operation.cutoff, dtype)
         return tirx.if_then_else(inside, scale * te.sin(frequency * safe) / safe, zero)
 
-    return te.compute((rows, op.number), basis, name="radial_basis")
+    return te.compute((rows, operation.number), basis, name="radial_basis")
 
 
 # -- linear and elementwise -----------------------------------------------------------------
@@ -196,35 +199,35 @@ def _by_block(irreps: Irreps, c, value: Callable[[int, object], tirx.PrimExpr], 
     return out
 
 
-def lower_linear(op: Linear, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
+def lower_linear(operation: Linear, inputs: Sequence[te.Tensor], sizes: Sizes) -> te.Tensor:
     """e3nn's equivariant linear map: one stage per weight block (path),
     ``y[r, w, m] = sum_u W[u, w] x[r, u, m]``, then each output block the scaled sum of its paths."""
     x = inputs[0]
     dtype = str(x.dtype)
     zero = tirx.const(0.0, dtype)
     rows = x.shape[0]
-    slices_in = op.irreps_in.slices()
+    slices_in = operation.irreps_in.slices()
     weight = inputs[1] if len(inputs) > 1 else None
     by_output: dict[int, list[tuple[float, te.Tensor]]] = {}
-    for p, path in enumerate(op.paths()):
-        mul_in, ir = op.irreps_in[path.i_in]
-        mul_out = op.irreps_out[path.i_out].mul
+    for p, path in enumerate(operation.paths()):
+        mul_in, ir = operation.irreps_in[path.i_in]
+        mul_out = operation.irreps_out[path.i_out].mul
         if mul_in * mul_out == 0:
             continue
-        stage = _linear_path(x, weight, op.shared_weights, (mul_in, mul_out, ir.dim),
+        stage = _linear_path(x, weight, operation.shared_weights, (mul_in, mul_out, ir.dim),
                              path.weights.start, slices_in[path.i_in].start, f"linear_path{p}")
         by_output.setdefault(path.i_out, []).append((path.coefficient, stage))
 
     def assemble(r, c):
         def block_value(block, local):
-            dim = op.irreps_out[block].ir.dim
+            dim = operation.irreps_out[block].ir.dim
             terms = [tirx.const(coefficient, dtype) * stage[r, local // dim, local % dim]
                      for coefficient, stage in by_output.get(block, [])]
             return sum(terms[1:], terms[0]) if terms else zero
 
-        return _by_block(op.irreps_out, c, block_value, zero)
+        return _by_block(operation.irreps_out, c, block_value, zero)
 
-    return te.compute((rows, op.irreps_out.dim), assemble, name="linear")
+    return te.compute((rows, operation.irreps_out.dim), assemble, name="linear")
 
 
 def _linear_path(x: te.Tensor, weight: te.Tensor | None, shared: bool, extents: tuple[int, int, int], start: int,
@@ -240,21 +243,21 @@ def _linear_path(x: te.Tensor, weight: te.Tensor | None, shared: bool, extents: 
     return te.compute((x.shape[0], mul_out, dim), value, name=name)
 
 
-def lower_elementwise(op: Elementwise, inputs: Sequence[te.Tensor], sizes: Sizes,
+def lower_elementwise(operation: Elementwise, inputs: Sequence[te.Tensor], sizes: Sizes,
                       irreps: Irreps | None = None) -> te.Tensor:
     """``add``, ``sub``, ``silu`` (``a * sigmoid(a)``) entry by entry; ``mul`` scales each irrep
     copy of ``a`` (whose irreps are ``irreps``) by its scalar in ``b``, or the whole row by
     ``b``'s single one."""
     a = inputs[0]
-    if op.op == "silu":
+    if operation.function == "silu":
         return te.compute(a.shape, lambda *i: a(*i) * te.sigmoid(a(*i)), name="silu")
     b = inputs[1]
-    if op.op == "add":
+    if operation.function == "add":
         return te.compute(a.shape, lambda *i: a(*i) + b(*i), name="add")
-    if op.op == "sub":
+    if operation.function == "sub":
         return te.compute(a.shape, lambda *i: a(*i) - b(*i), name="sub")
-    if op.op != "mul":
-        raise ValueError(f"unknown elementwise op {op.op!r}")
+    if operation.function != "mul":
+        raise ValueError(f"unknown elementwise function {operation.function!r}")
     if int(b.shape[1]) == 1:
         return te.compute(a.shape, lambda r, c: a[r, c] * b[r, 0], name="mul")
     if irreps is None:
@@ -266,4 +269,41 @@ def lower_elementwise(op: Elementwise, inputs: Sequence[te.Tensor], sizes: Sizes
         return first_copy[block] + local // irreps[block].ir.dim
 
     return te.compute(a.shape, lambda r, c: a[r, c] * b[r, _by_block(irreps, c, copy_of, zero_index)], name="mul")
+
+
+LOWERINGS: dict[type, Callable[..., te.Tensor]] = {
+    Gather: lower_gather, SphericalHarmonics: lower_spherical_harmonics, Linear: lower_linear,
+    ScatterSum: lower_scatter_sum, Elementwise: lower_elementwise, RadialBasis: lower_radial_basis,
+}
+"""The lowering of each operation class other than a tensor product or graph input."""
+
+
+def lower_node(node: Node, dtype: str) -> tuple[list[te.Tensor], te.Tensor]:
+    """The placeholders and output of a node other than a tensor product or graph input.
+
+    Args:
+        node: a validated node of a graph.
+        dtype: the dtype of its float tensors.
+
+    Returns:
+        The placeholders (the function's arguments, in order) and the output; a scatter-sum
+        takes ``(x, perm, offsets)``, its index as a CSR.
+    """
+    sizes: dict[str, Any] = {}
+    for tensor in (*node.inputs, node.output):
+        for dim in tensor.shape:
+            if isinstance(dim, str) and dim not in sizes:
+                sizes[dim] = te.var(dim)
+    placeholders = [te.placeholder([dim_extent(dim, sizes) for dim in tensor.shape],
+                                   "int64" if tensor.dtype == "int64" else dtype, name=tensor.name)
+                    for tensor in node.inputs]
+    options = {}
+    if isinstance(node.op, ScatterSum):
+        x, index = placeholders
+        rows = dim_extent(node.op.size, sizes)
+        placeholders = [x, te.placeholder(index.shape, "int64", name="perm"),
+                        te.placeholder((rows + 1,), "int64", name="offsets")]
+    elif isinstance(node.op, Elementwise):
+        options["irreps"] = node.inputs[0].irreps
+    return placeholders, LOWERINGS[type(node.op)](node.op, placeholders, sizes, **options)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tpc
-from tpc.graph import Elementwise, Gather, Graph, Input, Linear, Node, RadialBasis, TensorType, op_from_dict
+from tpc.graph import Elementwise, Gather, Graph, Input, Linear, Node, RadialBasis, TensorType, operation_from_dict
 
 HIDDEN = "8x0e+8x1o"
 OUT = "8x0e+8x1o+8x2e"
@@ -124,10 +124,10 @@ def test_radial_basis_matches_e3nn(rng, number, cutoff):
 
 
 def test_radial_basis_op_parameters_round_trip():
-    op = RadialBasis(8, 5)
-    assert op.cutoff == 5.0 and isinstance(op.cutoff, float)
-    assert op_from_dict(json.loads(json.dumps(op.to_dict()))) == op
-    assert op.describe() == "radial_basis(number=8, cutoff=5.0)"
+    operation = RadialBasis(8, 5)
+    assert operation.cutoff == 5.0 and isinstance(operation.cutoff, float)
+    assert operation_from_dict(json.loads(json.dumps(operation.to_dict()))) == operation
+    assert operation.describe() == "radial_basis(number=8, cutoff=5.0)"
     g = Graph()
     basis = g.radial_basis(g.input("v", ("edges", "1o")), 4, 2.0, name="basis")
     assert str(basis.type) == "(edges, 4x0e) float32"
@@ -171,6 +171,16 @@ def test_json_round_trip_keeps_graph_and_values(rng, tmp_path):
         np.testing.assert_array_equal(got[name], expected[name])
 
 
+def test_graph_json_of_the_first_format_still_loads():
+    g, _ = interaction_block()
+    data = json.loads(g.to_json())
+    data["format"] = "tpc.Graph/1"
+    for entry in data["nodes"]:
+        if entry["op"]["kind"] == "elementwise":
+            entry["op"]["op"] = entry["op"].pop("function")
+    assert Graph.from_dict(data).to_json() == g.to_json()
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda data: "{not json", "not valid JSON"),
     (lambda data: json.dumps([1, 2]), "not a tpc graph"),
@@ -180,7 +190,7 @@ def test_json_round_trip_keeps_graph_and_values(rng, tmp_path):
     (lambda data: json.dumps(data | {"nodes": [{"op": {"kind": "gather"}, "inputs": []}]}), "node 0 has no name"),
     (lambda data: json.dumps(data | {"nodes": [{"name": "g", "inputs": []}]}), "node 'g' needs an 'op'"),
     (lambda data: json.dumps(data | {"nodes": [{"name": "g", "op": {"kind": "conv"}, "inputs": []}]}),
-     "node 'g': unknown op kind 'conv'"),
+     "node 'g': unknown operation kind 'conv'"),
     (lambda data: json.dumps(data | {"nodes": [{"name": "g", "op": {"kind": "scatter_sum"}, "inputs": []}]}),
      "node 'g': bad parameters for scatter_sum: .*'size'"),
     (lambda data: json.dumps(data | {"nodes": [{"name": "g", "op": {"kind": "gather", "axis": 1}, "inputs": []}]}),
@@ -461,7 +471,7 @@ MALFORMED = [
     (_mul_by_wrong_scalar_count, r"node 'gated' \(elementwise\): b 's' has 3 scalars; mul needs 1 "
                                  r"or one per irrep copy"),
     (_add_of_different_types, r"node 'sum' \(elementwise\): add needs operands of one type"),
-    (_unknown_elementwise, r"node 'act' \(elementwise\): elementwise op must be one of"),
+    (_unknown_elementwise, r"node 'act' \(elementwise\): elementwise function must be one of"),
     (_wrong_input_count, r"node 'picked' \(gather\): takes 2 inputs \(x, index\), got 1"),
     (_elementwise_added_with_bad_scalars, r"node 'gated' \(elementwise\): b 's' has 3 scalars"),
     (_foreign_tensor, r"node 'edge_pos' \(gather\): x 'pos' is not a tensor of this graph"),
