@@ -13,7 +13,7 @@ import torch
 
 import tpc
 from tpc.runtime import LIBRARY, MANIFEST, TABLES
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import check, random_arguments, random_inputs, relative_error, tolerance
 
 TP = tpc.presets.get("mace-small-l2").tp
 
@@ -28,7 +28,7 @@ def test_numpy_and_out(kernel, rng):
     expected = TP.reference(x1, x2, weight)
     out = np.full((5, TP.irreps_out.dim), np.nan, np.float32)
     assert kernel(x1, x2, weight, out=out) is out
-    assert relative_error(out, expected) < 1e-5
+    assert relative_error(out, expected) < tolerance("float32")
     assert isinstance(kernel(x1, x2, weight), np.ndarray)
 
 
@@ -36,7 +36,7 @@ def test_torch_tensors_without_copies(kernel, rng):
     x1, x2, weight = (torch.from_numpy(a) for a in random_inputs(TP, 6, rng, np.float32))
     result = kernel(x1, x2, weight)
     assert isinstance(result, torch.Tensor)
-    assert relative_error(result.numpy(), TP.reference(x1.numpy(), x2.numpy(), weight.numpy())) < 1e-5
+    assert relative_error(result.numpy(), TP.reference(x1.numpy(), x2.numpy(), weight.numpy())) < tolerance("float32")
     out = torch.empty(6, TP.irreps_out.dim)
     pointer = out.data_ptr()
     assert kernel(x1, x2, weight, out=out) is out and out.data_ptr() == pointer
@@ -54,7 +54,7 @@ def test_unaligned_input_views(kernel, rng):
     shifted = np.empty(x1.size + 1, np.float32)[1:].reshape(x1.shape)
     shifted[...] = x1
     assert shifted.ctypes.data % 16 != 0
-    assert relative_error(kernel(shifted, x2, weight), TP.reference(x1, x2, weight)) < 1e-5
+    assert relative_error(kernel(shifted, x2, weight), TP.reference(x1, x2, weight)) < tolerance("float32")
 
 
 def test_inputs_are_checked_before_tvm_sees_them(kernel, rng):
@@ -203,3 +203,25 @@ def test_kernels_use_one_worker_per_core_unless_told(given):
     assert result.returncode == 0, result.stderr
     used, per_core = map(int, result.stdout.split())
     assert used == (int(given) if given else per_core)
+
+
+SMALL = tpc.ChannelwiseTensorProduct("2x0e+2x1o", "0e+1o", 1)
+
+
+@pytest.mark.parametrize("op", [tpc.Gradient(SMALL, "x1"), tpc.Gradient(SMALL, "weight"),
+                                tpc.Fused(SMALL, "gather+scatter")], ids=lambda op: op.description)
+def test_gradient_and_fused_kernels_round_trip_through_a_file(op, tmp_path):
+    kernel = tpc.compile(op, dtype="float64")
+    assert type(kernel) is {"gradient": tpc.GradientKernel, "fused": tpc.ConvolutionKernel}[op.kind]
+    path = tmp_path / "kernel.tpc"
+    kernel.save(path)
+    loaded = tpc.load(path)
+    assert type(loaded) is type(kernel) and loaded.op == kernel.op == op and loaded.dtype == "float64"
+    assert loaded.schedule == kernel.schedule
+    arguments = random_arguments(op, 64, np.random.default_rng(3), "float64", nodes=5)
+    np.testing.assert_array_equal(loaded(**arguments), kernel(**arguments))
+    assert check(op, loaded, batch=64, nodes=5)
+    flipped = tmp_path / "flipped.tpc"
+    _rewrite(path, flipped, library_edit=lambda lib: lib[:1000] + bytes([lib[1000] ^ 1]) + lib[1001:])
+    with pytest.raises(ValueError, match="checksum"):
+        tpc.load(flipped)

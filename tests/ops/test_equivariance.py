@@ -5,7 +5,8 @@ import pytest
 
 from tpc.ops import MODES
 from tpc.so3 import irreps_D, random_rotation
-from tpc.testing import random_inputs, random_tensor_product
+from tpc.testing import random_tensor_product
+from tpc.verify import random_inputs
 
 
 @pytest.mark.parametrize("mode", MODES + ("mixed",))

@@ -7,7 +7,8 @@ import pytest
 
 import tpc
 from tpc import TensorProduct
-from tpc.testing import foundation_cases, random_inputs
+from tpc.testing import foundation_cases
+from tpc.verify import random_inputs
 
 IN1, IN2, OUT = "2x0e+2x1o", "1x1o+1x2e", "2x1o+1x1e+2x2e"
 
