@@ -19,7 +19,7 @@ from tvm import s_tir, te
 
 import tpc
 from tpc.build import compile_tir
-from tpc.lower.cg import element_aligned
+from tpc.lower.tir_edits import element_aligned
 from tpc.testing import machine, median_seconds, random_inputs
 
 

@@ -21,10 +21,12 @@ import torch
 
 from tpc.build import compile as compile_kernel
 from tpc.build import compile_gradient
+from tpc.dtypes import DTYPES
 from tpc.ops import TensorProduct as TensorProductSpec
 from tpc.targets import TargetSpec, resolve_target
 
-DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+TORCH_DTYPES = {getattr(torch, name): name for name in DTYPES}
+"""The dtype name of each torch dtype the kernels take."""
 
 
 class _CompiledOp:
@@ -38,9 +40,9 @@ class _CompiledOp:
 
     def kernel(self, what: str, dtype: torch.dtype) -> Any:
         """The kernel of ``what`` ("forward", "x1", "x2" or "weight") for a torch dtype."""
-        if dtype not in DTYPES:
-            raise TypeError(f"tpc tensor products take float32 or float64 tensors, got {dtype}")
-        key = (what, DTYPES[dtype])
+        if dtype not in TORCH_DTYPES:
+            raise TypeError(f"tpc tensor products take {' or '.join(DTYPES)} tensors, got {dtype}")
+        key = (what, TORCH_DTYPES[dtype])
         with self._lock:
             if key not in self._kernels:
                 self._kernels[key] = compile_kernel(self.tp, target=self.target, dtype=key[1]) if what == "forward" \
@@ -78,7 +80,7 @@ def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 def _empty(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialized CPU tensor in memory numpy allocates: for outputs of tens of MB, torch's
     own allocation costs more than the kernel (mace-l2, batch 2000: 27 ms against 10 ms)."""
-    return torch.from_numpy(np.empty(shape, dtype=DTYPES[dtype]))
+    return torch.from_numpy(np.empty(shape, dtype=TORCH_DTYPES[dtype]))
 
 
 @torch.library.custom_op("tpc::tensor_product", mutates_args=())

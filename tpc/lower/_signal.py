@@ -1,6 +1,6 @@
 """What the Gaunt algorithms share: signals on the sphere in and out of the flat e3nn layout.
 
-A Gaunt-form spec (see :mod:`tpc.lower.gaunt_form`) is C channels of one signal per input.
+A Gaunt-form spec (see :mod:`tpc.ops.gaunt_form`) is C channels of one signal per input.
 Its coefficients are read into a dense per-sample array ``[channel, degree, m + lmax]`` (the
 ``pack`` stages: degrees the input lacks are left out, m outside a degree is zero, blocks of
 one degree add up), and the result is written back block by block (the ``out`` stage).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tvm import te, tirx
 
 from tpc.irreps import Irreps
-from tpc.lower.gaunt_form import require_gaunt_form
+from tpc.ops.gaunt_form import require_gaunt_form
 from tpc.ops import TensorProduct
 
 

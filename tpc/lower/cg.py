@@ -17,187 +17,14 @@ The batch dimension is a symbolic variable: one kernel serves every batch size.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import numpy as np
-import tvm
-from tvm import s_tir, te, tirx
-from tvm_ffi.serialization import from_json_graph_str, to_json_graph_str
+from tvm import te, tirx
 
+from tpc.dtypes import check_dtype
+from tpc.lower.lowered import Inputs, Lowered, Operand, OutputBlock, PathPlan, PathStages, Runs, select_component
+from tpc.lower.tir_edits import blocks_into_columns, element_aligned
 from tpc.ops import TensorProduct
 from tpc.ops.tensor_product import MODE_INDICES
-
-DTYPES = ("float32", "float64")
-
-
-@dataclass(frozen=True)
-class PathStages:
-    """Names of one path's stages and whether ``z`` is worth keeping in memory.
-
-    ``z`` is reused across output channels in modes uvw and weighted uuw (the output channel
-    w is not one of z's channels); elsewhere inlining it into ``y`` costs nothing extra.
-    """
-
-    z: str
-    y: str
-    reuses_z: bool
-    z_channels: tuple[int, ...]
-    y_channels: int
-    reductions: tuple[int, ...]
-    components: int
-    factor: str | None = None
-
-    @property
-    def sums_channels(self) -> bool:
-        """Whether ``y`` sums over channels (a reduction of extent above 1); without one it is a
-        plain expression that a schedule may inline."""
-        return any(n > 1 for n in self.reductions)
-
-    def loop_extents(self, stage: str) -> list[tuple[str, int]]:
-        """The stage's axes after the batch, with their extents: ("c", n) channels,
-        ("k", n) output components, ("r", n) reductions, in loop order."""
-        if stage == self.z:
-            return [("c", n) for n in self.z_channels] + [("k", self.components)]
-        return [("c", self.y_channels), ("k", self.components)] + [("r", n) for n in self.reductions]
-
-
-@dataclass(frozen=True)
-class OutputBlock:
-    """A stage that writes one output block in place: its name and the components per channel
-    (its columns are ``channels * components``, channel-major)."""
-
-    stage: str
-    components: int
-
-
-@dataclass(frozen=True)
-class Lowered:
-    """A lowered product or gradient: its PrimFunc, the algorithm and stage names.
-
-    The PrimFunc's parameters are x1, x2[, weight], out, then one per entry of ``tables``:
-    constant arrays (basis changes too large to fold into the code) that every call passes
-    after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
-    ``wrt`` is None for a product; for a gradient, the argument it is taken with respect to
-    (its function takes ``grad`` before ``out``). ``fusion`` names the neighbours of a product
-    fused into it (:mod:`tpc.lower.convolution`), None for a product alone. ``blocks`` are the
-    stages that write the output's blocks in place (see :func:`lower_plans`); empty when one
-    stage named ``out`` assembles the output.
-    """
-
-    func: object
-    paths: tuple[PathStages, ...]
-    out: str
-    algorithm: str = "cg"
-    tables: tuple[np.ndarray, ...] = ()
-    wrt: str | None = None
-    fusion: str | None = None
-    blocks: tuple[OutputBlock, ...] = ()
-
-
-@dataclass(frozen=True)
-class Operand:
-    """The block of an input that one path reads: first column, components per channel, and
-    the channel letters whose values (row-major) give the channel; no letters: channel 0.
-
-    The block is stored as e3nn stores it, channel-major ("mul_ir"), unless ``channels`` is
-    set: then it is component-major ("ir_mul") over that many channels, so that consecutive
-    channels of one component are adjacent (vector loads across channels).
-    """
-
-    tensor: te.Tensor
-    start: int
-    dim: int
-    letters: tuple[str, ...]
-    channels: int = 0
-
-    def column(self, channel, component):
-        """The tensor column of one component of one channel of the block."""
-        if self.channels:
-            return self.start + int(component) * self.channels + channel
-        return self.start + channel * self.dim + int(component)
-
-
-@dataclass(frozen=True)
-class PathPlan:
-    """One path written with channel letters, the form every product and gradient lowers from.
-
-    ``z[letters of a and b, k] = sum_{i,j} coupling[i, j, k] a[.., i] b[.., j]`` and
-    ``y[out_letters, k] = sum over the other letters of weight[weight_letters] z``, added into
-    block ``out_block`` of the result. ``extents`` gives each letter's range.
-    """
-
-    index: int
-    a: Operand
-    b: Operand
-    coupling: np.ndarray
-    extents: dict[str, int]
-    out_letters: tuple[str, ...]
-    weight_letters: tuple[str, ...] | None
-    weight_offset: int
-    out_block: int
-
-    @property
-    def z_letters(self) -> tuple[str, ...]:
-        """The letters of the coupling stage, a's first."""
-        return tuple(dict.fromkeys(self.a.letters + self.b.letters))
-
-    @property
-    def reduce_letters(self) -> tuple[str, ...]:
-        """The letters summed over in the path output."""
-        used = self.z_letters + (self.weight_letters or ())
-        return tuple(letter for letter in dict.fromkeys(used) if letter not in self.out_letters)
-
-    def extent(self, letters: tuple[str, ...]) -> int:
-        """Number of channels the letters index together."""
-        return int(np.prod([self.extents[letter] for letter in letters], dtype=np.int64))
-
-
-@dataclass(frozen=True)
-class Runs:
-    """Consecutive samples summed into one output row: run n is the samples
-    ``offsets[n] <= s < offsets[n + 1]`` (int64, runs + 1 entries), and ``longest`` (a scalar
-    parameter) bounds the length of every run.
-
-    The sum over a run is a reduction of static extent ``longest`` whose steps past the run's
-    end add nothing; TVM 0.27 cannot schedule a reduction whose extent is read from memory.
-    """
-
-    offsets: te.Tensor
-    longest: tirx.Var
-
-    @property
-    def count(self):
-        """The number of runs."""
-        return self.offsets.shape[0] - 1
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """The placeholders of a lowered function: x1, x2, the weights (or None) and any more."""
-
-    x1: te.Tensor
-    x2: te.Tensor
-    weight: te.Tensor | None
-    shared_weights: bool
-
-    @classmethod
-    def of(cls, tp: TensorProduct, dtype: str, batch) -> "Inputs":
-        """Placeholders for ``tp``'s arguments."""
-        weight = None
-        if tp.weight_numel:
-            shape = (tp.weight_numel,) if tp.shared_weights else (batch, tp.weight_numel)
-            weight = te.placeholder(shape, dtype, name="weight")
-        return cls(te.placeholder((batch, tp.irreps_in1.dim), dtype, name="x1"),
-                   te.placeholder((batch, tp.irreps_in2.dim), dtype, name="x2"), weight, tp.shared_weights)
-
-    def weight_at(self, b, flat):
-        """The weight at flat index ``flat`` for sample ``b``."""
-        return self.weight[flat] if self.shared_weights else self.weight[b, flat]
-
-    def params(self) -> list[te.Tensor]:
-        """x1, x2 and the weights when there are any, in call order."""
-        return [self.x1, self.x2] + ([self.weight] if self.weight is not None else [])
 
 
 def path_letters(tp: TensorProduct, index: int) -> tuple[dict[str, int], tuple[str, ...], tuple[str, ...],
@@ -235,8 +62,7 @@ def check_lowering_arguments(dtype: str, coupling: str) -> None:
     """Reject an unknown dtype or coupling order with the valid choices."""
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    check_dtype(dtype)
 
 
 def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None,
@@ -261,7 +87,7 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
     """The stages of every path and the assembled ``out`` (batch, irreps_out.dim), as a PrimFunc
     whose parameters are ``params`` then ``out`` (then ``runs.longest``).
 
-    With ``runs`` the samples are summed in runs (see :class:`Runs`): ``out`` has one row per
+    With ``runs`` the samples are summed in runs (see :class:`~tpc.lower.lowered.Runs`): ``out`` has one row per
     run and nothing per sample is stored. The sum happens in the path outputs ``y``, before the
     assembly, which is linear.
 
@@ -332,7 +158,7 @@ def _lower_in_place(stages: list[PathStages], path_outputs: dict[int, list], par
             blocks.append(te.compute((batch, block_slice.stop - block_slice.start), value, name=f"out{block}"))
             columns.append(block_slice)
             components.append(ir.dim)
-    func = _blocks_into_columns(te.create_prim_func(params + blocks), len(params), columns, irreps_out.dim, dtype)
+    func = blocks_into_columns(te.create_prim_func(params + blocks), len(params), columns, irreps_out.dim, dtype)
     return Lowered(element_aligned(func, dtype), tuple(stages), "out",
                    blocks=tuple(OutputBlock(block.op.name, dim) for block, dim in zip(blocks, components)))
 
@@ -343,86 +169,6 @@ def _block_value(ys: list, dim: int, zero):
         terms = [y[b, column // dim, column % dim] for y in ys]
         return sum(terms[1:], terms[0]) if terms else zero
     return value
-
-
-def _blocks_into_columns(func, first: int, columns: list[slice], width: int, dtype: str):
-    """``func`` with its parameters from ``first`` on (one per output block) replaced by one
-    ``out`` of ``width`` columns, each block buffer bound to its columns.
-
-    The root block matches every block buffer to its region of ``out``. A matched buffer needs
-    a symbolic element offset and the strides of ``out``, which TE output buffers do not have;
-    as in :func:`element_aligned`, they are set in the function's serialized form.
-    """
-    graph = _serialized(func)
-    nodes = graph["nodes"]
-
-    def add(node_type: str, data) -> int:
-        nodes.append({"type": node_type, "data": data})
-        return len(nodes) - 1
-
-    int32 = next(index for index, node in enumerate(nodes)
-                 if node["type"] == "ir.PrimType" and node["data"]["dtype"] == "int32")
-    params = nodes[nodes[graph["root_index"]]["data"]["params"]]["data"]
-    for var_index in params[first:]:
-        buffer = nodes[var_index]["data"]
-        buffer_type = nodes[buffer["ty"]]["data"]
-        name = add("ffi.String", nodes[buffer["name"]]["data"] + "_offset")
-        buffer_type["elem_offset"] = add("ir.Var", {"span": 0, "ty": int32, "name": name})
-        buffer_type["strides"] = add("ffi.Array", [
-            add("ir.IntImm", {"span": 0, "ty": int32, "value": add("int", stride)}) for stride in (width, 1)])
-    func = _deserialized(graph)
-    rows = func.params[first].shape[0]
-    out = tirx.decl_buffer((rows, width), dtype, "out")
-    matches = [s_tir.MatchBufferRegion(buffer, tirx.BufferRegion(out, [
-        tvm.ir.Range.from_min_extent(0, rows), tvm.ir.Range.from_min_extent(block.start, block.stop - block.start)]))
-        for buffer, block in zip(func.params[first:], columns)]
-    realize = func.body
-    root = realize.block
-    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, root.body, root.init,
-                        root.alloc_buffers, matches, root.annotations)
-    return tirx.PrimFunc(list(func.params[:first]) + [out], s_tir.SBlockRealize(realize.iter_values,
-                                                                                 realize.predicate, root),
-                         func.ret_type, func.attrs)
-
-
-def _serialized(func) -> dict:
-    """``func``'s node graph as JSON data, to edit fields that no TIR constructor exposes."""
-    return json.loads(to_json_graph_str(func))
-
-
-def _deserialized(graph: dict):
-    """The object of a graph from :func:`_serialized`. Read directly, not through
-    ``tvm.ir.load_json``, whose upgrade of older TVM versions' graphs (needless for a graph
-    this TVM wrote) parses and writes the whole graph again in Python."""
-    return from_json_graph_str(json.dumps(graph))
-
-
-def element_aligned(func, dtype: str):
-    """The same PrimFunc with its buffers promised only element alignment.
-
-    TVM assumes 64-byte aligned arguments by default, and LLVM then emits aligned vector
-    loads (AVX-512 ``vmovaps``) that fault on ordinary numpy arrays, whose large buffers are
-    16-byte aligned. TE placeholders cannot say otherwise, so the alignment is rewritten in
-    the function's serialized form and the function read back.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    graph = _serialized(func)
-    for node in graph["nodes"]:
-        if node.get("type") == "tirx.BufferType":
-            node["data"]["data_alignment"] = itemsize
-    relaxed = _deserialized(graph)
-    buffers = [param for param in relaxed.params if hasattr(param, "data_alignment")]  # not scalar parameters
-    if any(param.data_alignment != itemsize for param in buffers):
-        raise RuntimeError("could not relax the argument alignment of the lowered function")
-    return relaxed
-
-
-def select_component(k, values: list, zero):
-    """``values[k]`` for a loop variable k, as a Select chain that folds when k is constant."""
-    out = zero
-    for component in reversed(range(len(values))):
-        out = tirx.Select(k == component, values[component], out)
-    return out
 
 
 def _channel(operand: Operand, values: dict, extents: dict[str, int]):

@@ -53,8 +53,10 @@ from math import pi
 import numpy as np
 from tvm import te, tirx
 
+from tpc.dtypes import check_dtype
 from tpc.lower._signal import SignalLayout, assemble, pack, signal_layout, vector_padded
-from tpc.lower.cg import DTYPES, Lowered, element_aligned
+from tpc.lower.lowered import Lowered
+from tpc.lower.tir_edits import element_aligned
 from tpc.ops import TensorProduct
 from tpc.so3 import fourier_to_sh, sh_to_fourier
 
@@ -94,8 +96,7 @@ def lower_fourier(tp: TensorProduct, dtype: str = "float32", batch: int | None =
     is not a Gaunt product."""
     if convolution not in CONVOLUTIONS:
         raise ValueError(f"convolution must be one of {CONVOLUTIONS}, got {convolution!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    check_dtype(dtype)
     layout = signal_layout(tp, ALGORITHM)
     batch = te.var("batch") if batch is None else batch
     x1 = te.placeholder((batch, tp.irreps_in1.dim), dtype, name="x1")

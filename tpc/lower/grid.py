@@ -37,8 +37,10 @@ from math import pi
 import numpy as np
 from tvm import te
 
+from tpc.dtypes import check_dtype
 from tpc.lower._signal import SignalLayout, assemble, pack, signal_layout, vector_padded
-from tpc.lower.cg import DTYPES, Lowered, element_aligned
+from tpc.lower.lowered import Lowered
+from tpc.lower.tir_edits import element_aligned
 from tpc.ops import TensorProduct
 from tpc.so3 import S2Grid, s2_grid, sh_to_grid
 from tpc.so3.fourier import torus_points
@@ -87,8 +89,7 @@ def lower_grid(tp: TensorProduct, dtype: str = "float32", batch: int | None = No
     res_alpha), by default the smallest exact one with res_alpha padded for ``alpha_lanes``.
     The m axes of the output stages are padded with zeros for ``m_lanes``. ValueError if
     ``tp`` is not a Gaunt product or the grid is not exact for it."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    check_dtype(dtype)
     layout = signal_layout(tp, ALGORITHM)
     degree = layout.lmax1 + layout.lmax2 + layout.lmax_out
     if resolution is None:
