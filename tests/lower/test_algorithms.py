@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import tpc
-from tpc.ops import ALGORITHMS, GRID_FROM_DEGREE, Product
 from tpc.lower.fourier import CONVOLUTIONS
+from tpc.ops import ALGORITHMS, GRID_FROM_DEGREE, Product
 from tpc.so3 import gaunt_product
 from tpc.testing import random_inputs, relative_error
 

@@ -24,8 +24,7 @@ from onnx import helper, numpy_helper
 
 from tpc._version import __version__
 from tpc.dtypes import DTYPES
-from tpc.ops import algorithms_for
-from tpc.ops import Instruction, TensorProduct
+from tpc.ops import Instruction, TensorProduct, algorithms_for
 
 DOMAIN = "ai.tpc"
 OP_TYPE = "TensorProduct"

@@ -27,8 +27,7 @@ from onnxscript import DOUBLE, FLOAT, ir
 import tpc.torch
 from tpc.dtypes import DTYPES
 from tpc.export.onnx import ATTRIBUTES, DOMAIN, IR_VERSION, OP_TYPE, OPSET, tensor_product_function
-from tpc.ops import Product
-from tpc.ops import TensorProduct
+from tpc.ops import Product, TensorProduct
 
 ONNX_DTYPES = {ir.DataType.from_numpy(np.dtype(name)): name for name in DTYPES}
 """The dtype name of each ONNX element type the exported nodes take."""

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from tvm import te, tirx
 
 from tpc.irreps import Irreps
-from tpc.ops.gaunt_form import require_gaunt_form
 from tpc.ops import TensorProduct
+from tpc.ops.gaunt_form import require_gaunt_form
 
 
 @dataclass(frozen=True)

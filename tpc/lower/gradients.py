@@ -89,7 +89,8 @@ def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, param
             out_channel = 0
             for letter in plan.out_letters:
                 out_channel = out_channel * plan.extents[letter] + values[letter]
-            term = z[(b, *[values[letter] for letter in plan.z_letters], k)] * grad[b, grad_start + out_channel * components + k]
+            z_value = z[(b, *[values[letter] for letter in plan.z_letters], k)]
+            term = z_value * grad[b, grad_start + out_channel * components + k]
             return te.sum(term, axis=[*axes.values(), k])
 
         # te.compute calls body at once, so closing over this iteration's names is safe.
