@@ -25,9 +25,10 @@ import torch
 import tpc
 from tpc.graph.presets import mace_interaction
 from tpc.targets import host_cores
-from tpc.testing import E3nnInteraction, interaction_inputs, machine, random_system, relative_error
+from tpc.testing import E3nnInteraction, interaction_inputs, machine, random_system
 from tpc.tune import graph_summary
 from tpc.tune.graph import UNFUSED_AND_FUSED
+from tpc.verify import relative_error
 
 CUTOFF, NEIGHBOURS = 5.0, 30.0
 RADIAL, RADIAL_HIDDEN = 8, 32
@@ -84,7 +85,8 @@ def main() -> int:
     print(f"{'variant':<26} {'ms':>9} {'vs e3nn':>8} {'vs unfused tuned':>17} {'error':>9}  product kernels")
     for name, seconds in median.items():
         print(f"{name:<26} {seconds * 1e3:>9.2f} {median['e3nn'] / seconds:>7.2f}x "
-              f"{median['tpc unfused, tuned'] / seconds:>16.2f}x {errors[name]:>9.1e}  {', '.join(schedules.get(name, []))}")
+              f"{median['tpc unfused, tuned'] / seconds:>16.2f}x {errors[name]:>9.1e}  "
+              f"{', '.join(schedules.get(name, []))}")
     failed = [name for name, error in errors.items() if not error < 1e-4]
     if failed:
         print(f"FAILED: {failed} disagree with e3nn", file=sys.stderr)

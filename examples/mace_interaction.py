@@ -20,7 +20,8 @@ import torch
 import tpc
 from tpc.graph.presets import mace_interaction
 from tpc.targets import host_cores
-from tpc.testing import E3nnInteraction, interaction_inputs, machine, median_seconds, random_system, relative_error
+from tpc.testing import E3nnInteraction, interaction_inputs, machine, median_seconds, random_system
+from tpc.verify import relative_error
 
 CUTOFF = 5.0
 RADIAL, RADIAL_HIDDEN = 8, 32

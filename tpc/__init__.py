@@ -2,7 +2,6 @@
 
 from tpc import presets, so3, verify
 from tpc._version import __version__
-from tpc.build import compile, compile_convolution, compile_gradient
 from tpc.irreps import Irrep, Irreps
 from tpc.ops import (
     ALGORITHMS,
@@ -22,8 +21,18 @@ from tpc.targets import resolve_target
 
 
 def __getattr__(name: str):
-    """``tpc.tune``, ``tpc.tune_graph``, the ONNX exporters and graphs are imported on first use,
-    so loading kernels never imports the tuner, onnx or networkx."""
+    """The compiler (``tpc.compile`` and its siblings, ``tpc.build``, ``tpc.lower``,
+    ``tpc.schedule``), ``tpc.tune``, ``tpc.tune_graph``, the ONNX exporters and graphs are
+    imported on first use, so loading kernels or compiled graphs never imports the compiler,
+    the tuner, onnx or networkx."""
+    if name in ("compile", "compile_convolution", "compile_gradient"):
+        import tpc.build
+
+        return getattr(tpc.build, name)
+    if name in ("build", "lower", "schedule"):
+        import importlib
+
+        return importlib.import_module(f"tpc.{name}")
     if name == "tune":
         import tpc.tune
 

@@ -74,9 +74,9 @@ def test_edge_outputs_keep_the_given_edge_order(rng):
     compiled = compile_graph(g, dtype="float64")
     assert compiled.edge_order == ("edges", "receivers")
     edges = 40
-    inputs = {"x": rng.standard_normal((9, 10)), "receivers": rng.integers(0, 9, edges), "senders": rng.integers(0, 9, edges),
-              "w": rng.standard_normal((edges, 8)), "v": rng.standard_normal((edges, 3)),
-              "w_tp": rng.standard_normal((edges, tp.weight_numel))}
+    inputs = {"x": rng.standard_normal((9, 10)), "receivers": rng.integers(0, 9, edges),
+              "senders": rng.integers(0, 9, edges), "w": rng.standard_normal((edges, 8)),
+              "v": rng.standard_normal((edges, 3)), "w_tp": rng.standard_normal((edges, tp.weight_numel))}
     got, expected = compiled(**inputs), g.reference(**inputs)
     for name in expected:
         np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-12)

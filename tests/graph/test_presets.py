@@ -9,8 +9,9 @@ from tpc import presets
 from tpc.graph import Gather, Graph, ScatterSum, TensorProductOp
 from tpc.graph.compiler import compile_graph
 from tpc.graph.presets import mace_interaction
-from tpc.testing import E3nnInteraction, box_side, interaction_inputs, random_system, relative_error
+from tpc.testing import E3nnInteraction, box_side, interaction_inputs, random_system
 from tpc.tune.graph import UNFUSED_AND_FUSED
+from tpc.verify import relative_error
 
 
 def test_graph_preset_validates_and_round_trips():

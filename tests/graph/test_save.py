@@ -169,5 +169,5 @@ def test_a_file_that_is_no_compiled_graph_is_refused(tmp_path, gaunt_graph):
     truncated = tmp_path / "truncated.tpcg"
     gaunt_graph.save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:2000])
-    with pytest.raises(ValueError, match="gaunt|truncated|not a readable tpc file|missing manifest.json|corrupt"):
+    with pytest.raises(ValueError, match="truncated.tpcg: not a readable tpc file"):
         load_graph(truncated)

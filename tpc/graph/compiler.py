@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 from tvm import te
 
-from tpc.build import compile_tir
 from tpc.build import compile as compile_product
-from tpc.build import compile_convolution
+from tpc.build import compile_convolution, compile_tir
 from tpc.dtypes import check_dtype
 from tpc.graph.graph import Graph
 from tpc.graph.lower import lower_node

@@ -31,8 +31,16 @@ from typing import Any, Union
 
 import numpy as np
 
-from tpc.archive import (MANIFEST, check_member, load_library, read_archive, read_manifest, sha256, versions,
-                         write_archive)
+from tpc.archive import (
+    MANIFEST,
+    check_member,
+    load_library,
+    read_archive,
+    read_manifest,
+    sha256,
+    versions,
+    write_archive,
+)
 from tpc.dtypes import check_dtype
 from tpc.graph.graph import Graph
 from tpc.graph.operations import OPERATIONS, Input

@@ -1,10 +1,21 @@
 """Tensor-product specifications and the ops computed from them: what to compute, independent of how."""
 
-from tpc.ops.constructors import (ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct,
-                                  mace_product)
+from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct, mace_product
 from tpc.ops.gaunt_form import gaunt_form_problem
-from tpc.ops.op import (ALGORITHMS, FUSIONS, GRID_FROM_DEGREE, Fused, Gradient, Op, OpLike, Product, algorithms_for,
-                        as_op, make_op, op_from_dict)
+from tpc.ops.op import (
+    ALGORITHMS,
+    FUSIONS,
+    GRID_FROM_DEGREE,
+    Fused,
+    Gradient,
+    Op,
+    OpLike,
+    Product,
+    algorithms_for,
+    as_op,
+    make_op,
+    op_from_dict,
+)
 from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct
 
 __all__ = [
