@@ -7,7 +7,7 @@ import pytest
 
 import tpc
 from tpc.lower.cg import lower_cg
-from tpc.ops import WRT
+from tpc.ops import WRT, Gradient, make_op
 from tpc.schedule import apply_schedule, tuning_space
 from tpc.targets import resolve_target
 from tpc.tune.features import PER_STORE_LENGTH, TIR_FEATURE_LENGTH, TirFeaturizer, op_descriptors, tir_features
@@ -65,9 +65,9 @@ def test_gradient_ops_have_features_of_their_own():
     tp = tpc.presets.get("mace-small-l2").tp
     for wrt, knobs in (("x2", {"batch_tile": 64}), ("weight", {"inline_z": True})):
         space = tuning_space("cpu", ["cg"], wrt)
-        featurize = TirFeaturizer(tp, resolve_target("host"), "float32", 1024, space, wrt)
+        featurize = TirFeaturizer(Gradient(tp, wrt), resolve_target("host"), "float32", 1024, space)
         default, other = (np.array(featurize(space.join("cg", config))) for config in ({}, knobs))
         assert default.shape == (TIR_FEATURE_LENGTH,) and np.isfinite(default).all()
         assert not np.allclose(default, other)
-    descriptors = [op_descriptors(tp, 1024, "float32", wrt) for wrt in (None, *WRT)]
+    descriptors = [op_descriptors(make_op(tp, wrt), 1024, "float32") for wrt in (None, *WRT)]
     assert len({len(row) for row in descriptors}) == 1 and len({tuple(row) for row in descriptors}) == 4

@@ -16,16 +16,20 @@ import tpc
 from tpc.schedule import search_space
 from tpc.tune import measure
 from tpc.tune.measure import KEEP_TORCH_OUT, WORKER_MAIN, Anchor, LocalRunner, MeasureInput
-from tpc.tune.worker import output_shape, relative_timing
+from tpc.tune.worker import relative_timing
 
 TP = tpc.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e+2x1o",
                        [(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", True), (0, 1, 1, "uvu", True), (1, 0, 1, "uvu", True)],
                        shared_weights=False)
 
 
+def _op(wrt=None):
+    return tpc.ops.make_op(TP, wrt)
+
+
 def _candidate(config=None, target="host", wrt=None):
-    return MeasureInput(TP.to_dict(), tpc.resolve_target(target).tvm_dict, "float32", 64, "cg",
-                        {**search_space("cpu", "cg", wrt).default(), **(config or {})}, wrt)
+    return MeasureInput(_op(wrt).to_dict(), tpc.resolve_target(target).tvm_dict, "float32", 64, "cg",
+                        {**search_space("cpu", "cg", wrt).default(), **(config or {})})
 
 
 def _library(tmp_path, name, body, wrt=None):
@@ -36,7 +40,7 @@ def _library(tmp_path, name, body, wrt=None):
     x2 = te.placeholder((batch, TP.irreps_in2.dim), "float32", name="x2")
     weight = te.placeholder((batch, TP.weight_numel), "float32", name="weight")
     grad = [te.placeholder((batch, TP.irreps_out.dim), "float32", name="grad")] if wrt else []
-    out = te.compute((batch, output_shape(TP, wrt, 1)[1]), lambda b, c: body(x1, b, c), name="out")
+    out = te.compute((batch, _op(wrt).output_width), lambda b, c: body(x1, b, c), name="out")
     path = tmp_path / f"{name}.so"
     tvm.compile(te.create_prim_func([x1, x2, weight, *grad, out]), target="llvm").export_library(str(path))
     return path
@@ -135,7 +139,7 @@ def test_a_worker_started_by_a_tuner_that_has_died_does_no_job(tmp_path):
 
 
 def test_build_failures_become_errors():
-    bad = MeasureInput(TP.to_dict(), {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}, "float32", 64, "cg",
+    bad = MeasureInput(_op().to_dict(), {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}, "float32", 64, "cg",
                        {**search_space("cpu").default(), "batch_tile": 3})
     (result,) = LocalRunner().measure([bad])
     assert result.seconds is None and result.error.startswith("build failed: ValueError")

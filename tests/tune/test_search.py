@@ -80,7 +80,7 @@ def test_random_search_never_repeats_and_exhausts_the_space():
 
 
 def test_model_search_finds_the_optimum_of_a_learnable_objective():
-    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0)
     first = search.propose(8, {SPACE.key(SPACE.default())})
     assert [sum(c[k] != SPACE.default()[k] for k in c) for c in first[:len(SPACE.knobs)]] == [1] * len(SPACE.knobs)
@@ -100,7 +100,7 @@ def test_model_search_finds_the_optimum_of_a_learnable_objective():
 def test_model_search_first_moves_the_knobs_other_ops_gained_from():
     """With a prior: each knob's move the prior expects fastest, knobs by that gain, and second
     the gaining moves together (x2_first left out: the rules reject it at batch tile 32)."""
-    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     prior = {(None, "in_place", False, True): 0.3, (None, "batch_tile", 8, 32): 0.2,
              (None, "batch_tile", 8, 16): 0.1, (None, "coupling", "direct", "x2_first"): 0.1,
              (None, "unroll_components", True, False): 0.01, (None, "channel_unroll", 1, 2): -0.5}
@@ -118,7 +118,7 @@ def test_model_search_first_moves_the_knobs_other_ops_gained_from():
 
 
 def test_model_search_walks_the_neighbourhood_of_the_fastest():
-    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0, local=0.5)
     rng = np.random.default_rng(3)
     configs = [SPACE.sample(rng) for _ in range(12)]
@@ -138,7 +138,7 @@ def test_model_search_walks_the_neighbourhood_of_the_fastest():
 def test_model_search_first_tries_the_moves_that_made_another_configuration_faster():
     """From the fastest configuration, the moves that gained elsewhere in this op (more than
     timing noise), largest gain first, before the model's picks."""
-    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     default = SPACE.default()
     seconds = {"channel_unroll": (8, 5e-3), "unroll_components": (False, 9e-3), "in_place": (True, 8e-3),
                "coupling": ("x2_first", 9.9e-3), "materialize": ("all", 12e-3)}
@@ -155,7 +155,7 @@ def test_model_search_first_tries_the_moves_that_made_another_configuration_fast
 def test_model_search_combines_the_moves_that_each_made_a_configuration_faster():
     """Knob effects that add up: the default's faster one-knob moves applied together, a move the
     rules reject with the others (x2_first at batch tile 32) and a gain within timing noise left out."""
-    descriptors = op_descriptors(tpc.presets.get("fc-small").tp, 64, "float32")
+    descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0)
     default = SPACE.default()
     moves = {"in_place": (True, 6e-3), "batch_tile": (32, 8.5e-3), "coupling": ("x2_first", 9e-3),
@@ -175,16 +175,16 @@ def test_model_search_combines_the_moves_that_each_made_a_configuration_faster()
 
 
 def test_model_search_reranks_its_shortlist_with_tir_features():
-    tp = tpc.presets.get("fc-small").tp
+    op = tpc.Product(tpc.presets.get("fc-small").tp)
     space = tuning_space("cpu", ["cg"])
-    featurizer = TirFeaturizer(tp, tpc.resolve_target("host"), "float32", 64, space)
+    featurizer = TirFeaturizer(op, tpc.resolve_target("host"), "float32", 64, space)
     asked: list[str] = []
 
     def featurize(config):
         asked.append(space.key(config))
         return featurizer(config)
 
-    search = ModelSearch(space, CostModel(), "op", op_descriptors(tp, 64, "float32"), seed=0, tir_model=CostModel(),
+    search = ModelSearch(space, CostModel(), "op", op_descriptors(op, 64, "float32"), seed=0, tir_model=CostModel(),
                          featurize=featurize, shortlist=3)
     measured: set[str] = set()
     for _ in range(3):
@@ -203,7 +203,8 @@ def test_cost_model_ranks_and_round_trips(tmp_path):
     descriptors = [1.0, 2.0]
     configs = [SPACE.sample(rng) for _ in range(40)]
     model = CostModel()
-    model.add("g", [candidate_features(SPACE, c, descriptors) for c in configs], [synthetic_seconds(c) for c in configs])
+    model.add("g", [candidate_features(SPACE, c, descriptors) for c in configs],
+              [synthetic_seconds(c) for c in configs])
     fresh = [SPACE.sample(rng) for _ in range(30)]
     scores = model.predict([candidate_features(SPACE, c, descriptors) for c in fresh])
     truth = [-synthetic_seconds(c) for c in fresh]
