@@ -63,7 +63,6 @@ class NodeKernel:
     """
 
     def __init__(self, module: Any, executable: Any = None, library: bytes | None = None) -> None:
-        self._module = module
         self._function = module["main"]
         self._executable = executable
         self._library = library
