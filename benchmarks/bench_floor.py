@@ -20,7 +20,8 @@ from tvm import s_tir, te
 import tpc
 from tpc.build import compile_tir
 from tpc.lower.tir_edits import element_aligned
-from tpc.testing import machine, median_seconds, random_inputs
+from tpc.testing import machine, median_seconds
+from tpc.verify import random_inputs
 
 
 def traffic_kernel(tp: tpc.TensorProduct, batch: int) -> Callable[..., None]:
