@@ -9,9 +9,7 @@ import tvm
 
 import tpc
 from tpc.build import compile_tir
-from tpc.testing import random_inputs, relative_error
-
-TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+from tpc.verify import random_inputs, relative_error, tolerance
 
 
 def signal(degree: int, channels: int) -> str:
@@ -56,6 +54,6 @@ def errors(executable, lowered, tp: tpc.TensorProduct, dtype: str, batches=(1, 7
 
 
 def assert_exact(executable, lowered, tp: tpc.TensorProduct, dtype: str, batches=(1, 7), seed: int = 0) -> None:
-    """The kernel equals the reference within :data:`TOLERANCE` for every batch size."""
+    """The kernel equals the reference within :func:`tpc.verify.tolerance` for every batch size."""
     found = errors(executable, lowered, tp, dtype, batches, seed)
-    assert all(error <= TOLERANCE[dtype] for error in found.values()), f"relative errors {found} ({dtype})"
+    assert all(error < tolerance(dtype) for error in found.values()), f"relative errors {found} ({dtype})"

@@ -7,7 +7,7 @@ import tpc
 from tpc.lower.fourier import CONVOLUTIONS
 from tpc.ops import ALGORITHMS, GRID_FROM_DEGREE, Product
 from tpc.so3 import gaunt_product
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
 
 def test_gaunt_products_get_every_algorithm_others_only_cg():
@@ -68,4 +68,4 @@ def test_every_route_equals_the_gaunt_product_on_the_sphere(degree, algorithm, c
         x1, x2, _ = random_inputs(tp, batch, rng, "float64")
         expected = gaunt_product(_signals(x1, degree, channels), _signals(x2, degree, channels), degree)
         got = _signals(kernel(x1, x2), degree, channels)
-        assert relative_error(got, expected) < 1e-10
+        assert relative_error(got, expected) < tolerance("float64")

@@ -8,7 +8,7 @@ import tpc
 from tpc import TensorProduct
 from tpc.lower import lower_cg
 from tpc.schedule import cpu
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
 
 def test_unknown_coupling_is_refused():
@@ -42,7 +42,7 @@ def test_in_place_has_a_stage_per_output_block_and_zeros_blocks_without_paths():
     expected = tp.reference(x1, x2, weight)
     result = kernel(x1, x2, weight)
     np.testing.assert_array_equal(result[:, 16:23], 0.0)  # 1x3o: no path writes it
-    assert relative_error(result, expected) < 1e-12
+    assert relative_error(result, expected) < tolerance("float64")
 
 
 def test_a_schedule_refuses_a_product_lowered_the_other_way():

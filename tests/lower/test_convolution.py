@@ -7,16 +7,16 @@ import pytest
 import tpc
 from tpc.build import compile_convolution
 from tpc.lower.convolution import lower_convolution
-from tpc.ops import FUSIONS
+from tpc.ops import FUSIONS, Fused
 from tpc.schedule.convolution import GATHER_SCATTER_SPACE
-from tpc.testing import random_convolution, relative_error
+from tpc.testing import random_convolution
+from tpc.verify import relative_error, tolerance
 
 UVU = tpc.ChannelwiseTensorProduct("3x0e+2x1o+2x2e", "0e+1o+2e", 2)
 UVW_SHARED = tpc.FullyConnectedTensorProduct("2x0e+2x1o", "0e+1o", "3x0e+2x1o+1x1e")
 MIXED = tpc.TensorProduct("2x0e+2x1o", "2x0e+1x1o", "2x0e+2x1o+2x1e",
                           [(0, 1, 1, "uvu", True), (1, 1, 0, "uvu", False), (1, 0, 1, "uuu", False),
                            (1, 1, 2, "uvu", True)])
-TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -28,7 +28,7 @@ def test_fused_kernels_match_the_reference(rng, tp, fusion, dtype):
         arguments, expected = random_convolution(tp, fusion, edges, nodes, rng, dtype)
         got = kernel(**arguments)
         assert got.dtype == np.dtype(dtype)
-        assert relative_error(got, expected) < TOLERANCE[dtype]
+        assert relative_error(got, expected) < tolerance(dtype)
 
 
 @pytest.mark.parametrize("config", [
@@ -41,14 +41,14 @@ def test_every_knob_of_the_fused_schedule_computes_the_same(rng, config):
     kernel = compile_convolution(UVU, "gather+scatter", dtype="float64", schedule=config)
     assert kernel.schedule.source == "explicit" and kernel.schedule.config == GATHER_SCATTER_SPACE.validate(config)
     arguments, expected = random_convolution(UVU, "gather+scatter", 300, 29, rng, "float64")
-    assert relative_error(kernel(**arguments), expected) < 1e-12
+    assert relative_error(kernel(**arguments), expected) < tolerance("float64")
 
 
 @pytest.mark.parametrize("tp", [UVU, UVW_SHARED, MIXED], ids=["uvu", "uvw-shared", "mixed"])
 def test_gathered_products_write_their_output_blocks_in_place(rng, tp):
     kernel = compile_convolution(tp, "gather", dtype="float64", schedule={"in_place": True, "batch_tile": 16})
     arguments, expected = random_convolution(tp, "gather", 45, 11, rng, "float64")
-    assert relative_error(kernel(**arguments), expected) < 1e-12
+    assert relative_error(kernel(**arguments), expected) < tolerance("float64")
     with pytest.raises(ValueError, match="in_place writes one output row per sample"):
         lower_convolution(tp, "gather+scatter", in_place=True)
 
@@ -80,6 +80,6 @@ def test_zero_edges_give_zero_sums_and_bad_arguments_are_named(rng):
         compile_convolution(UVU, "gather+scatter", schedule={"edge_loop": "inner", "merge_paths": False})
     with pytest.raises(ValueError, match="needs the gather fused"):
         lower_convolution(UVU, "scatter", x1_layout="ir_mul")
-    with pytest.raises(ValueError, match="fused kernels are computed with the 'cg' algorithm only"):
-        tpc.build.choose_schedule(tpc.build.CacheKey(UVU, None, "float32", tpc.resolve_target("host"),
-                                                     fusion="gather"), None, "grid")
+    with pytest.raises(ValueError, match=r"fused with its gather is computed with \['cg'\] only, not 'grid'"):
+        tpc.build.choose_schedule(tpc.build.CacheKey(Fused(UVU, "gather"), None, "float32", tpc.resolve_target("host")),
+                                  None, "grid")
