@@ -17,13 +17,15 @@ The batch dimension is a symbolic variable: one kernel serves every batch size.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from tvm import te, tirx
 
 from tpc.dtypes import check_dtype
 from tpc.lower.lowered import Inputs, Lowered, Operand, OutputBlock, PathPlan, PathStages, Runs, select_component
 from tpc.lower.tir_edits import blocks_into_columns, element_aligned
-from tpc.ops import TensorProduct
+from tpc.ops import Product, TensorProduct
 from tpc.ops.tensor_product import MODE_INDICES
 
 
@@ -78,8 +80,9 @@ def lower_cg(tp: TensorProduct, dtype: str = "float32", batch: int | None = None
     check_lowering_arguments(dtype, coupling)
     batch = te.var("batch") if batch is None else batch
     inputs = Inputs.of(tp, dtype, batch)
-    return lower_plans(forward_plans(tp, inputs), inputs, inputs.params(), tp.irreps_out, batch, coupling,
-                       in_place=in_place)
+    lowered = lower_plans(forward_plans(tp, inputs), inputs, inputs.params(), tp.irreps_out, batch, coupling,
+                          in_place=in_place)
+    return replace(lowered, op=Product(tp))
 
 
 def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], irreps_out, batch,

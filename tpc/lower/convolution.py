@@ -78,7 +78,7 @@ def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", co
         plans = [replace(plan, a=replace(plan.a, channels=tp.irreps_in1[tp.instructions[plan.index].i_in1].mul))
                  for plan in plans]
     lowered = lower_plans(plans, inputs, params, tp.irreps_out, edges, coupling, runs, in_place)
-    return replace(lowered, fusion=fusion)
+    return replace(lowered, op=op)
 
 
 def _component_major(x1: te.Tensor, tp: TensorProduct) -> te.Tensor:

@@ -57,7 +57,7 @@ from tpc.dtypes import check_dtype
 from tpc.lower._signal import SignalLayout, assemble, pack, signal_layout, vector_padded
 from tpc.lower.lowered import Lowered
 from tpc.lower.tir_edits import element_aligned
-from tpc.ops import TensorProduct
+from tpc.ops import Product, TensorProduct
 from tpc.so3 import fourier_to_sh, sh_to_fourier
 
 ALGORITHM = "fourier"
@@ -116,7 +116,8 @@ def lower_fourier(tp: TensorProduct, dtype: str = "float32", batch: int | None =
     out = assemble(lambda b, c, k, m: sh[b, c, k, tirx.Select(m < 0, 0, 1), tirx.Select(m < 0, -m, m)],
                    dtype, tp.irreps_out, layout.degrees_out, batch, OUT, padding=lambda b: sh[b, 0, 0, 0, width - 1])
     func = element_aligned(te.create_prim_func([x1, x2, out, *tables]), dtype)
-    return Lowered(func, (), OUT, algorithm=ALGORITHM, tables=tuple(array.astype(dtype) for array in arrays))
+    return Lowered(func, (), OUT, algorithm=ALGORITHM, tables=tuple(array.astype(dtype) for array in arrays),
+                   op=Product(tp))
 
 
 def _to_fourier(x, irreps, degrees, channels, batch, table, pack_name: str, names: tuple[str, str], half: bool):

@@ -34,7 +34,7 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     (``coupling`` and ``in_place`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is
     per sample, ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
     """
-    Gradient(tp, wrt)  # rejects an unknown argument, or weights the product lacks
+    op = Gradient(tp, wrt)
     check_lowering_arguments(dtype, coupling)
     batch = te.var("batch") if batch is None else batch
     inputs = Inputs.of(tp, dtype, batch)
@@ -55,12 +55,12 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
                               out_letters=plan.a.letters, out_block=tp.instructions[plan.index].i_in1)
                       for plan in plans]
         return replace(lower_plans(transposed, inputs, params, tp.irreps_in1, batch, coupling, in_place=in_place),
-                       wrt=wrt)
+                       op=op)
     transposed = [replace(plan, b=grad_operand(plan), coupling=plan.coupling.transpose(0, 2, 1),
                           out_letters=plan.b.letters, out_block=tp.instructions[plan.index].i_in2)
                   for plan in plans]
     return replace(lower_plans(transposed, inputs, params, tp.irreps_in2, batch, coupling, in_place=in_place),
-                   wrt=wrt)
+                   op=op)
 
 
 def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, params: list, batch) -> Lowered:
@@ -105,4 +105,4 @@ def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, param
 
     out = te.compute((batch, tp.weight_numel), assemble, name="out")
     func = element_aligned(te.create_prim_func(params + [out]), dtype)
-    return Lowered(func, (), "out", algorithm="cg", wrt="weight")
+    return Lowered(func, (), "out", algorithm="cg", op=Gradient(tp, "weight"))

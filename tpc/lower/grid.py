@@ -41,7 +41,7 @@ from tpc.dtypes import check_dtype
 from tpc.lower._signal import SignalLayout, assemble, pack, signal_layout, vector_padded
 from tpc.lower.lowered import Lowered
 from tpc.lower.tir_edits import element_aligned
-from tpc.ops import TensorProduct
+from tpc.ops import Product, TensorProduct
 from tpc.so3 import S2Grid, s2_grid, sh_to_grid
 from tpc.so3.fourier import torus_points
 from tpc.so3.spherical_harmonics import _integral_harmonics
@@ -135,7 +135,8 @@ def lower_grid(tp: TensorProduct, dtype: str = "float32", batch: int | None = No
                    OUT, padding=lambda b: sh[b, 0, 0, width_out - 1])
     params = [x1, x2, out, legendre1, legendre2, azimuth, azimuth_out, quadrature]
     func = element_aligned(te.create_prim_func(params), dtype)
-    return Lowered(func, (), OUT, algorithm=ALGORITHM, tables=tuple(table.astype(dtype) for table in tables))
+    return Lowered(func, (), OUT, algorithm=ALGORITHM, tables=tuple(table.astype(dtype) for table in tables),
+                   op=Product(tp))
 
 
 def grid_tables(layout: SignalLayout, grid: S2Grid, width_out: int | None = None) -> tuple[np.ndarray, ...]:

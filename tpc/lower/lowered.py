@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from tvm import te, tirx
 
-from tpc.ops import TensorProduct
+from tpc.ops import Op, TensorProduct
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,8 @@ class Lowered:
     The PrimFunc's parameters are x1, x2[, weight], out, then one per entry of ``tables``:
     constant arrays (basis changes too large to fold into the code) that every call passes
     after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
-    ``wrt`` is None for a product; for a gradient, the argument it is taken with respect to
-    (its function takes ``grad`` before ``out``). ``fusion`` names the neighbours of a product
-    fused into it (:mod:`tpc.lower.convolution`), None for a product alone. ``blocks`` are the
+    ``op`` is the op it computes (a gradient's function takes ``grad`` before ``out``; a fused
+    product's, see :mod:`tpc.lower.convolution`), None for a part of one. ``blocks`` are the
     stages that write the output's blocks in place (see :func:`tpc.lower.cg.lower_plans`); empty when one
     stage named ``out`` assembles the output.
     """
@@ -75,9 +74,13 @@ class Lowered:
     out: str
     algorithm: str = "cg"
     tables: tuple[np.ndarray, ...] = ()
-    wrt: str | None = None
-    fusion: str | None = None
+    op: Op | None = None
     blocks: tuple[OutputBlock, ...] = ()
+
+    @property
+    def schedule_key(self) -> str | None:
+        """The schedule registry's name of the op (None: a product)."""
+        return None if self.op is None else self.op.schedule_key
 
 
 @dataclass(frozen=True)

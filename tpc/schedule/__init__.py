@@ -87,7 +87,7 @@ def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> 
 
 def apply_schedule(lowered: Lowered, family: str, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
     """Schedule ``lowered`` (a product, a gradient or a fused kernel) for a target family with the given knob values."""
-    return _entry(family, lowered.algorithm, lowered.fusion or lowered.wrt)[1](lowered, config)
+    return _entry(family, lowered.algorithm, lowered.schedule_key)[1](lowered, config)
 
 
 def apply_graph_schedule(func: Any, family: str, operation: Any) -> s_tir.Schedule:

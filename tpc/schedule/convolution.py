@@ -64,7 +64,7 @@ def apply_gather(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s
 def apply_scatter(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
     """A product summed over each receiver's edges, with the knobs of :data:`SCATTER_SPACE`
     (and with the gather fused, :data:`GATHER_SCATTER_SPACE`)."""
-    config = (GATHER_SCATTER_SPACE if lowered.fusion == "gather+scatter" else SCATTER_SPACE).validate(config)
+    config = (GATHER_SCATTER_SPACE if lowered.schedule_key == "gather+scatter" else SCATTER_SPACE).validate(config)
     vectorized = config.get("x1_layout") == "ir_mul"
     sch = s_tir.Schedule(lowered.func)
     for block in sch.get_child_blocks(sch.get_sblock("root")):
