@@ -13,12 +13,12 @@ from tpc.schedule import convolution, cpu, cuda, gaunt, graph
 from tpc.schedule.space import AlgorithmSpace, SearchSpace
 
 FAMILIES = ("cpu", "cuda")
-# Knob space and schedule of each (family, algorithm, op): op None for the product, else the
-# argument of a gradient or the fusion of a fused kernel; a family's algorithms in a fixed
-# order. The x1 and x2 gradients are products with transposed couplings and take the product's
-# schedule; the weight gradient has per-sample stages of its own. A product fused with its
-# gather only is a product over the edges; with its scatter-sum it has a schedule of its own.
-# Gradients and fused kernels are scheduled for CPUs only so far.
+# Knob space and schedule of each (family, algorithm, key), the key an op's schedule_key: None
+# for the product, else the argument of a gradient or the fusion of a fused kernel; a family's
+# algorithms in a fixed order. The x1 and x2 gradients are products with transposed couplings
+# and take the product's schedule; the weight gradient has per-sample stages of its own. A
+# product fused with its gather only is a product over the edges; with its scatter-sum it has a
+# schedule of its own. Gradients and fused kernels are scheduled for CPUs only so far.
 _SCHEDULES = {
     ("cpu", "cg", None): (cpu.SPACE, cpu.apply),
     ("cpu", "fourier", None): (gaunt.FOURIER_SPACE, gaunt.apply_fourier),
@@ -45,36 +45,36 @@ _GRAPH_SCHEDULES = {
 }
 
 
-def scheduled_algorithms(family: str, op: str | None = None) -> tuple[str, ...]:
-    """The algorithms a target family has schedules for, for ``op``: None for the product, else
+def scheduled_algorithms(family: str, key: str | None = None) -> tuple[str, ...]:
+    """The algorithms a target family has schedules for, for ``key``: None for the product, else
     a gradient's argument or a fusion (see :data:`tpc.ops.FUSIONS`)."""
     _check_family(family)
-    return tuple(algorithm for fam, algorithm, entry_op in _SCHEDULES if fam == family and entry_op == op)
+    return tuple(algorithm for fam, algorithm, entry_key in _SCHEDULES if fam == family and entry_key == key)
 
 
-def search_space(family: str, algorithm: str = "cg", op: str | None = None) -> SearchSpace:
-    """The knob space of an algorithm on a target family, for ``op`` (see :func:`scheduled_algorithms`)."""
-    return _entry(family, algorithm, op)[0]
+def search_space(family: str, algorithm: str = "cg", key: str | None = None) -> SearchSpace:
+    """The knob space of an algorithm on a target family, for ``key`` (see :func:`scheduled_algorithms`)."""
+    return _entry(family, algorithm, key)[0]
 
 
-def tuning_space(family: str, algorithms: Sequence[str], op: str | None = None) -> AlgorithmSpace:
+def tuning_space(family: str, algorithms: Sequence[str], key: str | None = None) -> AlgorithmSpace:
     """The tuner's space over ``algorithms`` (those without a schedule here left out), the first as default."""
-    available = scheduled_algorithms(family, op)
+    available = scheduled_algorithms(family, key)
     searched = tuple(name for name in algorithms if name in available)
     if algorithms and not searched:
-        raise ValueError(_no_schedule(family, algorithms[0], op))
-    return AlgorithmSpace(tuple((name, search_space(family, name, op)) for name in available), searched)
+        raise ValueError(_no_schedule(family, algorithms[0], key))
+    return AlgorithmSpace(tuple((name, search_space(family, name, key)) for name in available), searched)
 
 
-def default_config(family: str, algorithm: str = "cg", op: str | None = None) -> dict[str, Any]:
+def default_config(family: str, algorithm: str = "cg", key: str | None = None) -> dict[str, Any]:
     """Default knob values of an algorithm on a target family."""
-    return search_space(family, algorithm, op).default()
+    return search_space(family, algorithm, key).default()
 
 
 def validate_config(family: str, config: Mapping[str, Any] | None, algorithm: str = "cg",
-                    op: str | None = None) -> dict[str, Any]:
+                    key: str | None = None) -> dict[str, Any]:
     """Full, checked knob values (unknown knobs or values raise ValueError)."""
-    return search_space(family, algorithm, op).validate(config)
+    return search_space(family, algorithm, key).validate(config)
 
 
 def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,18 +114,18 @@ def _check_family(family: str) -> None:
         raise ValueError(f"unknown target family {family!r}; known: {sorted(FAMILIES)}")
 
 
-def _entry(family: str, algorithm: str, op: str | None = None):
+def _entry(family: str, algorithm: str, key: str | None = None):
     _check_family(family)
-    if (family, algorithm, op) not in _SCHEDULES:
-        raise ValueError(_no_schedule(family, algorithm, op))
-    return _SCHEDULES[(family, algorithm, op)]
+    if (family, algorithm, key) not in _SCHEDULES:
+        raise ValueError(_no_schedule(family, algorithm, key))
+    return _SCHEDULES[(family, algorithm, key)]
 
 
-def _no_schedule(family: str, algorithm: str, op: str | None) -> str:
+def _no_schedule(family: str, algorithm: str, key: str | None) -> str:
     """Why there is no schedule for an algorithm (of a product, a gradient or a fused kernel) on a family."""
-    if op is not None:
-        families = sorted({fam.upper() for fam, _, entry_op in _SCHEDULES if entry_op == op})
-        what = f"fused kernels ({op})" if op in FUSIONS else f"gradients with respect to {op!r}"
+    if key is not None:
+        families = sorted({fam.upper() for fam, _, entry_key in _SCHEDULES if entry_key == key})
+        what = f"fused kernels ({key})" if key in FUSIONS else f"gradients with respect to {key!r}"
         return (f"{what} are scheduled for {', '.join(families) or 'no'} targets only "
                 f"so far, with the 'cg' algorithm; not for the {family!r} family with {algorithm!r}")
     return (f"no {family} schedule for the {algorithm!r} algorithm; "
