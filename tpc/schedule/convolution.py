@@ -42,8 +42,8 @@ def _vector_rule(config: Mapping[str, Any]) -> str | None:
 
 SCATTER_SPACE = SearchSpace("cpu-convolution", SCATTER_KNOBS, version=1, rules=(_merge_rule,))
 # With the gather fused, the default reads transposed features with vectorized channel loops
-# and one edge loop for all paths: the tuned winner on the 32-channel MACE block, 5.0 ms
-# against 26.8 ms for the knobs' own defaults (59706 edges, benchmarks/bench_graph.py).
+# and one edge loop for all paths: the tuned winner on the 32-channel MACE block (see
+# docs/measurements.md).
 GATHER_SCATTER_SPACE = SearchSpace("cpu-convolution-gather", tuple(
     replace(knob, default={"receiver_tile": 4, "unroll_components": False, "merge_paths": True}.get(knob.name,
                                                                                                   knob.default))
