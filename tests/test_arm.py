@@ -9,7 +9,7 @@ import pytest
 import tvm_ffi
 
 import tpc
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
 TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64")
 MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -62,7 +62,7 @@ def test_arm_kernel_runs_under_qemu(name, dtype, algorithm, driver, tmp_path):
     assert library[:4] == b"\x7fELF" and library[18] == 183  # e_machine EM_AARCH64
     arrays = random_inputs(tp, 9, np.random.default_rng(1), dtype)
     result = run_under_qemu(driver, kernel, arrays, tmp_path)
-    assert relative_error(result, tp.reference(*arrays)) < (1e-4 if dtype == "float32" else 1e-9)
+    assert relative_error(result, tp.reference(*arrays)) < tolerance(dtype)
 
 
 def test_arm_kernel_saves_to_a_file(tmp_path):

@@ -8,7 +8,7 @@ import tvm
 from tvm.support import nvcc
 
 import tpc
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
 HAS_NVCC = shutil.which("nvcc") is not None
 HAS_GPU = tvm.cuda(0).exist
@@ -76,4 +76,4 @@ def test_cuda_kernel_on_gpu(name, algorithm, schedule):
 
     args = [torch.from_numpy(a).cuda() for a in (x1, x2, weight) if a is not None]
     result = kernel(*args)
-    assert relative_error(result.cpu().numpy(), tp.reference(x1, x2, weight)) < 1e-4
+    assert relative_error(result.cpu().numpy(), tp.reference(x1, x2, weight)) < tolerance("float32")

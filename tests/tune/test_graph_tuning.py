@@ -7,10 +7,11 @@ import pytest
 import tpc
 from tpc.cli import main
 from tpc.graph import Graph, Linear
-from tpc.ops import op_fingerprint
+from tpc.ops import Fused, Product
 from tpc.records import read_records
 from tpc.tune.graph import Task, TaskProgress, _next_task, graph_tasks
 from tpc.tune.tuner import TuneResult
+from tpc.verify import relative_error, tolerance
 
 NODE = "2x0e+2x1o"
 SMALL = tpc.ChannelwiseTensorProduct(NODE, "0e+1o", 1)
@@ -42,7 +43,8 @@ def test_tasks_merge_identical_products_and_need_sizes():
     assert (fused.fusion, fused.count, fused.nodes, fused.batch) == ("gather+scatter", 2, ("messages0", "messages1"),
                                                                       500)
     assert (product.fusion, product.count, product.nodes) == (None, 1, ("edge_product",))
-    assert fused.op == op_fingerprint(SMALL, fusion="gather+scatter") != op_fingerprint(SMALL)
+    assert fused.op == Fused(SMALL, "gather+scatter") and product.op == Product(OTHER)
+    assert fused.op.fingerprint != SMALL.fingerprint
     unfused = graph_tasks(g, {"edges": 500}, "none")
     assert [(task.fusion, task.count) for task in unfused] == [(None, 2), (None, 1)]
     with pytest.raises(ValueError, match="give the size of dim 'edges'"):
@@ -56,14 +58,14 @@ def _progress(task: Task, bests: list[float], trials: int) -> TaskProgress:
     from tpc.records import Record
 
     spec = tpc.resolve_target("host")
-    records = [Record(task.op, task.batch, "float32", spec.tvm_dict, spec.fingerprint, 1, "cg", {}, bests[-1], None,
-                      "default" if i == 0 else "xgb", i) for i in range(trials)]
+    records = [Record(task.op.fingerprint, task.batch, "float32", spec.tvm_dict, spec.fingerprint, 1, "cg", {},
+                      bests[-1], None, "default" if i == 0 else "xgb", i) for i in range(trials)]
     return TaskProgress(task, TuneResult(records, None), history=list(bests))
 
 
 def test_scheduler_gives_rounds_to_untuned_then_to_the_largest_expected_saving():
-    heavy = Task(SMALL, "gather+scatter", 500, 2, ("messages0", "messages1"))
-    light = Task(OTHER, None, 500, 1, ("edge_product",))
+    heavy = Task(Fused(SMALL, "gather+scatter"), 500, 2, ("messages0", "messages1"))
+    light = Task(Product(OTHER), 500, 1, ("edge_product",))
     assert _next_task([TaskProgress(heavy), TaskProgress(light)]).task is heavy
     assert _next_task([_progress(heavy, [1.0], 8), TaskProgress(light)]).task is light
     # the heavy task runs twice per call and still improves; the light one has stalled
@@ -84,7 +86,7 @@ def test_tune_graph_shares_the_budget_and_compile_graph_uses_the_records(isolate
     assert result.total("best") <= result.total("default")
     for progress in result.tasks:
         logged = read_records(progress.result.log)
-        assert len(logged) == progress.trials and {record.op for record in logged} == {progress.task.op}
+        assert len(logged) == progress.trials and {record.op for record in logged} == {progress.task.op.fingerprint}
     compiled = tpc.compile_graph(g, sizes=sizes)
     sources = {step.node: step.schedule.source for step in compiled.steps if step.schedule is not None}
     assert sources == {"summed0": "user cache", "summed1": "user cache", "edge_product": "user cache"}
@@ -99,7 +101,7 @@ def test_tune_graph_shares_the_budget_and_compile_graph_uses_the_records(isolate
     got = compiled(**{name: value.astype(np.float32) if value.dtype == np.float64 else value
                       for name, value in inputs.items()})
     for name in expected:
-        assert np.abs(got[name] - expected[name]).max() / np.abs(expected[name]).max() < 1e-4
+        assert relative_error(got[name], expected[name]) < tolerance("float32"), name
     again = tpc.tune_graph(g, sizes, trials=5, round_size=2, log_dir=isolated / "logs", progress=False)
     assert [progress.trials for progress in again.tasks] == trials  # resumed: nothing measured twice
 
