@@ -18,7 +18,8 @@ import torch
 import tpc
 from tpc.ops.tensor_product import einsum_forward
 from tpc.targets import host_cores
-from tpc.testing import e3nn_module, machine, median_seconds, random_inputs, relative_error
+from tpc.testing import e3nn_module, machine, median_seconds
+from tpc.verify import random_inputs, relative_error, tolerance
 
 DEFAULT_PRESETS = ["mace-l1", "mace-l2", "mace-small-l2", "nequip", "fc-small", "gaunt-L2", "gaunt-L4"]
 
@@ -47,7 +48,7 @@ def bench(name: str, batch: int | None) -> dict:
     for label, call in (("tpc", tpc_call), ("e3nn", e3nn_call), ("numpy", numpy_call)):
         result = np.asarray(call())[check]
         error = relative_error(result, expected)
-        if error > 1e-4:
+        if not error < tolerance("float32"):
             raise AssertionError(f"{name}: {label} differs from the reference by {error:.1e}")
     seconds = {label: median_seconds(call) for label, call in
                (("tpc", tpc_call), ("e3nn", e3nn_call), ("numpy", numpy_call))}

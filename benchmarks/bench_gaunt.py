@@ -21,6 +21,7 @@ from tvm.s_tir.analysis import estimate_tir_flops
 
 import tpc
 from tpc.lower.algorithms import lower
+from tpc.ops import Product
 from tpc.testing import machine
 
 BATCH = 10000
@@ -33,7 +34,7 @@ def gaunt_problem(degree: int, channels: int) -> tpc.TensorProduct:
 
 def flops_per_sample(tp: tpc.TensorProduct, algorithm: str) -> float:
     """TVM's FLOP estimate of the algorithm's default lowering, for one sample."""
-    return float(estimate_tir_flops(tvm.IRModule({"main": lower(tp, algorithm, batch=1).func})))
+    return float(estimate_tir_flops(tvm.IRModule({"main": lower(Product(tp), algorithm, batch=1).func})))
 
 
 def tune_problem(tp: tpc.TensorProduct, trials: int, seed: int) -> tuple[dict[str, dict[str, float]], str, float]:

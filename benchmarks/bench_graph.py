@@ -28,7 +28,7 @@ from tpc.targets import host_cores
 from tpc.testing import E3nnInteraction, interaction_inputs, machine, random_system
 from tpc.tune import graph_summary
 from tpc.tune.graph import UNFUSED_AND_FUSED
-from tpc.verify import relative_error
+from tpc.verify import relative_error, tolerance
 
 CUTOFF, NEIGHBOURS = 5.0, 30.0
 RADIAL, RADIAL_HIDDEN = 8, 32
@@ -87,7 +87,7 @@ def main() -> int:
         print(f"{name:<26} {seconds * 1e3:>9.2f} {median['e3nn'] / seconds:>7.2f}x "
               f"{median['tpc unfused, tuned'] / seconds:>16.2f}x {errors[name]:>9.1e}  "
               f"{', '.join(schedules.get(name, []))}")
-    failed = [name for name, error in errors.items() if not error < 1e-4]
+    failed = [name for name, error in errors.items() if not error < tolerance("float32")]
     if failed:
         print(f"FAILED: {failed} disagree with e3nn", file=sys.stderr)
         return 1

@@ -27,10 +27,11 @@ import onnxruntime as ort
 import tpc
 from tpc.export import build_ort_library, export_onnx
 from tpc.targets import host_cores
-from tpc.testing import machine, random_inputs, relative_error
+from tpc.testing import machine
+from tpc.verify import random_inputs, relative_error, tolerance
 
 WARMUP = 3
-TOLERANCE = 1e-4
+TOLERANCE = tolerance("float32")
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
@@ -86,7 +87,7 @@ def main() -> None:
                             (weight if tp.shared_weights else weight[check]))
     for name, run in routes.items():
         error = relative_error(run()[check], expected)
-        if error > TOLERANCE:
+        if not error < TOLERANCE:
             raise AssertionError(f"{name} differs from the reference by {error:.1e}")
 
     print(f"machine: {machine()}")

@@ -18,9 +18,11 @@ import torch
 
 import tpc
 import tpc.torch
-from tpc.testing import e3nn_module, machine, median_seconds, random_inputs, relative_error
+from tpc.testing import e3nn_module, machine, median_seconds
+from tpc.verify import random_inputs, relative_error, tolerance
 
-TOLERANCE = 1e-4
+DIRECTIONS = {"forward": "forward", "forward + backward": "gradient", "double backward (weights)": "second derivative"}
+"""The direction of each workload's results, which picks its tolerance (:func:`tpc.verify.tolerance`)."""
 
 
 def steps(module: torch.nn.Module, arguments: list[torch.Tensor], upstream: torch.Tensor) -> dict:
@@ -56,7 +58,7 @@ def main() -> None:
     for name in ours:
         for a, b in zip(ours[name](), theirs[name]()):
             error = relative_error(a.detach().double().numpy(), b.detach().double().numpy())
-            if not error < TOLERANCE:
+            if not error < tolerance("float32", DIRECTIONS[name]):
                 raise SystemExit(f"{name}: tpc differs from e3nn by {error:.1e}")
     print(f"machine: {machine()}")
     print(f"{args.preset}, batch {args.batch}, float32; median of {args.repeats} after a warm-up; "

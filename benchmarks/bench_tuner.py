@@ -76,11 +76,13 @@ from tvm.s_tir import meta_schedule as ms
 import tpc
 from tpc.build import compile_tir
 from tpc.lower import lower_cg
+from tpc.ops import Op, make_op
 from tpc.records import Record, read_records
-from tpc.testing import machine, random_inputs, relative_error
+from tpc.testing import machine
 from tpc.tune.graph import graph_tasks
 from tpc.tune.measure import LocalRunner, MeasureInput
 from tpc.tune.worker import prepare_timing, relative_timing
+from tpc.verify import random_inputs, relative_error, tolerance
 
 RETIME_WITHIN = 1.15
 RETIME_ROUNDS = 3
@@ -102,6 +104,11 @@ class Problem:
     tp: tpc.TensorProduct
     batch: int
     fusion: Optional[str] = None
+
+    @property
+    def op(self) -> Op:
+        """The op tuned: the product, or the product fused with ``fusion``."""
+        return make_op(self.tp, fusion=self.fusion)
 
 
 @dataclass(frozen=True)
@@ -144,8 +151,8 @@ def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path,
         if models is not None:
             shutil.copytree(models, Path(folder) / "models")
         start = time.perf_counter()
-        result = tpc.tune(problem.tp, batch=problem.batch, trials=trials, strategy=strategy, seed=seed, log=log,
-                          progress=False, fusion=problem.fusion)
+        result = tpc.tune(problem.op, batch=problem.batch, trials=trials, strategy=strategy, seed=seed, log=log,
+                          progress=False)
         wall = time.perf_counter() - start
     return tpc_records_run(result.records, wall)
 
@@ -153,7 +160,8 @@ def tpc_run(problem: Problem, trials: int, strategy: str, seed: int, log: Path,
 def tpc_records_run(records: Sequence[Record], wall: float) -> Run:
     """The run that a tpc tuning's records (in trial order) make."""
     return Run([r.seconds if r.ok else float("inf") for r in records], wall, None,
-               tuple(r.strategy == "default" for r in records), tuple(config_key(r.algorithm, r.config) for r in records))
+               tuple(r.strategy == "default" for r in records),
+               tuple(config_key(r.algorithm, r.config) for r in records))
 
 
 def logged_run(log: Path) -> Run:
@@ -190,8 +198,7 @@ def retime(problem: Problem, runs: dict[tuple[str, int], Run]) -> dict[str, floa
     best = min(recorded.values())
     keys = sorted(chosen)
     target = tpc.resolve_target("host").tvm_dict
-    inputs = [MeasureInput(problem.tp.to_dict(), target, "float32", problem.batch, *json.loads(key),
-                           fusion=problem.fusion) for key in keys]
+    inputs = [MeasureInput(problem.op.to_dict(), target, "float32", problem.batch, *json.loads(key)) for key in keys]
     runner, rng = LocalRunner(), np.random.default_rng(0)
     anchor = keys.index(min(keys, key=recorded.__getitem__))
     ratios: dict[str, list[float]] = {keys[anchor]: [1.0]}
@@ -219,9 +226,8 @@ def warm_models(sources: Sequence[Problem], trials: int, folder: Path, log_dir: 
     os.environ["TPC_CACHE"] = str(folder)
     for problem in sources:
         start = time.perf_counter()
-        result = tpc.tune(problem.tp, batch=problem.batch, trials=trials, strategy="xgb", seed=0,
-                          log=log_dir / f"warm-from-{file_name(problem.name)}.jsonl", progress=False,
-                          fusion=problem.fusion)
+        result = tpc.tune(problem.op, batch=problem.batch, trials=trials, strategy="xgb", seed=0,
+                          log=log_dir / f"warm-from-{file_name(problem.name)}.jsonl", progress=False)
         best = min((r.seconds for r in result.records if r.ok), default=float("inf"))
         print(f"warm-from {problem.name}: best {best * 1e3:.3f} ms, {time.perf_counter() - start:.0f} s", flush=True)
     return folder / "models"
@@ -269,7 +275,7 @@ def metaschedule_run(problem: Problem, trials: int, seed: int, minutes: float, p
     check = slice(0, 16)
     error = relative_error(out[check], tp.reference(x1[check], x2[check],
                                                     weight if tp.shared_weights else weight[check]))
-    if error > 1e-4:
+    if not error < tolerance("float32"):
         raise AssertionError(f"MetaSchedule's best schedule is wrong: {error:.1e}")
     tensors = [tvm.runtime.tensor(a) for a in args]
     best = function.mod.time_evaluator("main", tvm.cpu(), number=1, repeat=5, min_repeat_ms=40)(*tensors).median

@@ -50,7 +50,8 @@ with tempfile.TemporaryDirectory() as folder:
     }
 
 print(f"{name} ({tpc.presets.get(name).description}), batch {batch}, float32")
-print(f"  {'tpc kernel (' + kernel.schedule.algorithm + ')':<34} {milliseconds(lambda: kernel(x1, x2, weight)):8.2f} ms")
+kernel_label = f"tpc kernel ({kernel.schedule.algorithm})"
+print(f"  {kernel_label:<34} {milliseconds(lambda: kernel(x1, x2, weight)):8.2f} ms")
 for label, session in sessions.items():
     difference = np.abs(session.run(None, feeds)[0] - expected).max()
     ms = milliseconds(partial(session.run, None, feeds))
