@@ -66,6 +66,16 @@ class Op(ABC):
     def output_width(self) -> int:
         """Columns of the compiled function's ``out`` per row (several gradients: side by side)."""
 
+    def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
+        """The shape of each argument of the op's kernels for ``batch`` samples (edges for a fused
+        op, whose ``nodes`` counts the rows of gathered x1 and of scatter-summed results)."""
+        return {name: shape for name, shape in self.tp.input_shapes(batch).items()
+                if name != "weight" or self.tp.weight_numel}
+
+    def output_shape(self, batch: int, nodes: int | None = None) -> tuple[int, ...]:
+        """The shape of the op's result (arguments as in :meth:`argument_shapes`)."""
+        return (batch, self.output_width)
+
     @abstractmethod
     def reference(self, *arguments: Any, **indices: Any) -> np.ndarray:
         """The op's result in float64 numpy: the numerical truth its kernels are checked against."""
@@ -179,6 +189,15 @@ class Gradient(Op):
         widths = {"x1": self.tp.irreps_in1.dim, "x2": self.tp.irreps_in2.dim, "weight": self.tp.weight_numel}
         return sum(widths[name] for name in self.arguments)
 
+    def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
+        return {**super().argument_shapes(batch), "grad": (batch, self.tp.irreps_out.dim)}
+
+    def output_shape(self, batch: int, nodes: int | None = None) -> tuple[int, ...]:
+        """The argument's shape (shared weights: summed over the batch); several: ``(batch, output_width)``."""
+        if len(self.arguments) > 1:
+            return (batch, self.output_width)
+        return self.tp.input_shapes(batch)[self.wrt]
+
     @property
     def description(self) -> str:
         return f"the gradient with respect to {self.wrt}"
@@ -236,6 +255,23 @@ class Fused(Op):
     @property
     def output_width(self) -> int:
         return self.tp.irreps_out.dim
+
+    def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
+        shapes = super().argument_shapes(batch)
+        if self.gather:
+            shapes = {"x1": (self._nodes(nodes), self.tp.irreps_in1.dim), "senders": (batch,),
+                      **{name: shape for name, shape in shapes.items() if name != "x1"}}
+        if self.scatter:
+            shapes["offsets"] = (self._nodes(nodes) + 1,)
+        return shapes
+
+    def output_shape(self, batch: int, nodes: int | None = None) -> tuple[int, ...]:
+        return (self._nodes(nodes) if self.scatter else batch, self.output_width)
+
+    def _nodes(self, nodes: int | None) -> int:
+        if nodes is None:
+            raise ValueError(f"{self.description} needs the node count for its shapes")
+        return nodes
 
     @property
     def description(self) -> str:

@@ -319,7 +319,8 @@ class TensorProduct:
         expected = self.input_shapes(batch)["weight"]
         if weight is None:
             if self.weight_numel:
-                raise ValueError(f"this tensor product has {self.weight_numel} weights: pass weight of shape {expected}")
+                raise ValueError(f"this tensor product has {self.weight_numel} weights: "
+                                 f"pass weight of shape {expected}")
             return x1, x2, None
         weight = _float_array("weight", weight)
         if weight.shape != expected:
