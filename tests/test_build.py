@@ -4,16 +4,15 @@ import zlib
 
 import numpy as np
 import pytest
-
 import tvm
 
 import tpc
 from tpc.build import INVALID_LLVM_MODULE, PASS_CONFIG, scheduled
 from tpc.schedule import default_config, search_space
-from tpc.testing import e3nn_forward, e3nn_module, foundation_cases, random_inputs, relative_error
+from tpc.testing import e3nn_forward, e3nn_module, foundation_cases
+from tpc.verify import random_inputs, relative_error, tolerance
 
 CASES = foundation_cases()
-TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 AVX2_CPU = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell", "num-cores": 1}
 
 
@@ -28,7 +27,7 @@ def test_kernel_equals_e3nn_for_every_batch_size(case, dtype):
         expected = e3nn_forward(case.tp, x1, x2, weight, module=module)
         result = kernel(x1, x2, weight)
         assert result.dtype == np.dtype(dtype) and result.shape == expected.shape
-        assert relative_error(result, expected) < TOLERANCE[dtype], f"batch {batch}"
+        assert relative_error(result, expected) < tolerance(dtype), f"batch {batch}"
 
 
 def test_avx2_kernels_are_compiled_around_llvm_slp_vectorizer_bug():
@@ -36,14 +35,14 @@ def test_avx2_kernels_are_compiled_around_llvm_slp_vectorizer_bug():
     it again without SLP vectorization. Once a TVM release fixes LLVM, the first check fails:
     then the workaround in tpc.build can go."""
     case = next(case for case in CASES if case.name == "uvv-5-norm-element")
-    sch, _ = scheduled(case.tp, "float64", "cpu", "cg", default_config("cpu"))
+    sch, _ = scheduled(tpc.Product(case.tp), "float64", "cpu", "cg", default_config("cpu"))
     with tvm.transform.PassContext(opt_level=3, config=PASS_CONFIG):
         with pytest.raises(tvm.error.InternalError, match=INVALID_LLVM_MODULE):
             tvm.compile(sch.mod, target=tvm.target.Target(AVX2_CPU))
     kernel = tpc.compile(case.tp, target=AVX2_CPU, dtype="float64")
     if "avx2" in open("/proc/cpuinfo").read().split():  # a haswell kernel runs only where AVX2 is
         x1, x2, weight = random_inputs(case.tp, 7, np.random.default_rng(4), "float64")
-        assert relative_error(kernel(x1, x2, weight), e3nn_forward(case.tp, x1, x2, weight)) < TOLERANCE["float64"]
+        assert relative_error(kernel(x1, x2, weight), e3nn_forward(case.tp, x1, x2, weight)) < tolerance("float64")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -57,7 +56,7 @@ def test_kernel_with_a_searched_schedule_equals_e3nn(case):
     for batch in (1, 7, 1000):
         x1, x2, weight = random_inputs(case.tp, batch, rng, dtype)
         expected = e3nn_forward(case.tp, x1, x2, weight, module=module)
-        assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE[dtype], f"{config} batch {batch}"
+        assert relative_error(kernel(x1, x2, weight), expected) < tolerance(dtype), f"{config} batch {batch}"
 
 
 KNOB_SETTINGS = {"default": {}, "materialize-all": {"materialize": "all"}, "tile-1": {"batch_tile": 1},
@@ -78,7 +77,7 @@ def test_presets_with_every_knob_setting(name, config):
     kernel = tpc.compile(tp, schedule=config or None)
     assert kernel.schedule.source == ("explicit" if config else "default")
     x1, x2, weight = random_inputs(tp, 37, np.random.default_rng(0), np.float32)
-    assert relative_error(kernel(x1, x2, weight), tp.reference(x1, x2, weight)) < 1e-4
+    assert relative_error(kernel(x1, x2, weight), tp.reference(x1, x2, weight)) < tolerance("float32")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -87,7 +86,7 @@ def test_x2_first_coupling_equals_e3nn_in_float64(case):
     kernel = tpc.compile(case.tp, target="x86", dtype="float64", schedule={"coupling": "x2_first"})
     x1, x2, weight = random_inputs(case.tp, 7, np.random.default_rng(5), "float64")
     expected = e3nn_forward(case.tp, x1, x2, weight)
-    assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE["float64"]
+    assert relative_error(kernel(x1, x2, weight), expected) < tolerance("float64")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
@@ -96,7 +95,7 @@ def test_output_blocks_written_in_place_equal_e3nn_in_float64(case):
     kernel = tpc.compile(case.tp, target="x86", dtype="float64", schedule={"in_place": True})
     x1, x2, weight = random_inputs(case.tp, 11, np.random.default_rng(6), "float64")
     expected = e3nn_forward(case.tp, x1, x2, weight)
-    assert relative_error(kernel(x1, x2, weight), expected) < TOLERANCE["float64"]
+    assert relative_error(kernel(x1, x2, weight), expected) < tolerance("float64")
 
 
 def test_a_record_for_another_algorithm_than_the_one_asked_is_refused():

@@ -13,9 +13,8 @@ import tpc
 from tpc import TensorProduct
 from tpc.cli import main
 from tpc.export import export_onnx
-from tpc.testing import e3nn_forward, foundation_cases, random_inputs, relative_error
-
-TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
+from tpc.testing import e3nn_forward, foundation_cases
+from tpc.verify import random_inputs, relative_error, tolerance
 
 SPECS = {
     "uvw-shared": tpc.FullyConnectedTensorProduct("3x0e+2x1o", "2x0e+2x1o", "2x0e+3x1o+2x2e"),
@@ -128,14 +127,14 @@ def test_onnxruntime_equals_the_reference(name, dtype):
         x1, x2, weight = random_inputs(tp, batch, rng, dtype)
         result = _run(session, x1, x2, weight)
         assert result.dtype == np.dtype(dtype) and result.shape == (batch, tp.irreps_out.dim)
-        assert relative_error(result, tp.reference(x1, x2, weight)) < TOLERANCE[dtype], f"batch {batch}"
+        assert relative_error(result, tp.reference(x1, x2, weight)) < tolerance(dtype), f"batch {batch}"
 
 
 @pytest.mark.parametrize("case", foundation_cases(per_mode=2, mixed=2), ids=lambda case: case.name)
 def test_onnxruntime_equals_e3nn(case):
     session = _session(export_onnx(case.tp, dtype="float64"))
     x1, x2, weight = random_inputs(case.tp, 5, np.random.default_rng(5), "float64")
-    assert relative_error(_run(session, x1, x2, weight), e3nn_forward(case.tp, x1, x2, weight)) < 1e-10
+    assert relative_error(_run(session, x1, x2, weight), e3nn_forward(case.tp, x1, x2, weight)) < tolerance("float64")
 
 
 @pytest.mark.parametrize("name", ["uvw-shared", "uvw-per-sample-empty-block", "uuw-weighted", "gaunt-L3-no-weights"])
@@ -165,7 +164,7 @@ def test_mace_runs_in_a_process_without_tpc_or_tvm(tmp_path):
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert relative_error(np.load(tmp_path / "y.npy"), tp.reference(x1, x2, weight)) < 1e-4
+    assert relative_error(np.load(tmp_path / "y.npy"), tp.reference(x1, x2, weight)) < tolerance("float32")
 
 
 def test_cli_writes_a_model_that_loads(tmp_path, capsys):
@@ -175,7 +174,8 @@ def test_cli_writes_a_model_that_loads(tmp_path, capsys):
     assert str(path) in out and "fc-small" in out and f"{path.stat().st_size:,} bytes" in out
     tp = tpc.presets.get("fc-small").tp
     x1, x2, weight = random_inputs(tp, 3, np.random.default_rng(1), "float64")
-    assert relative_error(_run(_session(onnx.load(path)), x1, x2, weight), tp.reference(x1, x2, weight)) < 1e-10
+    result = _run(_session(onnx.load(path)), x1, x2, weight)
+    assert relative_error(result, tp.reference(x1, x2, weight)) < tolerance("float64")
 
 
 @pytest.mark.parametrize("dtype", ["float16", "int32", "double"])

@@ -7,7 +7,7 @@ import pytest
 
 import tpc
 from tpc.cli import main
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
 UVU = tpc.ChannelwiseTensorProduct("8x0e+8x1o+8x2e", "0e+1o+2e", 2)
 
@@ -49,7 +49,7 @@ def test_writes_a_model_and_a_library_that_load(tmp_path, capsys):
     assert node_attribute(model, "algorithm") == "cg"
     for library, loaded in ((None, model), (library_path, model), (library_path, without_fallback(model))):
         output, reference = run_model(loaded, library, UVU)
-        assert relative_error(output, reference) < 1e-4
+        assert relative_error(output, reference) < tolerance("float32")
 
 
 def test_the_node_names_the_algorithm_of_the_kernel(tmp_path, capsys):
@@ -62,7 +62,7 @@ def test_the_node_names_the_algorithm_of_the_kernel(tmp_path, capsys):
     model = onnx.load(model_path)
     assert node_attribute(model, "algorithm") == "grid"
     output, reference = run_model(without_fallback(model), library_path, tp)
-    assert relative_error(output, reference) < 1e-4
+    assert relative_error(output, reference) < tolerance("float32")
 
 
 def test_a_library_for_another_target_is_an_error(tmp_path, capsys):

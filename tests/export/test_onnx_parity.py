@@ -4,9 +4,10 @@ Four routes on the same float32 inputs (batch 1000, fixed seed): the model in st
 onnxruntime (its fallback function), the model with the tpc custom-op library registered,
 tpc's compiled kernel called directly, and the float64 reference. Both onnxruntime routes run
 in fresh interpreters that never import tpc or TVM. Agreement is measured as the maximum
-absolute difference relative to the largest |y| of the reference (``relative_error``); 1e-4
-leaves float32 rounding (about 1e-6 here) a wide margin and still catches any wrong path,
-coefficient or weight, which moves outputs by order one.
+absolute difference relative to the largest |y| of the reference (``relative_error``); the
+float32 tolerance of :data:`tpc.verify.TOLERANCES` (1e-4) leaves float32 rounding (about 1e-6
+here) a wide margin and still catches any wrong path, coefficient or weight, which moves outputs
+by order one.
 """
 
 import json
@@ -20,9 +21,9 @@ import pytest
 
 import tpc
 from tpc.export import build_ort_library, export_onnx
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
-TOLERANCE = 1e-4
+TOLERANCE = tolerance("float32")
 BATCH = 1000
 MACE = tpc.presets.get("mace-l2").tp
 OTHER = tpc.ChannelwiseTensorProduct("4x0e+4x1o", "0e+1o", 1)

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tpc
 from tpc.export.ort_library import build_ort_library
-from tpc.testing import random_inputs, relative_error
+from tpc.verify import random_inputs, relative_error, tolerance
 
 UVU = tpc.ChannelwiseTensorProduct("8x0e+8x1o+8x2e", "0e+1o+2e", 2)
 GAUNT = tpc.presets.get("gaunt-L2").tp
@@ -119,13 +119,13 @@ def test_matches_reference_without_tvm(libraries, tmp_path, rng):
             model = make_model(tp, dtype, tmp_path / f"{name}.onnx", extras=extras, identity_fallback=name == "gaunt32")
             cases.append((f"{name}-{batch}", model, libraries[name], feeds))
             reference = tp.reference(**feeds) if batch else np.zeros((0, tp.irreps_out.dim))
-            expected[f"{name}-{batch}"] = (reference, 1e-4 if dtype == "float32" else 1e-10, dtype)
+            expected[f"{name}-{batch}"] = (reference, dtype)
     outputs = run_in_onnxruntime(tmp_path, cases)
-    for name, (reference, tolerance, dtype) in expected.items():
+    for name, (reference, dtype) in expected.items():
         output = outputs[name]
         assert isinstance(output, np.ndarray), f"{name}: {output}"
         assert output.dtype == dtype and output.shape == reference.shape
-        assert relative_error(output, reference) < tolerance, name
+        assert relative_error(output, reference) < tolerance(dtype), name
 
 
 def test_refuses_models_it_was_not_built_for(libraries, tmp_path, rng):

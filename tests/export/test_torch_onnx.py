@@ -14,9 +14,9 @@ import torch
 import tpc
 import tpc.torch
 from tpc.export import build_ort_library, export_torch_onnx
-from tpc.testing import relative_error
+from tpc.verify import relative_error, tolerance
 
-TOLERANCE = 1e-4
+TOLERANCE = tolerance("float32")
 EXPORT_BATCH = 4
 RUN_BATCH = 11
 
@@ -143,7 +143,7 @@ def test_a_static_float64_export_keeps_the_batch_size():
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (actual,) = session.run(None, {"x1": x1.numpy(), "x2": x2.numpy()})
     with torch.no_grad():
-        assert relative_error(actual, module(x1, x2).numpy()) < 1e-10
+        assert relative_error(actual, module(x1, x2).numpy()) < tolerance("float64")
 
 
 class Branches(torch.nn.Module):
