@@ -17,6 +17,10 @@ from tpc.tune.graph import graph_tasks
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "schedules"
 OLD_LOG = ROOT / "tuning_logs" / "mace-l2-host-float32-b10000.jsonl"
+PRE_OP_LOG = Path(__file__).resolve().parent / "data" / "pre_op_tuning_log.jsonl"
+"""Written by ``tpc.tune`` before ops were values (product, gradient x1 and fused gather+scatter of
+``PRE_OP_SPEC``, two trials each, batch 256), with the knob spaces of today."""
+PRE_OP_SPEC = tpc.ChannelwiseTensorProduct("4x0e+4x1o", "0e+1o", 1)
 MACE = tpc.presets.get("mace-l2").tp
 
 
@@ -127,3 +131,21 @@ def test_old_format_gradient_and_fused_records_are_found_for_their_op_only(tmp_p
     assert (choice.source, choice.algorithm, choice.config) == ("user cache", "cg", record["config"])
     for other in (Product(MACE), Gradient(MACE, "x2"), Fused(MACE, "gather")):
         assert choose_schedule(CacheKey(other, line["batch"], "float32", target), None).source == "default"
+
+
+@pytest.mark.parametrize("op", [Product(PRE_OP_SPEC), Gradient(PRE_OP_SPEC, "x1"), Fused(PRE_OP_SPEC, "gather+scatter")],
+                         ids=lambda op: op.kind)
+def test_a_log_written_before_op_values_feeds_the_compile_path(tmp_path, monkeypatch, op):
+    lines = [json.loads(line) for line in PRE_OP_LOG.read_text().splitlines()]
+    assert all("wrt" not in line and "fusion" not in line for line in lines)
+    mine = [line for line in lines if line["op"] == op.fingerprint and line["error"] is None]
+    assert mine, f"the log has no record of {op.description}"
+    fastest = min(mine, key=lambda line: line["seconds"])
+    target = tpc.resolve_target(fastest["target"])
+    _write_user_cache(tmp_path, monkeypatch, lines)
+    choice = choose_schedule(CacheKey(op, fastest["batch"], fastest["dtype"], target), None)
+    assert (choice.source, choice.algorithm) == ("user cache", fastest["algorithm"])
+    assert choice.config == validate_config("cpu", fastest["config"], fastest["algorithm"], op.schedule_key)
+    if target.runs_here()[0]:
+        kernel = tpc.compile(op, batch=fastest["batch"], target=target, dtype=fastest["dtype"])
+        assert kernel.schedule == choice and kernel.op == op
