@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 import tpc
+from tpc.dtypes import DTYPES
 from tpc.graph import Gather, Graph, Linear
 from tpc.graph.compiler import FUSION_CHOICES, compile_graph, fuse_products
+from tpc.verify import relative_error, tolerance
 
 from .test_graph import HIDDEN, block_inputs, interaction_block
 
@@ -33,14 +35,14 @@ def _relative_error(got: dict, expected: dict) -> float:
     return max(np.abs(got[name] - expected[name]).max() / np.abs(expected[name]).max() for name in expected)
 
 
-@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 1e-4)])
-def test_block_matches_reference(block, compiled_block, rng, dtype, tolerance):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_matches_reference(block, compiled_block, rng, dtype):
     g, _ = block
     for atoms, cutoff in ((20, 2.0), (13, 2.5)):
         inputs = block_inputs(g, rng, atoms=atoms, cutoff=cutoff)
         got = compiled_block[dtype](**_as(inputs, dtype))
         assert all(value.dtype == np.dtype(dtype) for value in got.values())
-        assert _relative_error(got, g.reference(**inputs)) < tolerance
+        assert _relative_error(got, g.reference(**inputs)) < tolerance(dtype)
 
 
 def test_every_fusion_matches_reference_and_unsorted_edges_come_back_in_order(block, fused_block, rng):
@@ -54,8 +56,8 @@ def test_every_fusion_matches_reference_and_unsorted_edges_come_back_in_order(bl
     for name in ("senders", "receivers", "w_tp"):
         inputs[name] = inputs[name][order]
     expected = g.reference(**inputs)
-    assert _relative_error(compiled["float64"](**inputs), expected) < 1e-10
-    assert _relative_error(compiled["float32"](**_as(inputs, "float32")), expected) < 1e-4
+    assert _relative_error(compiled["float64"](**inputs), expected) < tolerance("float64")
+    assert _relative_error(compiled["float32"](**_as(inputs, "float32")), expected) < tolerance("float32")
 
 
 def test_edge_outputs_keep_the_given_edge_order(rng):
@@ -79,7 +81,7 @@ def test_edge_outputs_keep_the_given_edge_order(rng):
               "v": rng.standard_normal((edges, 3)), "w_tp": rng.standard_normal((edges, tp.weight_numel))}
     got, expected = compiled(**inputs), g.reference(**inputs)
     for name in expected:
-        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-12)
+        assert relative_error(got[name], expected[name]) < tolerance("float64")
 
 
 def test_fusion_rules(block):
@@ -114,14 +116,14 @@ def test_block_with_zero_edges(block, compiled_block, rng):
     got = compiled_block["float64"](**inputs)
     expected = g.reference(**inputs)
     np.testing.assert_array_equal(got["aggregated"], 0.0)
-    np.testing.assert_allclose(got["out"], expected["out"], rtol=0, atol=1e-12)
+    assert relative_error(got["out"], expected["out"]) < tolerance("float64")
 
 
 def _single(build, **arrays):
     g = Graph()
     g.output("y", build(g))
     compiled = compile_graph(g, dtype="float64")
-    np.testing.assert_allclose(compiled(**arrays)["y"], g.reference(**arrays)["y"], rtol=0, atol=1e-12)
+    assert relative_error(compiled(**arrays)["y"], g.reference(**arrays)["y"]) < tolerance("float64")
 
 
 def test_gather_alone(rng):
@@ -141,7 +143,7 @@ def test_scatter_sum_alone_with_empty_and_repeated_rows(rng):
     got = compiled(x=x, i=index, n=np.zeros((9, 1)))["y"]
     expected = np.zeros((9, 5))
     np.add.at(expected, index, x)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert relative_error(got, expected) < tolerance("float64")
     assert not got[3].any() and not got[6:].any()
     np.testing.assert_array_equal(compiled(x=x, i=index, n=np.zeros((9, 1)))["y"], got)  # fixed summation order
 
@@ -155,8 +157,8 @@ def test_spherical_harmonics_alone(rng, lmax, normalize, normalization):
             v=vectors)
 
 
-@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 1e-5)])
-def test_radial_basis_alone_with_zero_and_distant_vectors(rng, dtype, tolerance):
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_radial_basis_alone_with_zero_and_distant_vectors(rng, dtype):
     cutoff = 2.5
     vectors = rng.uniform(-2.0, 2.0, (41, 3))
     vectors[3] = 0.0
@@ -168,7 +170,7 @@ def test_radial_basis_alone_with_zero_and_distant_vectors(rng, dtype, tolerance)
     got = compile_graph(g, dtype=dtype)(v=vectors.astype(dtype))["y"]
     assert got.dtype == np.dtype(dtype) and np.isfinite(got).all()
     assert not got[3].any() and not got[7:12].any()
-    assert np.abs(got - expected).max() / np.abs(expected).max() < tolerance
+    assert np.abs(got - expected).max() / np.abs(expected).max() < tolerance(dtype)
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -221,7 +223,7 @@ def test_dlpack_inputs_and_bad_arguments(block, compiled_block, rng):
     g, _ = block
     inputs = block_inputs(g, rng)
     got = compiled_block["float64"](**{name: torch.as_tensor(value) for name, value in inputs.items()})
-    assert _relative_error(got, g.reference(**inputs)) < 1e-10
+    assert _relative_error(got, g.reference(**inputs)) < tolerance("float64")
     with pytest.raises(TypeError, match="takes a tpc.graph.Graph"):
         compile_graph("graph")
     with pytest.raises(ValueError, match="dtype must be one of"):
