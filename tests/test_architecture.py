@@ -1,6 +1,7 @@
 """The rooms of docs/architecture.md hold: module sizes, no import cycles, imports that point down."""
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def _imports(name: str) -> set[str]:
             base = node.module or ""
             if node.level:
                 package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = importlib.util.resolve_name("." * node.level + base, package)
             found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
                          for alias in node.names)
         for child in ast.iter_child_nodes(node):

@@ -133,8 +133,8 @@ def test_old_format_gradient_and_fused_records_are_found_for_their_op_only(tmp_p
         assert choose_schedule(CacheKey(other, line["batch"], "float32", target), None).source == "default"
 
 
-@pytest.mark.parametrize("op", [Product(PRE_OP_SPEC), Gradient(PRE_OP_SPEC, "x1"), Fused(PRE_OP_SPEC, "gather+scatter")],
-                         ids=lambda op: op.kind)
+@pytest.mark.parametrize("op", [Product(PRE_OP_SPEC), Gradient(PRE_OP_SPEC, "x1"),
+                                Fused(PRE_OP_SPEC, "gather+scatter")], ids=lambda op: op.kind)
 def test_a_log_written_before_op_values_feeds_the_compile_path(tmp_path, monkeypatch, op):
     lines = [json.loads(line) for line in PRE_OP_LOG.read_text().splitlines()]
     assert all("wrt" not in line and "fusion" not in line for line in lines)

@@ -13,8 +13,14 @@ from tpc import cache
 from tpc.lower.algorithms import lower
 from tpc.ops import Fused, Gradient, Op, OpLike, TensorProduct, as_op
 from tpc.runtime import CompiledKernel, ConvolutionKernel, GradientKernel, ScheduleChoice, kernel_for
-from tpc.schedule import (apply_schedule, default_config, lowering_options, scheduled_algorithms, search_space,
-                          validate_config)
+from tpc.schedule import (
+    apply_schedule,
+    default_config,
+    lowering_options,
+    scheduled_algorithms,
+    search_space,
+    validate_config,
+)
 from tpc.targets import TargetSpec, resolve_target
 
 # Block boundaries in the output are `likely` conditions: partitioning turns the output loop

@@ -23,7 +23,16 @@ import numpy as np
 import tvm
 from tvm.support import cc
 
-from tpc.archive import MANIFEST, check_member, load_library, read_archive, read_manifest, sha256, versions, write_archive
+from tpc.archive import (
+    MANIFEST,
+    check_member,
+    load_library,
+    read_archive,
+    read_manifest,
+    sha256,
+    versions,
+    write_archive,
+)
 from tpc.dtypes import check_dtype
 from tpc.ops import Fused, Gradient, Op, Product, TensorProduct, op_from_dict
 from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target, worker_threads

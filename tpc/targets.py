@@ -145,7 +145,8 @@ def _from_dict(options: dict) -> TargetSpec:
         return TargetSpec("cuda", "cuda", _freeze(options))
     if kind == "llvm":
         options = {"mtriple": host_triple(), **options}
-        name = "arm" if options["mtriple"].startswith("aarch64") else "x86" if options["mtriple"] == X86_TRIPLE else "llvm"
+        triple = options["mtriple"]
+        name = "arm" if triple.startswith("aarch64") else "x86" if triple == X86_TRIPLE else "llvm"
         return TargetSpec(name, "cpu", _freeze(options))
     raise ValueError(f"unsupported TVM target kind {kind!r}; tpc compiles for llvm (CPU) and cuda")
 

@@ -363,7 +363,8 @@ def median_seconds(run: Callable[[], object], min_runs: int = 3, min_seconds: fl
 
 
 def random_convolution(tp: TensorProduct, fusion: str, edges: int, nodes: int, rng: np.random.Generator,
-                       dtype: str = "float32", reference: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+                       dtype: str = "float32",
+                       reference: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Keyword arguments of a fused kernel (:class:`tpc.runtime.ConvolutionKernel`) on a random
     graph of ``edges`` edges between ``nodes`` nodes (see :func:`tpc.verify.random_arguments`),
     and the float64 reference of its result (None without ``reference``)."""
