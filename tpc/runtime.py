@@ -1,7 +1,8 @@
-"""Compiled kernels: call them, save them to one file, load them without the compiler.
+"""Compiled kernels (products, gradients, fused products): call them, save them to one file,
+load them without the compiler.
 
-A kernel file is a tar archive with ``manifest.json`` (spec, dtype, target, schedule, tpc and
-TVM versions, sha256 of the library and tables), ``kernel.so`` and, for algorithms that
+A kernel file is an archive (:mod:`tpc.archive`) with ``manifest.json`` (the op and its spec,
+dtype, target, schedule, tpc and TVM versions, sha256 of the library and tables), ``kernel.so`` and, for algorithms that
 need constant tables (basis changes), ``tables.npz``. Loading checks the format, the
 versions, the checksum and that the target can run here before any native code is loaded.
 """

@@ -105,7 +105,7 @@ def tune(
         raise ValueError(f"trials must be at least 1, got {trials}")
     op = as_op(op, "tpc.tune")
     if wrt is not None or fusion is not None:
-        if not op.kind == "product":
+        if op.kind != "product":
             raise ValueError("give wrt or fusion with a TensorProduct, not with an op that already names them")
         op = make_op(op.tp, wrt, fusion)
     tp = op.tp
