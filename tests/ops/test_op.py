@@ -198,3 +198,22 @@ def test_as_op_and_make_op():
     assert make_op(UVU, fusion="scatter") == Fused(UVU, "scatter")
     with pytest.raises(ValueError, match="a fused kernel computes the product, not a gradient"):
         make_op(UVU, "x1", "gather")
+
+
+def test_argument_and_output_shapes_match_what_the_reference_takes_and_gives(rng):
+    batch, nodes = 17, 5
+    for op in (Product(UVU), Gradient(UVU, "x1"), Gradient(UVU, "weight"), Fused(UVU, "gather+scatter"),
+               Fused(UVU, "gather"), Fused(UVU, "scatter")):
+        arguments = tpc.verify.random_arguments(op, batch, rng, "float64", nodes)
+        shapes = op.argument_shapes(batch, nodes)
+        assert shapes == {name: value.shape for name, value in arguments.items() if value is not None}
+        assert op.reference(**arguments).shape == op.output_shape(batch, nodes)
+    assert "weight" not in Product(UNWEIGHTED).argument_shapes(batch)
+    assert Gradient(FC, "weight").output_shape(batch) == (FC.weight_numel,)  # shared weights: summed
+    assert Gradient(UVU, "x1+x2").output_shape(batch) == (batch, UVU.irreps_in1.dim + UVU.irreps_in2.dim)
+    with pytest.raises(ValueError, match="needs the node count"):
+        Fused(UVU, "gather").argument_shapes(batch)
+
+
+def test_an_op_counts_the_flops_of_its_product():
+    assert Product(FC).flops(10) == Gradient(FC, "x2").flops(10) == Fused(FC, "scatter").flops(10) == FC.flops(10)

@@ -1,6 +1,7 @@
 """Ops: what one compiled kernel computes, as one value.
 
-An op is a tensor product spec plus what is computed from it: the product itself
+:class:`Op` is what every kind of op offers the compiler, the cache, the tuner and the checks.
+A :class:`ProductOp` is computed from one tensor product spec: the product itself
 (:class:`Product`), its gradient with respect to some of its arguments (:class:`Gradient`) or
 the product fused with the gather of its x1 and/or the scatter-sum of its output
 (:class:`Fused`). The op is what schedules are cached and tuned for: its fingerprint keys the
@@ -30,16 +31,10 @@ FUSIONS = ("gather", "scatter", "gather+scatter")
 OP_FORMAT = "tpc.Op/1"
 
 
-@dataclass(frozen=True)
 class Op(ABC):
-    """One computation on a tensor product ``tp``: see the module docstring."""
+    """What one kernel computes: see the module docstring. Subclasses are frozen dataclasses."""
 
-    tp: TensorProduct
     kind: ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.tp, TensorProduct):
-            raise TypeError(f"an op takes a TensorProduct, got {type(self.tp).__name__}")
 
     @property
     @abstractmethod
@@ -49,7 +44,7 @@ class Op(ABC):
     @property
     @abstractmethod
     def schedule_key(self) -> str | None:
-        """The schedule registry's name of the op (None: the product)."""
+        """The schedule registry's name of the op (None: a product)."""
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -66,27 +61,32 @@ class Op(ABC):
     def output_width(self) -> int:
         """Columns of the compiled function's ``out`` per row (several gradients: side by side)."""
 
+    @abstractmethod
     def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
         """The shape of each argument of the op's kernels for ``batch`` samples (edges for a fused
         op, whose ``nodes`` counts the rows of gathered x1 and of scatter-summed results)."""
-        return {name: shape for name, shape in self.tp.input_shapes(batch).items()
-                if name != "weight" or self.tp.weight_numel}
 
     def output_shape(self, batch: int, nodes: int | None = None) -> tuple[int, ...]:
         """The shape of the op's result (arguments as in :meth:`argument_shapes`)."""
         return (batch, self.output_width)
 
     @abstractmethod
+    def flops(self, batch: int = 1) -> int:
+        """Floating-point operations of ``batch`` samples, counted for the direct evaluation."""
+
+    @abstractmethod
     def reference(self, *arguments: Any, **indices: Any) -> np.ndarray:
         """The op's result in float64 numpy: the numerical truth its kernels are checked against."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The op as JSON-ready data, with ``format`` and ``kind`` (see :func:`op_from_dict`)."""
 
     def check_algorithm(self, algorithm: str) -> None:
         """Raise ValueError if ``algorithm`` is unknown or does not compute this op's function."""
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; available: {list(ALGORITHMS)}")
         if algorithm not in self.algorithms:
-            if algorithm != "cg" and self.kind == "product":
-                require_gaunt_form(self.tp, algorithm)
             raise ValueError(f"{self.description} is computed with {list(self.algorithms)} only, not {algorithm!r}")
 
     @property
@@ -94,16 +94,40 @@ class Op(ABC):
         """A few words naming the op, for messages and tables."""
         return self.kind
 
+
+@dataclass(frozen=True)
+class ProductOp(Op):
+    """An op computed from one tensor product spec ``tp``: its product, a gradient, a fused product."""
+
+    tp: TensorProduct
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tp, TensorProduct):
+            raise TypeError(f"an op takes a TensorProduct, got {type(self.tp).__name__}")
+
+    def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
+        return {name: shape for name, shape in self.tp.input_shapes(batch).items()
+                if name != "weight" or self.tp.weight_numel}
+
+    def flops(self, batch: int = 1) -> int:
+        """The product's FLOPs (:meth:`tpc.TensorProduct.flops`): each gradient costs about as much."""
+        return self.tp.flops(batch)
+
     def to_dict(self) -> dict[str, Any]:
-        """The op as JSON-ready data (see :func:`op_from_dict`)."""
         return {"format": OP_FORMAT, "kind": self.kind, "spec": self.tp.to_dict(), **self._parameters()}
 
     def _parameters(self) -> dict[str, str]:
         return {}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ProductOp":
+        """Rebuild an op of this class from :meth:`to_dict`."""
+        parameters = {name: data[name] for name in ("wrt", "fusion") if name in data}
+        return cls(TensorProduct.from_dict(data["spec"]), **parameters)
+
 
 @dataclass(frozen=True)
-class Product(Op):
+class Product(ProductOp):
     """The tensor product ``tp(x1, x2, weight)`` itself.
 
     >>> import tpc
@@ -126,6 +150,12 @@ class Product(Op):
     def algorithms(self) -> tuple[str, ...]:
         return ALGORITHMS if gaunt_form_problem(self.tp) is None else ("cg",)
 
+    def check_algorithm(self, algorithm: str) -> None:
+        """As :meth:`Op.check_algorithm`; for a product that is not a Gaunt product, the error says why."""
+        if algorithm in ALGORITHMS and algorithm not in self.algorithms:
+            require_gaunt_form(self.tp, algorithm)
+        super().check_algorithm(algorithm)
+
     @property
     def default_algorithm(self) -> str:
         """The grid for Gaunt products of degree >= :data:`GRID_FROM_DEGREE`, else Clebsch-Gordan."""
@@ -144,7 +174,7 @@ class Product(Op):
 
 
 @dataclass(frozen=True)
-class Gradient(Op):
+class Gradient(ProductOp):
     """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``.
 
     ``wrt`` names one argument ("x1", "x2", "weight") or several joined by "+" in that order
@@ -213,7 +243,7 @@ class Gradient(Op):
 
 
 @dataclass(frozen=True)
-class Fused(Op):
+class Fused(ProductOp):
     """The product fused with the gather of its x1 and/or the scatter-sum of its output.
 
     ``fusion`` is one of :data:`FUSIONS`. With the gather, x1 holds one row per node and
@@ -298,7 +328,7 @@ class Fused(Op):
 
 
 OpLike = Op | TensorProduct
-_KINDS: dict[str, type[Op]] = {cls.kind: cls for cls in (Product, Gradient, Fused)}
+_KINDS: dict[str, type[ProductOp]] = {cls.kind: cls for cls in (Product, Gradient, Fused)}
 
 
 def as_op(value: OpLike, caller: str = "this function") -> Op:
@@ -324,10 +354,8 @@ def op_from_dict(data: Mapping[str, Any]) -> Op:
     """Rebuild an op from :meth:`Op.to_dict`; anything malformed raises ValueError."""
     if not isinstance(data, Mapping) or data.get("format") != OP_FORMAT or data.get("kind") not in _KINDS:
         raise ValueError("not a tpc op description")
-    cls = _KINDS[data["kind"]]
-    parameters = {name: data[name] for name in ("wrt", "fusion") if name in data}
     try:
-        return cls(TensorProduct.from_dict(data["spec"]), **parameters)
+        return _KINDS[data["kind"]].from_dict(data)
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed op description: {error}") from None
 

@@ -108,7 +108,6 @@ def tune(
         if op.kind != "product":
             raise ValueError("give wrt or fusion with a TensorProduct, not with an op that already names them")
         op = make_op(op.tp, wrt, fusion)
-    tp = op.tp
     spec = resolve_target(target)
     batch = batch or DEFAULT_BATCH
     algorithms = [op.default_algorithm] + [name for name in op.algorithms if name != op.default_algorithm]
@@ -154,7 +153,7 @@ def tune(
             measured |= {space.key(c) for c in configs}
             searcher.observe(configs, [r.seconds if r.ok else None for r in fresh])
             if progress:
-                _progress(records, trials, tp.flops(batch), time.monotonic() - started)
+                _progress(records, trials, op.flops(batch), time.monotonic() - started)
     except KeyboardInterrupt:
         interrupted = True
     finally:
