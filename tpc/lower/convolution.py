@@ -22,8 +22,8 @@ from dataclasses import replace
 
 from tvm import te, tirx
 
-from tpc.lower.cg import check_lowering_arguments, forward_plans, lower_plans
 from tpc.lower.lowered import Inputs, Lowered, Runs
+from tpc.lower.paths import check_lowering_arguments, forward_plans, lower_plans
 from tpc.ops import Fused, TensorProduct
 
 GATHER_STAGE = "edge_x1"
@@ -42,7 +42,7 @@ def lower_convolution(tp: TensorProduct, fusion: str, dtype: str = "float32", co
     component-major blocks (stage ``x1_ir_mul``, one pass over the nodes), so that a path reads
     the same component of consecutive channels from adjacent memory: loads across channels
     become vector loads. ``in_place`` (with the gather only) writes the output blocks as
-    :func:`tpc.lower.cg.lower_plans` says.
+    :func:`tpc.lower.paths.lower_plans` says.
 
     Parameters, in order: ``x1`` (node features, or one row per edge when the gather is not
     fused), ``senders`` (int64, with the gather), ``x2`` (per edge), ``weight`` (per edge or

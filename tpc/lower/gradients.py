@@ -20,8 +20,8 @@ from dataclasses import replace
 
 from tvm import te, tirx
 
-from tpc.lower.cg import check_lowering_arguments, coupling_expression, forward_plans, lower_plans, unflatten
 from tpc.lower.lowered import Inputs, Lowered, Operand, PathPlan
+from tpc.lower.paths import check_lowering_arguments, coupling_expression, forward_plans, lower_plans, unflatten
 from tpc.lower.tir_edits import element_aligned
 from tpc.ops import Gradient, TensorProduct
 

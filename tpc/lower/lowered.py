@@ -3,7 +3,7 @@
 :class:`Lowered` (with :class:`PathStages` and :class:`OutputBlock`) is what every lowering
 hands to the schedules. :class:`PathPlan`, :class:`Operand`, :class:`Inputs` and
 :class:`Runs` describe a product, gradient or fused convolution path by path, the form
-:func:`tpc.lower.cg.lower_plans` turns into stages.
+:func:`tpc.lower.paths.lower_plans` turns into stages.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Lowered:
     after ``out``. ``paths`` names the stages of each path (the Clebsch-Gordan algorithm).
     ``op`` is the op it computes (a gradient's function takes ``grad`` before ``out``; a fused
     product's, see :mod:`tpc.lower.convolution`), None for a part of one. ``blocks`` are the
-    stages that write the output's blocks in place (see :func:`tpc.lower.cg.lower_plans`); empty when one
+    stages that write the output's blocks in place (see :func:`tpc.lower.paths.lower_plans`); empty when one
     stage named ``out`` assembles the output.
     """
 

@@ -1,7 +1,7 @@
 """The ``in_place`` knob, shared by the CPU and CUDA schedules of the CG algorithm.
 
 With it, the product is lowered with one stage per output block that writes straight into
-its columns of ``out`` (see :func:`tpc.lower.cg.lower_plans`); a path output that sums over
+its columns of ``out`` (see :func:`tpc.lower.paths.lower_plans`); a path output that sums over
 no channel is then a plain expression, inlined into its block.
 """
 
