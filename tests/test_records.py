@@ -1,5 +1,11 @@
+import errno
+import fcntl
+import json
+import threading
+
 import pytest
 
+import tpc.records as records_module
 from tpc.records import Record, append_records, read_records
 
 
@@ -34,3 +40,54 @@ def test_foreign_lines_are_skipped(tmp_path):
     log.write_text('{"format": "other"}\nnot json\n' + _record().to_json() + "\n")
     with pytest.warns(UserWarning):
         assert len(read_records(log)) == 1
+
+
+def test_an_append_after_a_cut_last_line_drops_the_fragment_instead_of_gluing_onto_it(tmp_path):
+    log = tmp_path / "log.jsonl"
+    append_records(log, [_record(trial=0), _record(trial=1)])
+    text = log.read_text()
+    log.write_text(text[: len(text) - 25])  # a writer killed mid-line
+    with pytest.warns(UserWarning, match="dropping a cut last line"):
+        append_records(log, [_record(trial=2)])
+    lines = log.read_text().splitlines(keepends=True)
+    assert all(line.endswith("\n") for line in lines) and [json.loads(line)["trial"] for line in lines] == [0, 2]
+    assert [r.trial for r in read_records(log)] == [0, 2]
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text(_record(trial=0).to_json())
+    append_records(log, [_record(trial=1)])
+    assert [r.trial for r in read_records(log)] == [0, 1] and log.read_text().count("\n") == 2
+
+
+def test_a_failed_write_leaves_no_part_of_its_record(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    append_records(log, [_record(trial=0)])
+    real = records_module._write_all
+
+    def half_then_full(handle, data):
+        real(handle, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records_module, "_write_all", half_then_full)
+    with pytest.raises(OSError, match=f"cannot append to {log}: No space left") as raised:
+        append_records(log, [_record(trial=1)])
+    assert raised.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert log.read_text() == _record(trial=0).to_json() + "\n"
+
+
+def test_appends_wait_for_the_exclusive_lock(tmp_path):
+    """Tuners sharing a log or the schedule cache take turns: an append waits while another holds the lock."""
+    log = tmp_path / "log.jsonl"
+    log.touch()
+    with open(log, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        writer = threading.Thread(target=append_records, args=(log, [_record(trial=0)]))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and log.read_text() == ""
+        fcntl.flock(holder, fcntl.LOCK_UN)
+    writer.join()
+    assert [r.trial for r in read_records(log)] == [0]

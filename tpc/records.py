@@ -4,13 +4,17 @@ A record says which schedule was measured for which op, batch, dtype and target,
 came out (seconds, or the error). A tuning run's seconds after its first round are relative:
 timed in turns with the run's reference record (its first measurement, or a later one more
 than 15% faster, see :func:`tpc.tune.tuner.reference_record`), scaled by that one's seconds.
-Writing flushes and syncs each line, so a killed tuner loses at most the line being written;
-reading skips a line that does not parse (a truncated last line after a crash) with a warning
-instead of failing.
+Writing holds an exclusive lock on the log (so tuners sharing a log or the schedule cache never
+interleave lines) and flushes and syncs each line, so a killed tuner loses at most the line
+being written. The next append repairs such a cut last line before writing: a fragment that is
+not a whole record is truncated away, so a new record is never glued onto it and the log stays
+one valid record a line. Reading skips a line that does not parse (a log cut by a crash and not
+appended to since, or a foreign line) with a warning instead of failing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -68,19 +72,65 @@ class Record:
 
 
 def append_records(path: Union[str, os.PathLike], records: Iterable[Record]) -> None:
-    """Append records to a log, each line flushed to disk before the next is written.
+    """Append records to a log under an exclusive lock, each line synced to disk before the next.
+
+    A cut last line left by a killed writer is repaired first (see the module docstring). A
+    record whose write fails (a full disk) is cut off again before the error is raised, so
+    the log holds only whole lines.
 
     Args:
         path: the JSON-lines log; it and its folder are created when missing.
         records: the records to append, in order.
+
+    Raises:
+        OSError: the log cannot be opened or written (its name is in the error).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as stream:
+    handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _repair_cut_line(handle, path)
         for record in records:
-            stream.write(record.to_json() + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+            start = os.fstat(handle).st_size
+            try:
+                _write_all(handle, (record.to_json() + "\n").encode())
+                os.fsync(handle)
+            except OSError as error:
+                os.ftruncate(handle, start)
+                raise OSError(error.errno, f"cannot append to {path}: {error.strerror}", str(path)) from None
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(handle, data):]
+
+
+def _repair_cut_line(handle: int, path: Path) -> None:
+    """Make the log end in a newline: a last line without one is kept (newline added) when it is
+    a whole record, else truncated with a warning."""
+    size = os.fstat(handle).st_size
+    if size == 0 or os.pread(handle, 1, size - 1) == b"\n":
+        return
+    start, chunk = size, 4096
+    while start > 0:
+        begin = max(0, start - chunk)
+        newline = os.pread(handle, start - begin, begin).rfind(b"\n")
+        if newline >= 0:
+            start = begin + newline + 1
+            break
+        start = begin
+    fragment = os.pread(handle, size - start, start)
+    try:
+        Record.from_dict(json.loads(fragment))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        warnings.warn(f"{path}: dropping a cut last line of {len(fragment)} bytes (a writer was killed mid-line)",
+                      stacklevel=3)
+        os.ftruncate(handle, start)
+    else:
+        _write_all(handle, b"\n")
 
 
 def read_records(path: Union[str, os.PathLike]) -> list[Record]:
