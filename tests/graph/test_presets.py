@@ -138,3 +138,59 @@ def test_interaction_inputs_fill_features_and_weights():
     assert np.array_equal(interaction_inputs(g, system, seed=1)["w_up"], inputs["w_up"])
     with pytest.raises(ValueError, match=r"not graph inputs: \['charges'\]"):
         interaction_inputs(g, system | {"charges": np.zeros(30)})
+
+
+@pytest.fixture(scope="module")
+def small_interaction():
+    """A float64 MACE block with cutoff 4, compiled unfused and fused."""
+    g, tp = mace_interaction(channels=4, cutoff=4.0, dtype="float64")
+    return g, tp, {fusion: compile_graph(g, dtype="float64", fusion=fusion) for fusion in UNFUSED_AND_FUSED}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_bad_position_gives_nan_where_e3nn_does(small_interaction, bad):
+    """A NaN or infinite position makes its edges' vectors non-finite: e3nn's radial basis of such
+    a length is NaN (sin of NaN or of infinity), so the edge weights, the messages and the sums of
+    every node that edge reaches are NaN. The compiled graph gives NaN at exactly those entries,
+    not the finite numbers of an edge read as beyond the cutoff."""
+    g, tp, compiled = small_interaction
+    system = random_system(30, neighbours=8, seed=5, cutoff=4.0)
+    inputs = interaction_inputs(g, system, seed=6, dtype="float64")
+    inputs["pos"][3, 1] = bad
+    expected = g.reference(**inputs)
+    oracle = E3nnInteraction(tp, radial=8, radial_hidden=32, cutoff=4.0)
+    e3nn = {name: value.numpy() for name, value in oracle(oracle.tensors(inputs)).items()}
+    touched = np.unique(system["receivers"][(system["senders"] == 3) | (system["receivers"] == 3)])
+    for name in ("out", "aggregated"):
+        nan = np.isnan(expected[name])
+        assert np.array_equal(np.flatnonzero(nan.any(axis=1)), touched)
+        assert np.array_equal(nan, np.isnan(e3nn[name]))
+        finite = ~nan
+        assert relative_error(expected[name][finite], e3nn[name][finite]) < tolerance("float64")
+        for fusion, graph in compiled.items():
+            got = graph(**inputs)[name]
+            assert np.array_equal(np.isnan(got), nan), fusion
+            assert relative_error(got[finite], expected[name][finite]) < tolerance("float64"), fusion
+
+
+@pytest.mark.parametrize("nodes", [30, 0])
+def test_no_edges_and_no_nodes_run_end_to_end(small_interaction, nodes):
+    """Without edges every sum is empty: "aggregated" is zero and "out" is the skip connection
+    alone; without nodes too, both outputs have no rows."""
+    g, _, compiled = small_interaction
+    inputs = interaction_inputs(g, random_system(30, neighbours=8, seed=5, cutoff=4.0), seed=6, dtype="float64")
+    inputs |= {"pos": inputs["pos"][:nodes], "h": inputs["h"][:nodes], "shifts": np.zeros((0, 3)),
+               "senders": np.zeros(0, np.int64), "receivers": np.zeros(0, np.int64)}
+    expected = g.reference(**inputs)
+    assert expected["aggregated"].shape == (nodes, 140) and not expected["aggregated"].any()
+    assert expected["out"].shape == (nodes, 36)
+    skip = g.reference(**(inputs | {"w_out": np.zeros_like(inputs["w_out"])}))["out"]
+    np.testing.assert_array_equal(expected["out"], skip)
+    if nodes:
+        assert np.abs(expected["out"]).max() > 0.1
+    for fusion, graph in compiled.items():
+        got = graph(**inputs)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            assert got[name].shape == expected[name].shape, fusion
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-12, err_msg=fusion)

@@ -139,19 +139,25 @@ def lower_spherical_harmonics(operation: SphericalHarmonics, inputs: Sequence[te
     """e3nn's harmonics of the rows of ``vectors`` (rows, 3) as polynomials, any lmax.
 
     With ``normalize`` the vectors are first divided by their norm (zero vectors stay zero,
-    as in the reference). Component c is selected from a chain that folds to one polynomial
-    once the component loop is unrolled.
+    as in the reference). A row with a NaN or infinite coordinate reads NaN coordinates, so its
+    degrees >= 1 are NaN, as in the reference. Component c is selected from a chain that folds
+    to one polynomial once the component loop is unrolled.
     """
     (vectors,) = inputs
     dtype = str(vectors.dtype)
-    zero = tirx.const(0.0, dtype)
+    zero, nan = tirx.const(0.0, dtype), tirx.const(float("nan"), dtype)
     rows = vectors.shape[0]
-    if operation.normalize:
-        def unit_value(e, i):
-            r2 = vectors[e, 0] * vectors[e, 0] + vectors[e, 1] * vectors[e, 1] + vectors[e, 2] * vectors[e, 2]
-            return tirx.if_then_else(r2 > zero, vectors[e, i] / te.sqrt(r2), zero)
 
-        vectors = te.compute((rows, 3), unit_value, name="unit_vectors")
+    def finite_value(e, i):
+        finite = tirx.all(*(tirx.isfinite(vectors[e, j]) for j in range(3)))
+        if operation.normalize:
+            r2 = vectors[e, 0] * vectors[e, 0] + vectors[e, 1] * vectors[e, 1] + vectors[e, 2] * vectors[e, 2]
+            value = tirx.if_then_else(r2 > zero, vectors[e, i] / te.sqrt(r2), zero)
+        else:
+            value = vectors[e, i]
+        return tirx.if_then_else(finite, value, nan)
+
+    vectors = te.compute((rows, 3), finite_value, name="unit_vectors" if operation.normalize else "finite_vectors")
     polynomials = harmonic_polynomials(operation.lmax, operation.normalization)
 
     def harmonic(e, c):
@@ -166,7 +172,8 @@ def lower_radial_basis(operation: RadialBasis, inputs: Sequence[te.Tensor], size
     ``sqrt(number * 2 / cutoff) * sin((k + 1) pi r / cutoff) / r`` inside ``0 < r < cutoff``, else 0.
 
     The lengths are a stage of their own; outside the interval the division reads 1 instead
-    of r, so a zero vector never computes 0/0.
+    of r, so a zero vector never computes 0/0. A NaN or infinite length gives a NaN row (the
+    comparisons alone would read it as outside the cutoff and give 0).
     """
     (vectors,) = inputs
     dtype = str(vectors.dtype)
@@ -182,7 +189,8 @@ def lower_radial_basis(operation: RadialBasis, inputs: Sequence[te.Tensor], size
         inside = tirx.all(r > zero, r < cutoff)
         safe = tirx.if_then_else(inside, r, one)
         frequency = (k + 1).astype(dtype) * tirx.const(pi / operation.cutoff, dtype)
-        return tirx.if_then_else(inside, scale * te.sin(frequency * safe) / safe, zero)
+        value = tirx.if_then_else(inside, scale * te.sin(frequency * safe) / safe, zero)
+        return tirx.if_then_else(tirx.isfinite(r), value, tirx.const(float("nan"), dtype))
 
     return te.compute((rows, operation.number), basis, name="radial_basis")
 

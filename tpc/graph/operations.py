@@ -208,7 +208,11 @@ class _OfVectors(Operation):
 
 @dataclass(frozen=True)
 class SphericalHarmonics(_OfVectors):
-    """e3nn's spherical harmonics 0e+1o+2e+... up to ``lmax`` of vectors (rows, 3)."""
+    """e3nn's spherical harmonics 0e+1o+2e+... up to ``lmax`` of vectors (rows, 3).
+
+    A row with a NaN or infinite coordinate has NaN degrees >= 1 and its constant degree 0, as
+    in e3nn, where normalizing such a vector gives NaN coordinates.
+    """
 
     lmax: int
     normalize: bool = True
@@ -230,7 +234,11 @@ class SphericalHarmonics(_OfVectors):
 
 
     def evaluate(self, values: Sequence[np.ndarray], inputs: Sequence[Tensor], sizes: Mapping[str, int]) -> np.ndarray:
-        return spherical_harmonics(list(range(self.lmax + 1)), values[0], self.normalize, self.normalization)
+        vectors = values[0]
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = spherical_harmonics(list(range(self.lmax + 1)), vectors, self.normalize, self.normalization)
+        out[~np.isfinite(vectors).all(axis=1), 1:] = np.nan
+        return out
 
 
 @dataclass(frozen=True)
@@ -240,7 +248,9 @@ class RadialBasis(_OfVectors):
     Column k (k = 1..number) of a row with length r is
     ``sqrt(number) * sqrt(2 / cutoff) * sin(k pi r / cutoff) / r`` for ``0 < r < cutoff`` and 0
     elsewhere: ``soft_one_hot_linspace(r, 0, cutoff, number, "bessel", cutoff=True)`` times
-    ``sqrt(number)``. At r = 0 e3nn's masked 0/0 gives NaN; here the mask's 0 wins.
+    ``sqrt(number)``. At r = 0 e3nn's masked 0/0 gives NaN; here the mask's 0 wins. A NaN or
+    infinite r gives a NaN row, as in e3nn (sin of it is NaN): bad positions propagate to the
+    outputs instead of reading as edges beyond the cutoff.
     """
 
     number: int
@@ -268,7 +278,8 @@ class RadialBasis(_OfVectors):
         safe_lengths = np.where(inside, lengths, 1.0)
         frequencies = np.arange(1, self.number + 1) * (math.pi / self.cutoff)
         scale = math.sqrt(self.number) * math.sqrt(2 / self.cutoff)
-        return np.where(inside, scale * np.sin(frequencies * safe_lengths) / safe_lengths, 0.0)
+        values = np.where(inside, scale * np.sin(frequencies * safe_lengths) / safe_lengths, 0.0)
+        return np.where(np.isfinite(lengths), values, np.nan)
 
 
 @dataclass(frozen=True)
@@ -386,7 +397,8 @@ class Linear(Operation):
             block = x[:, slices_in[path.i_in]].reshape(rows, mul_in, ir.dim)
             weight = values[1][..., path.weights]
             weight = weight.reshape(weight.shape[:-1] + (mul_in, mul_out))
-            out[:, slices_out[path.i_out]] += path.coefficient * np.einsum(subscripts, weight, block).reshape(rows, -1)
+            product = np.einsum(subscripts, weight, block).reshape(rows, mul_out * ir.dim)  # rows may be 0
+            out[:, slices_out[path.i_out]] += path.coefficient * product
         return out
 
     def params(self) -> dict[str, Any]:
