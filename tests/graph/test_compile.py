@@ -232,3 +232,44 @@ def test_dlpack_inputs_and_bad_arguments(block, compiled_block, rng):
         compile_graph(g, target="cuda")
     with pytest.raises(ValueError, match="cannot"):
         compile_graph(g, target="arm")
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_non_finite_vectors_give_nan_harmonics_and_radial_basis_as_in_e3nn(rng, normalize):
+    """Rows with a NaN or infinite coordinate: e3nn's Bessel basis is NaN (sin of NaN or of
+    infinity) and for a NaN coordinate its harmonics of degree >= 1 are NaN, degree 0 staying
+    constant (an infinite one gives NaN in e3nn only where it is read; here all of degree >= 1).
+    The reference and the compiled kernels agree, rather than reading the row as an edge beyond
+    the cutoff."""
+    import torch
+    from e3nn import o3
+    from e3nn.math import soft_one_hot_linspace
+
+    g = Graph()
+    v = g.input("v", ("edges", 3), "float64")
+    g.output("basis", g.radial_basis(v, 4, 2.0))
+    g.output("sh", g.spherical_harmonics(v, 2, normalize=normalize))
+    vectors = rng.uniform(-1, 1, (7, 3))
+    vectors[1, 0], vectors[3, 2], vectors[4] = np.nan, np.inf, (np.nan, -np.inf, 1.0)
+    vectors[5] = (5.0, 0.0, 0.0)  # beyond the cutoff: zeros
+    expected = g.reference(v=vectors)
+    bad = np.zeros(7, bool)
+    bad[[1, 3, 4]] = True
+    assert np.isnan(expected["basis"][bad]).all() and not np.isnan(expected["basis"][~bad]).any()
+    assert not expected["basis"][5].any()
+    assert np.isnan(expected["sh"][bad, 1:]).all() and not np.isnan(expected["sh"][~bad]).any()
+    np.testing.assert_allclose(expected["sh"][:, 0], 1.0)
+    t = torch.as_tensor(vectors)
+    e3nn_basis = soft_one_hot_linspace(t.norm(dim=1), 0.0, 2.0, 4, basis="bessel", cutoff=True).numpy()
+    assert np.array_equal(np.isnan(e3nn_basis), np.isnan(expected["basis"]))
+    if normalize:
+        e3nn_sh = o3.spherical_harmonics([0, 1, 2], t, normalize=True, normalization="component").numpy()
+        nan_rows = np.isnan(vectors).any(axis=1)
+        assert np.array_equal(np.isnan(e3nn_sh[nan_rows]), np.isnan(expected["sh"][nan_rows]))
+        assert not np.isnan(e3nn_sh[~bad]).any()
+    for dtype in DTYPES:
+        got = compile_graph(g, dtype=dtype)(v=vectors.astype(dtype))
+        for name in expected:
+            assert np.array_equal(np.isnan(got[name]), np.isnan(expected[name])), (dtype, name)
+            finite = ~np.isnan(expected[name])
+            assert relative_error(got[name][finite], expected[name][finite]) < tolerance(dtype)

@@ -210,8 +210,9 @@ class _OfVectors(Operation):
 class SphericalHarmonics(_OfVectors):
     """e3nn's spherical harmonics 0e+1o+2e+... up to ``lmax`` of vectors (rows, 3).
 
-    A row with a NaN or infinite coordinate has NaN degrees >= 1 and its constant degree 0, as
-    in e3nn, where normalizing such a vector gives NaN coordinates.
+    A row with a NaN coordinate has NaN degrees >= 1 and its constant degree 0, as in e3nn,
+    where normalizing it gives NaN coordinates. A row with an infinite coordinate is treated
+    alike (e3nn makes NaN only the components that read the infinite one).
     """
 
     lmax: int
