@@ -1,18 +1,18 @@
 """Calling kernels, and saving/loading them."""
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
 import torch
 
 import tpc
+from tpc.archive import read_archive, write_archive
 from tpc.runtime import LIBRARY, MANIFEST, TABLES
+from tpc.targets import host_cpu_features, host_triple
 from tpc.verify import check, random_arguments, random_inputs, relative_error, tolerance
 
 TP = tpc.presets.get("mace-small-l2").tp
@@ -99,19 +99,15 @@ np.save({str(tmp_path / "out.npy")!r}, out)
 
 
 def _rewrite(path, target, manifest_edit=None, library_edit=None):
-    """Copy a kernel file, changing its manifest or library on the way."""
-    with tarfile.open(path) as archive:
-        manifest = json.loads(archive.extractfile(MANIFEST).read())
-        library = archive.extractfile(LIBRARY).read()
+    """Copy a kernel file, changing its manifest or library on the way (its digest rewritten to match)."""
+    members = read_archive(path)
+    manifest = json.loads(members[MANIFEST])
+    library = members[LIBRARY]
     if manifest_edit:
         manifest_edit(manifest)
     if library_edit:
         library = library_edit(library)
-    with tarfile.open(target, "w") as archive:
-        for name, data in ((MANIFEST, json.dumps(manifest).encode()), (LIBRARY, library)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    write_archive(target, {MANIFEST: json.dumps(manifest).encode(), LIBRARY: library})
 
 
 def test_tampered_or_foreign_files_are_refused(kernel, tmp_path):
@@ -157,16 +153,11 @@ def test_a_kernel_for_another_machine_refuses_to_run(rng):
 
 
 def _members(path):
-    with tarfile.open(path) as archive:
-        return {member.name: archive.extractfile(member).read() for member in archive.getmembers()}
+    return read_archive(path)
 
 
 def _write_members(path, members):
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    write_archive(path, members)
 
 
 def test_kernels_with_tables_round_trip_and_tampered_tables_are_refused(tmp_path, rng):
@@ -225,3 +216,68 @@ def test_gradient_and_fused_kernels_round_trip_through_a_file(op, tmp_path):
     _rewrite(path, flipped, library_edit=lambda lib: lib[:1000] + bytes([lib[1000] ^ 1]) + lib[1001:])
     with pytest.raises(ValueError, match="checksum"):
         tpc.load(flipped)
+
+
+def _change_in_place(path, after: bytes, old: bytes, new: bytes) -> None:
+    """Replace the first ``old`` after ``after`` in a saved file where it stands, its digest left as it was."""
+    data = path.read_bytes()
+    start = data.index(old, data.index(after))
+    path.write_bytes(data[:start] + new + data[start + len(old):])
+
+
+def test_a_flipped_digit_in_the_manifest_is_refused_by_the_digest(kernel, tmp_path):
+    path = tmp_path / "kernel.tpc"
+    kernel.save(path)
+    assert json.loads(read_archive(path)[MANIFEST])["spec"]["in1_var"][0] == 1.0
+    _change_in_place(path, b'"in1_var"', b"1.0", b"4.0")
+    with pytest.raises(ValueError, match="kernel.tpc: digest does not match the contents"):
+        tpc.load(path)
+    kernel.save(path)
+    _change_in_place(path, LIBRARY.encode() + b"\0", b"ELF", b"ELG")
+    with pytest.raises(ValueError, match="digest does not match"):
+        tpc.load(path)
+
+
+def test_a_kernel_for_cpu_features_this_machine_lacks_is_refused(kernel, tmp_path):
+    path = tmp_path / "kernel.tpc"
+    kernel.save(path)
+    recorded = json.loads(read_archive(path)[MANIFEST])["target"]["cpu_features"]
+    assert recorded == kernel.target.cpu_features() and "sse2" in recorded
+    invented = "amx-fp16" if "amx-fp16" not in host_cpu_features() else "invented-feature"
+    foreign = tmp_path / "foreign.tpc"
+    _rewrite(path, foreign, manifest_edit=lambda m: m["target"]["cpu_features"].append("+" + invented))
+    with pytest.raises(ValueError, match=f"foreign.tpc: .*CPU features this machine lacks: {invented}$"):
+        tpc.load(foreign)
+    unrecorded = tmp_path / "unrecorded.tpc"
+    _rewrite(path, unrecorded, manifest_edit=lambda m: m["target"].pop("cpu_features"))
+    with pytest.raises(ValueError, match="corrupt manifest .*cpu_features"):
+        tpc.load(unrecorded)
+
+
+def test_a_target_whose_cpu_lacks_features_here_does_not_run():
+    generic = tpc.resolve_target({"kind": "llvm", "mcpu": "x86-64"} if host_triple() == "x86_64-linux-gnu" else
+                                 {"kind": "llvm", "mcpu": "generic"})
+    assert generic.runs_here() == (True, "")
+    extra = tpc.resolve_target({**generic.tvm_dict, "mattr": ["+avx512fp16"]})
+    if "avx512fp16" not in host_cpu_features() and host_triple() == "x86_64-linux-gnu":
+        assert extra.runs_here() == (False, "it was built for CPU features this machine lacks: avx512fp16")
+
+
+def test_read_only_inputs_are_accepted_and_a_read_only_out_is_refused(kernel, tmp_path, rng):
+    x1, x2, weight = random_inputs(TP, 5, rng, np.float32)
+    expected = kernel(x1, x2, weight)
+    np.save(tmp_path / "x1.npy", x1)
+    mapped = np.load(tmp_path / "x1.npy", mmap_mode="r")
+    frozen = [x2.copy(), weight.copy()]
+    for array in frozen:
+        array.setflags(write=False)
+    assert not mapped.flags.writeable
+    np.testing.assert_array_equal(kernel(mapped, *frozen), expected)
+    np.testing.assert_array_equal(mapped, x1)
+    empty = np.empty((0, TP.irreps_in1.dim), np.float32)
+    empty.setflags(write=False)
+    assert kernel(empty, x2[:0], weight[:0]).shape == (0, TP.irreps_out.dim)
+    out = np.empty_like(expected)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out is read-only"):
+        kernel(x1, x2, weight, out=out)

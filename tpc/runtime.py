@@ -2,13 +2,17 @@
 load them without the compiler.
 
 A kernel file is an archive (:mod:`tpc.archive`) with ``manifest.json`` (the op and its spec,
-dtype, target, schedule, tpc and TVM versions, sha256 of the library and tables), ``kernel.so`` and, for algorithms that
-need constant tables (basis changes), ``tables.npz``. Loading checks the format, the
-versions, the checksum and that the target can run here before any native code is loaded.
+dtype, target and, for a CPU target, the CPU features its code uses, schedule, tpc and TVM
+versions, sha256 of the library and tables), ``kernel.so``, for algorithms that need constant
+tables (basis changes) ``tables.npz``, and a digest over all of them. Loading checks the
+digest, the format, the versions, the checksums, and that the target and its CPU features are
+present here before any native code is loaded. Loading runs the native code in the file: load
+only files you trust.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import json
@@ -36,7 +40,14 @@ from tpc.archive import (
 )
 from tpc.dtypes import check_dtype
 from tpc.ops import Fused, Gradient, Op, Product, TensorProduct, op_from_dict
-from tpc.targets import ARM_TRIPLE, TargetSpec, resolve_target, worker_threads
+from tpc.targets import (
+    ARM_TRIPLE,
+    TargetSpec,
+    host_triple,
+    missing_cpu_features,
+    resolve_target,
+    worker_threads,
+)
 
 # One TVM worker per physical core unless the user chose (read when TVM's pool first starts).
 os.environ.setdefault("TVM_NUM_THREADS", str(worker_threads()))
@@ -114,7 +125,7 @@ class _Compiled:
         """A new result array, or a checked view of the one the caller gave."""
         if out is None:
             return np.empty(shape, dtype=self.dtype)
-        result = host_view("out", out)
+        result = host_view("out", out, writable=True)
         if result.shape != shape or result.dtype != np.dtype(self.dtype):
             raise ValueError(f"out must have shape {shape} and dtype {self.dtype}, got {result.shape} {result.dtype}")
         return result
@@ -138,7 +149,7 @@ class _Compiled:
             "op": self.op.to_dict(),
             "spec": self.spec.to_dict(),
             "dtype": self.dtype,
-            "target": {"name": self.target.name, "family": self.target.family, "tvm": self.target.tvm_dict},
+            "target": target_record(self.target),
             "schedule": asdict(self.schedule),
             "library": LIBRARY,
             "library_sha256": sha256(self.library_bytes()),
@@ -148,7 +159,12 @@ class _Compiled:
         }
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the kernel to one file that :func:`load` reads back (written atomically)."""
+        """Write the kernel to one file that :func:`load` reads back.
+
+        Args:
+            path: the file; written under an unpredictable temporary name in the same folder,
+                synced, then renamed over ``path``. A directory there is a ValueError.
+        """
         members = {MANIFEST: json.dumps(self.manifest(), indent=1).encode(), LIBRARY: self.library_bytes()}
         if self.tables:
             members[TABLES] = self.tables_bytes()
@@ -376,16 +392,25 @@ def kernel_for(op: Op, module: Any, target: TargetSpec, dtype: str, schedule: Sc
 def load(path: Union[str, os.PathLike]) -> CompiledKernel:
     """Load a kernel saved with ``save`` (a product, gradient or fused kernel).
 
-    Refuses, with a ValueError naming the problem, a file it cannot trust or run here: wrong
-    format or versions, a checksum that does not match, a malformed manifest, a target this
-    machine cannot run.
+    Loading runs the native code the file holds, with this process's rights: load only files
+    you trust. The digest and checksums catch corruption and accidental edits, not forgery.
+
+    Args:
+        path: the kernel file.
+
+    Returns:
+        The kernel, ready to call.
+
+    Raises:
+        ValueError: a file it cannot use, naming the problem: over the size limits, a digest or
+            checksum that does not match, wrong format or versions, a malformed manifest, a
+            target or CPU features this machine lacks.
     """
     members = read_archive(path, (MANIFEST, LIBRARY))
     manifest = read_manifest(path, members, KERNEL_FORMAT)
     library = check_member(path, members, LIBRARY, manifest.get("library_sha256"), "library")
+    target = target_from_record(path, manifest.get("target"))
     try:
-        target = resolve_target(manifest["target"]["tvm"])
-        target = TargetSpec(manifest["target"]["name"], target.family, target.options)
         op = op_from_dict(manifest["op"]) if "op" in manifest else Product(TensorProduct.from_dict(manifest["spec"]))
         schedule = ScheduleChoice(**manifest["schedule"])
         dtype = check_dtype(manifest["dtype"])
@@ -396,6 +421,40 @@ def load(path: Union[str, os.PathLike]) -> CompiledKernel:
     if not runs:
         raise ValueError(f"{path}: cannot load this kernel here: {why}")
     return kernel_for(op, load_library(library), target, dtype, schedule, library=library, tables=tables)
+
+
+def target_record(target: TargetSpec) -> dict[str, Any]:
+    """The manifest entry of a target: its name, family, TVM dict and the CPU features its code uses."""
+    return {"name": target.name, "family": target.family, "tvm": target.tvm_dict,
+            "cpu_features": target.cpu_features()}
+
+
+def target_from_record(path: Union[str, os.PathLike], record: Any) -> TargetSpec:
+    """The target of a manifest entry written by :func:`target_record`.
+
+    Raises:
+        ValueError: the entry is malformed, or, for a CPU target whose triple is this machine's,
+            it names CPU features this machine lacks (code using them would die on an illegal
+            instruction).
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: corrupt manifest (target is not an object)")
+    try:
+        resolved = resolve_target(record["tvm"])
+        target = TargetSpec(record["name"], resolved.family, resolved.options)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: corrupt manifest (target: {type(error).__name__}: {error})") from None
+    if target.family == "cpu" and target.triple == host_triple():
+        if "cpu_features" not in record:
+            raise ValueError(f"{path}: corrupt manifest (target has no cpu_features)")
+        try:
+            missing = missing_cpu_features(record["cpu_features"])
+        except ValueError as error:
+            raise ValueError(f"{path}: corrupt manifest ({error})") from None
+        if missing:
+            raise ValueError(f"{path}: cannot load this file here: its code uses CPU features this machine lacks: "
+                             f"{', '.join(missing)}")
+    return target
 
 
 def _read_tables(path: Union[str, os.PathLike], described: Any, members: dict[str, bytes]) -> tuple[np.ndarray, ...]:
@@ -422,8 +481,20 @@ def _library_compiler(target: TargetSpec):
     return None
 
 
-def host_view(name: str, value: Any) -> np.ndarray:
-    """A zero-copy numpy view of a host array or DLPack tensor, C-contiguous."""
+def host_view(name: str, value: Any, writable: bool = False) -> np.ndarray:
+    """A zero-copy numpy view of a host array or DLPack tensor, C-contiguous.
+
+    Args:
+        name: what the value is, for error messages.
+        value: a numpy array or a DLPack host tensor.
+        writable: whether the kernel writes it (an output). A read-only output is a
+            ValueError; a read-only input (a read-only memory map, an array with
+            ``setflags(write=False)``) is given to TVM as a writable-flagged view of the same
+            memory, since TVM refuses read-only arrays and kernels never write their inputs.
+
+    Returns:
+        The view.
+    """
     if isinstance(value, np.ndarray):
         view = value
     elif hasattr(value, "__dlpack__"):
@@ -435,7 +506,23 @@ def host_view(name: str, value: Any) -> np.ndarray:
         raise TypeError(f"{name} must be a numpy array or a DLPack tensor, got {type(value).__name__}")
     if not view.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (row-major, no strides); make a contiguous copy first")
+    if not view.flags.writeable:
+        if writable:
+            raise ValueError(f"{name} is read-only; the kernel writes its result there, so pass a writable array")
+        view = _writable_alias(view)
     return view
+
+
+def _writable_alias(view: np.ndarray) -> np.ndarray:
+    """A writable-flagged array over the same memory as the read-only C-contiguous ``view``.
+
+    Only for kernel inputs, which the kernels read and never write.
+    """
+    if view.size == 0:
+        return np.empty(view.shape, view.dtype)
+    memory = (ctypes.c_char * view.nbytes).from_address(view.ctypes.data)
+    memory.owner = view  # the alias keeps the original memory alive
+    return np.frombuffer(memory, view.dtype).reshape(view.shape)
 
 
 def _device_tensor(name: str, value: Any) -> Any:

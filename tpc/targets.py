@@ -2,11 +2,13 @@
 
 A :class:`TargetSpec` carries the TVM target dictionary (kind, triple, cpu or arch, cores),
 the family that picks a schedule space (``cpu`` or ``cuda``), a fingerprint of the dictionary
-that keys caches, and whether a saved kernel can run on this machine.
+that keys caches, the CPU features its code may use, and whether a saved kernel can run on this
+machine (its triple, and every CPU feature it was compiled for, present here).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +23,10 @@ TARGET_NAMES = ("host", "x86", "arm", "cuda")
 DEFAULT_CUDA_ARCH = "sm_90"
 ARM_TRIPLE = "aarch64-linux-gnu"
 X86_TRIPLE = "x86_64-linux-gnu"
+TUNING_FEATURE_PREFIXES = ("fast-", "faster-", "slow-", "prefer-", "tuning-", "no-bypass-", "allow-light-",
+                           "idivq-to-divl", "macrofusion", "branchfusion", "fuse-", "use-", "enable-select-opt",
+                           "vzeroupper", "lea-", "false-deps-", "pad-short-functions")
+"""LLVM features that tune code generation rather than allow instructions; ignored when comparing CPUs."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,47 @@ class TargetSpec:
         host = host_triple()
         if self.triple != host:
             return False, f"it was built for {self.triple} and this machine is {host}"
+        missing = missing_cpu_features(self.cpu_features())
+        if missing:
+            return False, f"it was built for CPU features this machine lacks: {', '.join(missing)}"
         return True, ""
+
+    def cpu_features(self) -> list[str]:
+        """The instruction-set features LLVM compiles this CPU target's code for (its ``mcpu`` and
+        ``mattr``), sorted; empty for CUDA."""
+        if self.family != "cpu":
+            return []
+        return _instruction_features(tvm.target.codegen.llvm_get_cpu_features(self.tvm_target()))
+
+
+def host_cpu_features() -> list[str]:
+    """The instruction-set features of this machine's CPU, as LLVM names them."""
+    return list(_host_cpu_features())
+
+
+@functools.lru_cache(maxsize=None)
+def _host_cpu_features() -> tuple[str, ...]:
+    return tuple(_instruction_features(tvm.target.codegen.llvm_get_cpu_features(
+        tvm.target.Target({"kind": "llvm", "mtriple": host_triple(),
+                           "mcpu": tvm.target.codegen.llvm_get_system_cpu()}))))
+
+
+def missing_cpu_features(features: Any) -> list[str]:
+    """The features of ``features`` (LLVM names) that this machine's CPU lacks, sorted.
+
+    Raises:
+        ValueError: ``features`` is not a list of strings.
+    """
+    if not isinstance(features, (list, tuple)) or not all(isinstance(name, str) for name in features):
+        raise ValueError(f"CPU features must be a list of LLVM feature names, got {features!r}")
+    present = set(host_cpu_features())
+    return sorted(name for name in _instruction_features(features) if name not in present)
+
+
+def _instruction_features(features: Any) -> list[str]:
+    """The names of ``features`` without a leading ``+``, tuning features left out, sorted."""
+    names = (str(name).lstrip("+") for name in features)
+    return sorted({name for name in names if not name.startswith(TUNING_FEATURE_PREFIXES)})
 
 
 def host_triple() -> str:

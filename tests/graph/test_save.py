@@ -1,6 +1,5 @@
 """Compiled graphs saved to one file and loaded back, here and in a fresh process without the compiler."""
 
-import io
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 import tpc
-from tpc.archive import MANIFEST
+from tpc.archive import DIGEST, MANIFEST, read_archive, write_archive
 from tpc.graph import Graph, load_graph
 from tpc.graph.compiler import compile_graph
 from tpc.graph.runtime import GRAPH_FILE_FORMAT
@@ -98,7 +97,7 @@ def test_constant_tables_travel_with_the_graph(gaunt_graph, tmp_path, rng):
     path = tmp_path / "gaunt.tpcg"
     gaunt_graph.save(path)
     with tarfile.open(path) as archive:
-        assert archive.getnames() == [MANIFEST, "kernels/0.so", "kernels/0.npz", "kernels/1.so"]
+        assert archive.getnames() == [MANIFEST, "kernels/0.so", "kernels/0.npz", "kernels/1.so", DIGEST]
     x1, x2 = rng.standard_normal((2, 7, 25))
     expected = gaunt_graph(x1=x1, x2=x2)["y"]
     assert relative_error(expected, gaunt_graph.graph.reference(x1=x1, x2=x2)["y"]) < tolerance("float64")
@@ -107,19 +106,15 @@ def test_constant_tables_travel_with_the_graph(gaunt_graph, tmp_path, rng):
 
 
 def _rewrite(path, target, manifest_edit=None, member_edit=None) -> None:
-    """Copy a compiled-graph file, changing its manifest or its other members on the way."""
-    with tarfile.open(path) as archive:
-        members = {member.name: archive.extractfile(member).read() for member in archive.getmembers()}
+    """Copy a compiled-graph file, changing its manifest or its other members on the way (its digest
+    rewritten to match)."""
+    members = read_archive(path)
     manifest = json.loads(members.pop(MANIFEST))
     if manifest_edit:
         manifest_edit(manifest)
     if member_edit:
         member_edit(members)
-    with tarfile.open(target, "w") as archive:
-        for name, data in {MANIFEST: json.dumps(manifest).encode(), **members}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    write_archive(target, {MANIFEST: json.dumps(manifest).encode(), **members})
 
 
 def _flip_a_byte(members: dict, name: str) -> None:

@@ -9,10 +9,11 @@ without it.
 
 A compiled-graph file is a tar archive (see :mod:`tpc.archive`) with ``manifest.json``
 (format, tpc and TVM versions, target, dtype, the graph's JSON, the edge order and the
-steps, each with its kernel's member names and sha256) and each step's shared library
-``kernels/<i>.so`` and, for products with constant tables, ``kernels/<i>.npz``. Loading
-checks the format, the versions, every checksum and that the target runs here before any
-native code is loaded.
+steps, each with its kernel's member names and sha256), each step's shared library
+``kernels/<i>.so``, for products with constant tables ``kernels/<i>.npz``, and a digest over
+all of them. Loading checks the digest, the format, the versions, every checksum and that the
+target and its CPU features are present here before any native code is loaded; it runs the
+native code in the file, so load only files you trust.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from tpc.graph.graph import Graph
 from tpc.graph.operations import OPERATIONS, Input
 from tpc.graph.tensors import Dim
 from tpc.ops import Fused, Product, op_from_dict
-from tpc.runtime import ScheduleChoice, host_view, kernel_for
-from tpc.targets import TargetSpec, resolve_target
+from tpc.runtime import ScheduleChoice, host_view, kernel_for, target_from_record, target_record
+from tpc.targets import TargetSpec
 
 GRAPH_FILE_FORMAT = "tpc.CompiledGraph/1"
 """The format tag of compiled-graph files."""
@@ -158,8 +159,9 @@ class CompiledGraph:
         """Write the compiled graph to one file that :func:`load_graph` reads back.
 
         Args:
-            path: the file; it is written under a temporary name in the same folder, then
-                renamed, so a reader never sees half a file.
+            path: the file; it is written under an unpredictable temporary name in the same
+                folder, synced, then renamed, so a reader never sees half a file. A directory
+                there is a ValueError.
         """
         members: dict[str, bytes] = {}
         steps = []
@@ -181,7 +183,7 @@ class CompiledGraph:
             "format": GRAPH_FILE_FORMAT,
             **versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "target": {"name": self.target.name, "family": self.target.family, "tvm": self.target.tvm_dict},
+            "target": target_record(self.target),
             "dtype": self.dtype,
             "graph": self.graph.to_dict(),
             "edge_order": None if self.edge_order is None else list(self.edge_order),
@@ -274,6 +276,9 @@ class CompiledGraph:
 def load_graph(path: Union[str, os.PathLike]) -> CompiledGraph:
     """Load a compiled graph saved with :meth:`CompiledGraph.save`, without the compiler.
 
+    Loading runs the native code the file holds, with this process's rights: load only files
+    you trust. The digest and checksums catch corruption and accidental edits, not forgery.
+
     Args:
         path: the compiled-graph file.
 
@@ -281,9 +286,9 @@ def load_graph(path: Union[str, os.PathLike]) -> CompiledGraph:
         The compiled graph, ready to call.
 
     Raises:
-        ValueError: a file it cannot trust or run here, naming the problem: not a
-            compiled-graph file, other tpc or TVM versions, a checksum that does not match, a
-            malformed manifest, a target this machine cannot run.
+        ValueError: a file it cannot use, naming the problem: over the size limits, a
+            digest or checksum that does not match, not a compiled-graph file, other tpc or TVM
+            versions, a malformed manifest, a target or CPU features this machine lacks.
     """
     members = read_archive(path, (MANIFEST,))
     manifest = read_manifest(path, members, GRAPH_FILE_FORMAT)
@@ -292,9 +297,8 @@ def load_graph(path: Union[str, os.PathLike]) -> CompiledGraph:
         described = [(kernel["library"], kernel["library_sha256"], kernel["tables"]) for _, kernel in entries]
     libraries = [check_member(path, members, name, checksum, "library") for name, checksum, _ in described]
     tables = [_read_tables(path, members, table) for _, _, table in described]
+    target = target_from_record(path, manifest.get("target"))
     with _corrupt_manifest(path):
-        target = resolve_target(manifest["target"]["tvm"])
-        target = TargetSpec(manifest["target"]["name"], target.family, target.options)
         dtype = check_dtype(manifest["dtype"])
         graph = Graph.from_dict(manifest["graph"])
         edge_order = None if manifest["edge_order"] is None else tuple(manifest["edge_order"])
