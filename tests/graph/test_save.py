@@ -139,6 +139,8 @@ def _swap_kernel_kinds(manifest: dict) -> None:
     (lambda manifest: manifest.update(tvm_version="0.1"), None, "built with tpc .* / TVM 0.1"),
     (lambda manifest: manifest["target"].update(tvm={"kind": "llvm", "mtriple": "aarch64-linux-gnu"}), None,
      "cannot load this compiled graph here"),
+    (lambda manifest: manifest["target"]["cpu_features"].append("+invented-isa"), None,
+     "CPU features this machine lacks: invented-isa"),
     (lambda manifest: manifest.update(dtype="float16"), None, "corrupt manifest .*dtype must be one of"),
     (lambda manifest: manifest["graph"].update(outputs={}), None, "corrupt manifest .*no outputs"),
     (_drop_a_step_field, None, "corrupt manifest .*'arguments'"),
@@ -152,6 +154,16 @@ def test_a_damaged_file_is_refused_before_loading_native_code(gaunt_graph, tmp_p
     _rewrite(path, damaged, manifest_edit, member_edit)
     with pytest.raises(ValueError, match=message):
         load_graph(damaged)
+
+
+def test_a_flipped_byte_in_the_manifest_is_refused_by_the_digest(gaunt_graph, tmp_path):
+    path = tmp_path / "gaunt.tpcg"
+    gaunt_graph.save(path)
+    data = path.read_bytes()
+    start = data.index(b'"edge_order"')
+    path.write_bytes(data[:start] + b'"edge_ordeR"' + data[start + len(b'"edge_order"'):])
+    with pytest.raises(ValueError, match="gaunt.tpcg: digest does not match the contents"):
+        load_graph(path)
 
 
 def test_a_file_that_is_no_compiled_graph_is_refused(tmp_path, gaunt_graph):
