@@ -9,13 +9,17 @@ set of a target is saved under the cache directory and reused to warm-start late
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xgboost as xgb
+
+from tpc.files import write_atomically
 
 PARAMS = {"objective": "rank:pairwise", "eta": 0.3, "max_depth": 6, "min_child_weight": 0.0, "nthread": 1,
           "verbosity": 0}
@@ -66,25 +70,51 @@ class CostModel:
         self._booster = xgb.train(PARAMS, matrix, num_boost_round=ROUNDS)
 
     def save(self, path: Path) -> None:
-        """Keep the training set (features, scores, groups) for later tunings."""
+        """Keep the training set (features, scores, groups) for later tunings.
+
+        Savers of one path take turns under a lock on its folder; each merges in the rows
+        another saver added since this model was loaded, and writes through a temporary file
+        of its own (see :mod:`tpc.files`), so tuners running at once keep both runs' rows and
+        a reader never sees a half-written file.
+
+        Args:
+            path: the ``.npz`` file; its folder is created when missing.
+
+        Raises:
+            OSError: the folder or file cannot be written.
+        """
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, features=np.asarray(self.features, dtype=np.float64), scores=np.asarray(self.scores),
-                 groups=np.asarray(self.groups))
-        os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            saved = CostModel.load(path, train=False)
+            known = set(zip(map(tuple, self.features), self.scores, self.groups))
+            rows = [(list(row), score, group) for row, score, group in zip(saved.features, saved.scores, saved.groups)
+                    if (tuple(row), score, group) not in known]
+            features = self.features + [row for row, _, _ in rows]
+            scores = self.scores + [score for _, score, _ in rows]
+            groups = self.groups + [group for _, _, group in rows]
+            write_atomically(path, lambda stream: np.savez(
+                stream, features=np.asarray(features, dtype=np.float64), scores=np.asarray(scores),
+                groups=np.asarray(groups)))
+        finally:
+            os.close(folder)  # closing releases the lock
 
     @classmethod
-    def load(cls, path: Path) -> "CostModel":
-        """A model warm-started from a saved training set (empty if none or unreadable)."""
+    def load(cls, path: Path, train: bool = True) -> "CostModel":
+        """A model warm-started from a saved training set (empty if none or unreadable); ``train``
+        False keeps the rows without training on them."""
         model = cls()
         try:
             with np.load(path, allow_pickle=False) as data:
                 model.features = data["features"].tolist()
                 model.scores = data["scores"].tolist()
                 model.groups = [str(g) for g in data["groups"]]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return model
-        model._train()
+        if train:
+            model._train()
         return model
 
 

@@ -26,7 +26,7 @@ from tpc.graph.compiler import FUSION_CHOICES, fuse_products, product_rows
 from tpc.ops import Fused, Op, Product, TensorProduct
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.measure import Runner
-from tpc.tune.tuner import STRATEGIES, TuneResult, default_log_path, tune
+from tpc.tune.tuner import STRATEGIES, TuneResult, check_runs_here, default_log_path, tune
 
 UNFUSED_AND_FUSED = ("none", "gather+scatter")
 """The two cuts a graph is usually tuned with: one kernel per node, and each product fused
@@ -89,6 +89,8 @@ class GraphTuneResult:
 
     tasks: list[TaskProgress]
     interrupted: bool = False
+    error: Optional[str] = None
+    """Why the run stopped early when a write failed (see :class:`tpc.tune.tuner.TuneResult`)."""
 
     def total(self, which: str) -> Optional[float]:
         """Seconds per graph call spent in the tasks' kernels, with their "default" or "best" schedules."""
@@ -128,11 +130,17 @@ def tune_graph(graph: Graph, sizes: Mapping[str, int], target: Union[str, dict, 
 
     Each task's measurements go to its own log under ``log_dir`` and to the schedule cache,
     where :func:`tpc.compile_graph` finds them. Logs of earlier runs are resumed, so their
-    measurements count as trials and are never repeated. Ctrl-C stops after the current round.
+    measurements count as trials and are never repeated. Ctrl-C stops after the current round,
+    and so does a failed write (``error`` says which file and why).
+
+    Raises:
+        ValueError: bad arguments, or a target whose kernels cannot run on this machine while
+            no ``runner`` is given (refused before the first trial).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     spec = resolve_target(target)
+    check_runs_here(spec, runner)
     tasks = [TaskProgress(task) for task in graph_tasks(graph, sizes, fusion)]
     if not tasks:
         raise ValueError("the graph has no tensor product to tune")
@@ -156,7 +164,7 @@ def tune_graph(graph: Graph, sizes: Mapping[str, int], target: Union[str, dict, 
         if progress:
             _report(result, spent, trials)
         if outcome.interrupted:
-            result.interrupted = True
+            result.interrupted, result.error = True, outcome.error
             break
     if progress:
         print(file=sys.stderr)
@@ -201,7 +209,9 @@ def graph_summary(result: GraphTuneResult) -> str:
     default, best = result.total("default"), result.total("best")
     speedup = f"{default / best:.2f}x" if default and best else "unknown"
     lines.append(f"products per graph call: default {_ms(default)} ms, tuned {_ms(best)} ms, speed-up {speedup}"
-                 + ("; interrupted" if result.interrupted else ""))
+                 + ("; interrupted" if result.interrupted and result.error is None else ""))
+    if result.error is not None:
+        lines.append(result.error)
     return "\n".join(lines)
 
 

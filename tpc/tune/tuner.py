@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,11 +30,17 @@ MODEL_KINDS = ("knobs", "tir")
 
 @dataclass
 class TuneResult:
-    """What a tuning run found: the best and the default measurement, and every record."""
+    """What a tuning run found: the best and the default measurement, and every record.
+
+    ``interrupted`` is True when the run stopped early: Ctrl-C, or a write that failed (a full
+    disk), in which case ``error`` names the file and the reason and ``records`` are those the
+    log holds.
+    """
 
     records: list[Record]
     log: Path
     interrupted: bool = False
+    error: Optional[str] = None
 
     @property
     def best(self) -> Optional[Record]:
@@ -97,7 +104,16 @@ def tune(
     :mod:`tpc.tune.measure`). Every measurement is appended to ``log`` as it completes; with
     ``resume`` the log's earlier measurements for the same key count as trials and are never
     repeated. Ctrl-C stops after the current measurement round is recorded and returns what
-    was found.
+    was found; so does a failed write of the log or the schedule cache (a full disk), with
+    ``interrupted`` set and ``error`` naming the file.
+
+    Before the first trial, a target whose kernels cannot run on this machine is refused unless
+    a ``runner`` is given (one that measures elsewhere), and the log and the user cache are
+    checked to be writable.
+
+    Raises:
+        ValueError: bad arguments, a target that cannot run here without a ``runner``, or a log
+            or cache file that cannot be written (the message names it).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -109,10 +125,13 @@ def tune(
             raise ValueError("give wrt or fusion with a TensorProduct, not with an op that already names them")
         op = make_op(op.tp, wrt, fusion)
     spec = resolve_target(target)
+    check_runs_here(spec, runner)
     batch = batch or DEFAULT_BATCH
     algorithms = [op.default_algorithm] + [name for name in op.algorithms if name != op.default_algorithm]
     space = tuning_space(spec.family, algorithms, op.schedule_key)
     log = Path(log) if log is not None else default_log_path(op, spec, dtype, batch)
+    check_writable(log, "tuning log")
+    check_writable(cache.user_cache_file(), "schedule cache")
     runner = runner or LocalRunner()
     measure_input = partial(MeasureInput, op.to_dict(), spec.tvm_dict, dtype, batch)
     key = (op.fingerprint, batch, dtype, spec.fingerprint)
@@ -132,7 +151,7 @@ def tune(
     measured = {space.key(space.join(r.algorithm, r.config)) for r in records}
     baselines = _defaults(space)
     defaults = {space.key(default) for default in baselines}
-    started, interrupted = time.monotonic(), False
+    started, interrupted, error = time.monotonic(), False, None
     try:
         while len(records) < trials:
             count = min(round_size, trials - len(records))
@@ -147,10 +166,11 @@ def tune(
                             algorithm, knobs, result.seconds, result.error,
                             "default" if space.key(c) in defaults else searcher.name, len(records) + i)
                      for i, (c, (algorithm, knobs), result) in enumerate(zip(configs, split, results))]
-            append_records(log, fresh)
-            cache.add_records(fresh)
-            records += fresh
             measured |= {space.key(c) for c in configs}
+            error = _keep(fresh, log, records)
+            if error is not None:
+                interrupted = True
+                break
             searcher.observe(configs, [r.seconds if r.ok else None for r in fresh])
             if progress:
                 _progress(records, trials, op.flops(batch), time.monotonic() - started)
@@ -158,10 +178,74 @@ def tune(
         interrupted = True
     finally:
         for kind, model in models.items():
-            model.save(_model_path(spec, space, kind))
+            path = _model_path(spec, space, kind)
+            try:
+                model.save(path)
+            except OSError as failure:
+                warnings.warn(f"cost model's training set not saved: {_reason(failure, path)}", stacklevel=3)
         if progress:
             print(file=sys.stderr)
-    return TuneResult(records, log, interrupted)
+    return TuneResult(records, log, interrupted, error)
+
+
+def check_runs_here(spec: TargetSpec, runner: Optional[Runner]) -> None:
+    """Refuse a target whose kernels cannot run on this machine unless a runner is given.
+
+    Args:
+        spec: the target to tune for.
+        runner: the runner that will measure; one given may measure elsewhere.
+
+    Raises:
+        ValueError: the target cannot run here and no runner was given.
+    """
+    runs, why = spec.runs_here()
+    if not runs and runner is None:
+        reason = why.replace("it was built for", "kernels for it are")
+        raise ValueError(f"cannot tune for target {spec.name!r} on this machine: {reason}; "
+                         "tune on a machine of that target, or pass runner= a runner that measures there")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Make sure ``path`` can be appended to (its folder created), before any trial is spent.
+
+    Args:
+        path: a file the run appends to.
+        what: what the file is, for the message.
+
+    Raises:
+        ValueError: the file or its folder cannot be created or written; the message names it.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        existing = next((folder for folder in path.parents if folder.exists()), None)
+        reason = f"{existing} is not a folder" if existing is not None and not existing.is_dir() \
+            else error.strerror or str(error)
+        raise ValueError(f"cannot write the {what} {path}: {reason}") from None
+
+
+def _keep(fresh: list[Record], log: Path, records: list[Record]) -> Optional[str]:
+    """Append a round's records to the log (adding each written one to ``records``) and the
+    cache; a failed write ends the round and its one-line message is returned."""
+    try:
+        for record in fresh:
+            append_records(log, [record])
+            records.append(record)
+    except OSError as error:
+        return f"stopped: {_reason(error, log)}"
+    try:
+        cache.add_records(fresh)
+    except OSError as error:
+        return f"stopped: {_reason(error, cache.user_cache_file())}"
+    return None
+
+
+def _reason(error: OSError, path: Path) -> str:
+    """One line for a failed write of ``path``: the file, then the system's reason."""
+    message = str(error.strerror or error)
+    return message if str(path) in message else f"cannot write {path}: {message}"
 
 
 def _anchor(records: list[Record], measure_input: Callable[[str, dict], MeasureInput]) -> Optional[Anchor]:
@@ -222,5 +306,7 @@ def summary(result: TuneResult, flops: int) -> str:
     errors = sum(not r.ok for r in result.records)
     lines.append(f"speed-up {speedup:.2f}x over the default" if speedup else "speed-up unknown")
     lines.append(f"{len(result.records)} trials ({errors} errors), log {result.log}"
-                 + ("; interrupted" if result.interrupted else ""))
+                 + ("; interrupted" if result.interrupted and result.error is None else ""))
+    if result.error is not None:
+        lines.append(result.error)
     return "\n".join(lines)
