@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import tpc
+from tpc.export import ort_library
 from tpc.export.ort_library import build_ort_library
 from tpc.verify import random_inputs, relative_error, tolerance
 
@@ -164,3 +166,25 @@ def test_only_host_kernels(tmp_path):
     arm = tpc.compile(tpc.ChannelwiseTensorProduct("2x0e+2x1o", "0e+1o", 1), target="arm")
     with pytest.raises(ValueError, match="'arm'"):
         build_ort_library(arm, tmp_path / "arm.so")
+
+
+def test_a_planted_link_at_a_guessable_temporary_name_is_not_followed(tmp_path, monkeypatch):
+    """The library is written through a temporary file of an unpredictable name: a link planted
+    at ``<library>.tmp`` keeps its target, and no temporary file is left behind."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    path = tmp_path / "library.so"
+    path.with_name("library.so.tmp").symlink_to(victim)
+
+    def fake_compiler(command, what, cwd=None):
+        Path(command[command.index("-o") + 1]).write_bytes(b"built library")
+        return ""
+
+    monkeypatch.setattr(ort_library, "_compiler", lambda: "c++")
+    monkeypatch.setattr(ort_library, "ort_include_dir", lambda: tmp_path)
+    monkeypatch.setattr(ort_library, "_kernel_objects", lambda kernel, folder: [])
+    monkeypatch.setattr(ort_library, "_check_symbols", lambda objects: None)
+    monkeypatch.setattr(ort_library, "_run", fake_compiler)
+    assert build_ort_library(tpc.compile(UVU, batch=8), path) == path
+    assert path.read_bytes() == b"built library" and victim.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["library.so", "library.so.tmp", "victim"]

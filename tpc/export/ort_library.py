@@ -30,6 +30,7 @@ import numpy as np
 import tvm_ffi.libinfo
 
 from tpc.cache import cache_root
+from tpc.files import write_atomically
 from tpc.runtime import Kernel
 from tpc.targets import host_triple
 
@@ -74,9 +75,8 @@ def build_ort_library(kernel: Kernel, path: Union[str, os.PathLike]) -> Path:
                    str(OP_SOURCE), *map(str, objects), "-o", str(output),
                    f"-Wl,--version-script={work / 'exports.map'}", "-Wl,-z,defs", "-lm"]
         _run(command, "compiling the onnxruntime library")
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.copyfile(output, tmp)
-        os.replace(tmp, path)
+        with open(output, "rb") as built:
+            write_atomically(path, lambda stream: shutil.copyfileobj(built, stream))
     return path
 
 
