@@ -3,6 +3,7 @@ import pickle
 import pytest
 from e3nn import o3
 
+import tpc
 from tpc import Irrep, Irreps
 
 MALFORMED = [
@@ -103,3 +104,16 @@ def test_iteration_indexing_and_arithmetic():
 def test_lmax_of_empty_irreps_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         Irreps("").lmax
+
+
+def test_zero_multiplicity_blocks_parse_as_in_e3nn_and_can_be_dropped():
+    """Irreps keep e3nn's ``0x1o`` blocks (a tensor-product spec refuses them, naming its
+    argument); ``remove_zero_multiplicities`` gives the irreps a spec accepts."""
+    text = "0x1o+4x0e+0x2e+2x1o"
+    irreps = Irreps(text)
+    assert len(irreps) == 4 and irreps.dim == o3.Irreps(text).dim == 10
+    kept = irreps.remove_zero_multiplicities()
+    assert str(kept) == str(o3.Irreps(text).remove_zero_multiplicities()) == "4x0e+2x1o"
+    with pytest.raises(ValueError, match=r"irreps_in1: block 0 \(0x1o\) has multiplicity 0"):
+        tpc.TensorProduct(irreps, "1x0e", irreps, [(1, 0, 1, "uvu", True)])
+    assert tpc.TensorProduct(kept, "1x0e", kept, [(0, 0, 0, "uvu", True)]).irreps_in1 == kept

@@ -201,7 +201,7 @@ def test_graph_json_of_the_first_format_still_loads():
      "node 'x': dtype must be one of"),
     (lambda data: json.dumps(data | {"nodes": [{"name": "g", "inputs": [], "op": {
         "kind": "tensor_product", "tp": {"format": "tpc.TensorProduct/1"}}}]}),
-     "node 'g': tensor-product spec is missing the field"),
+     "node 'g': spec field 'irreps_in1': missing"),
     (lambda data: json.dumps(data | {"nodes": data["nodes"] + data["nodes"][:1]}), "node 'pos' \\(input\\): duplicate"),
     (lambda data: json.dumps(data | {"outputs": {"out": 3}}), "output 'out': expected a Tensor or a tensor name"),
 ])

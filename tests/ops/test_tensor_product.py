@@ -116,7 +116,7 @@ def test_fingerprint_is_pinned():
         ("{", "not valid JSON"),
         ("[]", "not a tensor-product spec"),
         ('{"format": "other"}', "not a tensor-product spec"),
-        ('{"format": "tpc.TensorProduct/1"}', "missing the field"),
+        ('{"format": "tpc.TensorProduct/1"}', "spec field 'irreps_in1': missing"),
     ],
 )
 def test_corrupt_spec_json_is_refused(text, message):
@@ -185,3 +185,55 @@ def test_the_reference_of_an_empty_batch_is_empty(name):
     assert tp.reference(*arrays).shape == (0, tp.irreps_out.dim)
     grad = np.zeros((0, tp.irreps_out.dim))
     assert tp.reference_gradient(*arrays, grad, "weight").shape == shapes["weight"]
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: TensorProduct("2x0e+0x1o", "1x1o", "2x1o", [(0, 0, 0, "uvu", True)]),
+     r"irreps_in1: block 1 \(0x1o\) has multiplicity 0"),
+    (lambda: TensorProduct("2x0e", "0x1o", "2x1o", [(0, 0, 0, "uvu", True)]), "irreps_in2: block 0 .0x1o."),
+    (lambda: TensorProduct("2x0e", "1x1o", "2x1o+0x0e", [(0, 0, 0, "uvu", True)]), "irreps_out: block 1 .0x0e."),
+    (lambda: TensorProduct("", "1x1o", "2x1o", []), "irreps_in1 is empty"),
+    (lambda: TensorProduct("1x0e", "1x0e", "", []), "irreps_out is empty"),
+    (lambda: tpc.ChannelwiseTensorProduct("0x1o+4x0e", "0e+1o", lmax=1), "irreps_in1: block 0 .0x1o."),
+    (lambda: tpc.FullyConnectedTensorProduct("4x0e", "", "4x0e"), "irreps_in2 is empty"),
+    (lambda: tpc.GauntTensorProduct("0x0e+0x1o", "0x0e", lmax=1), "irreps_in1: block 0 .0x0e."),
+])
+def test_zero_width_specs_are_refused_naming_the_argument(build, message):
+    """A zero-width operand used to build a spec that compiled and then failed on the first call
+    with a stride error from TVM; it is refused when the spec is made."""
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_a_spec_without_paths_is_still_a_spec():
+    tp = TensorProduct("2x0e", "1x0e", "2x0e", [])
+    assert tp.weight_numel == 0 and not tp.reference(np.ones((3, 2)), np.ones((3, 1))).any()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("in1_var", "x", "expected a list of numbers, got 'x'"),
+    ("in1_var", [1.0, "x"], "expected a list of numbers"),
+    ("in2_var", [1.0], "needs one variance per block"),
+    ("out_var", [1.0, -1.0, 1.0], "must be finite and >= 0"),
+    ("irreps_in1", "2x0e+", "bad irreps '2x0e\\+': empty term"),
+    ("irreps_in2", "1x1q+1x2e", "bad irreps"),
+    ("irreps_out", 5, "expected an irreps string, got 5"),
+    ("irreps_in1", "0x0e+2x1o", "block 0 .0x0e. has multiplicity 0"),
+    ("instructions", "none", "expected a list of instructions"),
+    ("instructions", [[1, 1, 0, "uvu"]], "instruction 0 .* expected .i_in1, i_in2, i_out, mode"),
+    ("instructions", [7], "entry 0 must be a list"),
+    ("instructions", [[1, 1, 0, ["uvu"], True]], "instruction 0 .*unknown connection mode"),
+    ("instructions", [[1, 9, 0, "uvu", True]], "instruction 0 .*i_in2=9 is not a block index"),
+    ("instructions", [[1, 1, 0, "uvu", True, "x"]], "instruction 0 .*path_weight must be a finite number"),
+    ("irrep_normalization", None, "expected one of"),
+    ("path_normalization", "bad", "must be one of"),
+    ("shared_weights", 1, "expected true or false, got 1"),
+])
+def test_spec_json_errors_name_the_field(field, value, message):
+    data = _tp().to_dict()
+    data[field] = value
+    with pytest.raises(ValueError, match=f"^spec field '{field}': {message}"):
+        TensorProduct.from_json(json.dumps(data))
+    del data[field]
+    with pytest.raises(ValueError, match=f"^spec field '{field}': missing"):
+        TensorProduct.from_dict(data)

@@ -70,6 +70,11 @@ class TensorProduct:
     vector of shape ``(weight_numel,)`` for the whole batch; False means per-sample weights of
     shape ``(batch, weight_numel)``. The variances ``in1_var, in2_var, out_var`` (one per
     block, default 1) enter the normalization exactly as in e3nn.
+
+    Every irreps must have dimension > 0 and every block multiplicity > 0: e3nn accepts
+    ``0x1o`` blocks, but a zero-width operand has no layout a kernel can take, so such a spec is
+    refused with a ValueError naming the argument (``Irreps.remove_zero_multiplicities`` drops
+    the blocks; instruction indices then refer to the remaining ones).
     """
 
     def __init__(
@@ -86,9 +91,9 @@ class TensorProduct:
         shared_weights: bool = True,
     ) -> None:
         set_ = object.__setattr__
-        set_(self, "irreps_in1", Irreps(irreps_in1))
-        set_(self, "irreps_in2", Irreps(irreps_in2))
-        set_(self, "irreps_out", Irreps(irreps_out))
+        set_(self, "irreps_in1", _spec_irreps("irreps_in1", irreps_in1))
+        set_(self, "irreps_in2", _spec_irreps("irreps_in2", irreps_in2))
+        set_(self, "irreps_out", _spec_irreps("irreps_out", irreps_out))
         if irrep_normalization not in IRREP_NORMALIZATIONS:
             raise ValueError(f"irrep_normalization must be one of {IRREP_NORMALIZATIONS}, got {irrep_normalization!r}")
         if path_normalization not in PATH_NORMALIZATIONS:
@@ -119,7 +124,7 @@ class TensorProduct:
                                     ("i_out", i_out, self.irreps_out)):
             if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(irreps):
                 raise ValueError(f"{where}: {name}={index!r} is not a block index of {irreps} (0..{len(irreps) - 1})")
-        if mode not in MODE_INDICES:
+        if not isinstance(mode, str) or mode not in MODE_INDICES:
             raise ValueError(f"{where}: unknown connection mode {mode!r}; supported modes are {MODES}")
         if not isinstance(has_weight, (bool, np.bool_)):
             raise ValueError(f"{where}: has_weight must be True or False, got {has_weight!r}")
@@ -252,9 +257,31 @@ class TensorProduct:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TensorProduct":
-        """Rebuild a spec from :meth:`to_dict` output; malformed data raises ValueError."""
+        """Rebuild a spec from :meth:`to_dict` output.
+
+        Args:
+            data: the plain-data form, as JSON reads it.
+
+        Returns:
+            The spec.
+
+        Raises:
+            ValueError: ``data`` is not a spec, or a field is missing or malformed; the message
+                starts with ``spec field '<name>':``.
+        """
         if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
             raise ValueError(f"not a tensor-product spec: expected a dict with format {SPEC_FORMAT!r}")
+        for field, (kinds, expected) in _SPEC_FIELDS.items():
+            if field not in data:
+                raise ValueError(f"spec field {field!r}: missing from the tensor-product spec")
+            value = data[field]
+            if not isinstance(value, kinds) or (field.endswith("_var") and not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+                raise ValueError(f"spec field {field!r}: expected {expected}, got {value!r}")
+        for position, ins in enumerate(data["instructions"]):
+            if not isinstance(ins, list):
+                raise ValueError(f"spec field 'instructions': entry {position} must be a list "
+                                 f"[i_in1, i_in2, i_out, mode, has_weight, path_weight], got {ins!r}")
         try:
             return cls(
                 data["irreps_in1"], data["irreps_in2"], data["irreps_out"],
@@ -264,8 +291,14 @@ class TensorProduct:
                 in1_var=data["in1_var"], in2_var=data["in2_var"], out_var=data["out_var"],
                 shared_weights=data["shared_weights"],
             )
-        except KeyError as error:
-            raise ValueError(f"tensor-product spec is missing the field {error.args[0]!r}") from None
+        except (ValueError, TypeError) as error:
+            message = str(error)
+            field = "instructions" if message.startswith("instruction ") else next(
+                (name for name in _SPEC_FIELDS if message.startswith(name)), None)
+            if field is None:
+                raise ValueError(f"tensor-product spec: {message}") from None
+            detail = message.removeprefix(field + ": ").removeprefix(field + " ")
+            raise ValueError(f"spec field {field!r}: {detail}") from None
 
     @classmethod
     def from_json(cls, text: str) -> "TensorProduct":
@@ -418,9 +451,44 @@ def einsum_forward(tp: TensorProduct, x1: np.ndarray, x2: np.ndarray, weight: np
     return out
 
 
+_SPEC_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "irreps_in1": (str, "an irreps string"),
+    "irreps_in2": (str, "an irreps string"),
+    "irreps_out": (str, "an irreps string"),
+    "instructions": (list, "a list of instructions"),
+    "irrep_normalization": (str, f"one of {IRREP_NORMALIZATIONS}"),
+    "path_normalization": (str, f"one of {PATH_NORMALIZATIONS}"),
+    "in1_var": (list, "a list of numbers"),
+    "in2_var": (list, "a list of numbers"),
+    "out_var": (list, "a list of numbers"),
+    "shared_weights": (bool, "true or false"),
+}
+"""The fields of a spec's plain-data form besides ``format``: the JSON type each must have."""
+
+
+def _spec_irreps(name: str, value: IrrepsLike) -> Irreps:
+    """``value`` as Irreps of dimension > 0 with no zero-multiplicity block; errors name ``name``."""
+    try:
+        irreps = Irreps(value)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"{name}: {error}") from None
+    if not irreps:
+        raise ValueError(f"{name} is empty: a tensor product needs operands of dimension > 0")
+    for index, (mul, ir) in enumerate(irreps):
+        if mul == 0:
+            raise ValueError(f"{name}: block {index} ({mul}x{ir}) has multiplicity 0; zero-width blocks are not "
+                             "supported (Irreps.remove_zero_multiplicities drops them)")
+    return irreps
+
+
 def _variances(name: str, values: Sequence[float] | None, irreps: Irreps) -> tuple[float, ...]:
     if values is None:
         return tuple(1.0 for _ in irreps)
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a sequence of numbers, one per block of {irreps}, got {values!r}")
+    values = tuple(values)
+    if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in values):
+        raise ValueError(f"{name} must be a sequence of numbers, one per block of {irreps}, got {values!r}")
     values = tuple(float(v) for v in values)
     if len(values) != len(irreps):
         raise ValueError(f"{name} needs one variance per block of {irreps} ({len(irreps)}), got {len(values)}")
