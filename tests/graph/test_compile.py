@@ -82,6 +82,30 @@ def test_edge_outputs_keep_the_given_edge_order(rng):
     got, expected = compiled(**inputs), g.reference(**inputs)
     for name in expected:
         assert relative_error(got[name], expected[name]) < tolerance("float64")
+    no_edges = {name: value[:0] if name != "x" else value for name, value in inputs.items()}
+    got, expected = compiled(**no_edges), g.reference(**no_edges)
+    assert {name: value.shape for name, value in got.items()} == {"summed": (9, tp.irreps_out.dim),
+                                                                  "edge_sh": (0, 4), "w_back": (0, 8)}
+    assert not expected["summed"].any() and all(np.array_equal(got[name], expected[name]) for name in expected)
+
+
+@pytest.mark.parametrize("nodes", [20, 0])
+def test_every_fusion_runs_without_edges_or_nodes(block, fused_block, rng, nodes):
+    """Empty sums are zeros: without edges "aggregated" is zero and "out" is the skip
+    connection alone; without nodes every output has no rows."""
+    fusion, compiled = fused_block
+    g, _ = block
+    inputs = block_inputs(g, rng, atoms=20)
+    inputs |= {"pos": inputs["pos"][:nodes], "h": inputs["h"][:nodes], "senders": inputs["senders"][:0],
+               "receivers": inputs["receivers"][:0], "w_tp": inputs["w_tp"][:0]}
+    expected = g.reference(**inputs)
+    assert expected["aggregated"].shape[0] == expected["out"].shape[0] == nodes
+    assert not expected["aggregated"].any() and (nodes == 0 or expected["out"].any())
+    for dtype in ("float64", "float32"):
+        got = compiled[dtype](**_as(inputs, dtype))
+        for name in expected:
+            assert got[name].shape == expected[name].shape and got[name].dtype == np.dtype(dtype), (fusion, name)
+            np.testing.assert_allclose(got[name], expected[name], rtol=tolerance(dtype), atol=tolerance(dtype))
 
 
 def test_fusion_rules(block):
