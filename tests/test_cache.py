@@ -1,8 +1,14 @@
+import json
+import re
 import subprocess
 import sys
 
+import pytest
+
 import tpc
 from tpc import cache
+from tpc.build import CacheKey, choose_schedule
+from tpc.ops import Product
 from tpc.records import Record, append_records
 from tpc.schedule import search_space
 
@@ -46,3 +52,59 @@ def test_compile_uses_the_cache_in_a_fresh_process(isolated):
               "print(k.schedule.source, k.schedule.config['batch_tile'])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.stdout.split() == ["user", "cache", "16"], result.stderr
+
+
+def _bad_lines(good):
+    """One JSON line per kind of bad record, each faster than ``good`` so that it would win."""
+    fields = json.loads(good.to_json())
+    bad = {
+        "unknown knob value": {"config": {**good.config, "batch_tile": 7777}},
+        "unknown knob": {"config": {**good.config, "no_such_knob": 1}},
+        "non-dict config": {"config": "batch_tile=4"},
+        "string batch": {"batch": "1000"},
+        "negative batch": {"batch": -5},
+        "string seconds": {"seconds": "fast"},
+    }
+    return {kind: json.dumps({**fields, **change, "seconds": change.get("seconds", 0.01)})
+            for kind, change in bad.items()}
+
+
+BAD_KINDS = list(_bad_lines(_record(1000, 0.2, 16)))
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_a_bad_record_next_to_a_good_one_is_skipped_with_its_file_and_line(isolated, kind):
+    good = _record(1000, 0.2, 16)
+    path = cache.user_cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(good.to_json() + "\n" + _bad_lines(good)[kind] + "\n")
+    key = CacheKey(Product(TP), 1000, "float32", tpc.resolve_target("host"))
+    with pytest.warns(UserWarning, match=rf"{re.escape(str(path))}:2: skipping cached schedule record") as caught:
+        choice = choose_schedule(key, None)
+    assert choice.source == "user cache" and choice.config["batch_tile"] == 16
+    assert all(f"{path}:1:" not in str(warning.message) for warning in caught)
+
+
+def test_every_bad_record_skipped_falls_back_to_the_shipped_schedules(isolated):
+    good = _record(1000, 0.5, 2)
+    append_records(isolated / "shipped" / "x86.jsonl", [good])
+    path = cache.user_cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(line + "\n" for line in _bad_lines(_record(1000, 0.2, 16)).values()))
+    key = CacheKey(Product(TP), 1000, "float32", tpc.resolve_target("host"))
+    with pytest.warns(UserWarning) as caught:
+        choice = choose_schedule(key, None)
+    assert choice.source == "shipped" and choice.config["batch_tile"] == 2
+    lines = {int(match.group(1)) for warning in caught
+             for match in [re.search(rf"{re.escape(str(path))}:(\d+): skipping", str(warning.message))] if match}
+    assert lines == set(range(1, len(BAD_KINDS) + 1))
+
+
+def test_compile_takes_the_good_record_beside_a_bad_one(isolated):
+    good = _record(1000, 0.2, 16)
+    path = cache.user_cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(_bad_lines(good)["unknown knob value"] + "\n" + good.to_json() + "\n")
+    with pytest.warns(UserWarning, match=rf"{re.escape(str(path))}:1: .*'batch_tile' = 7777"):
+        kernel = tpc.compile(TP, batch=1000)
+    assert kernel.schedule.source == "user cache" and kernel.schedule.config["batch_tile"] == 16

@@ -70,11 +70,13 @@ def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]
     """Turn the ``schedule`` and ``algorithm`` arguments of :func:`compile` into a checked choice.
 
     ``schedule`` None takes the best cached schedule for the key (user cache, then shipped
-    schedules) among the algorithms allowed, else the default; "default" forces the default
-    knobs; a dict of knob values is used as given ("explicit"); a tuning record (a dict with
-    "algorithm" and "config") likewise. ``algorithm`` None allows every algorithm that
-    computes the op (the default: :attr:`tpc.ops.Op.default_algorithm`); a name allows only
-    that one, and it must compute the op's function.
+    schedules) among the algorithms allowed, else the default; a cached record whose knobs do
+    not fit the current space is skipped with a warning naming its file and line, and the
+    next-best one is taken. "default" forces the default knobs; a dict of knob values is used as
+    given ("explicit"); a tuning record (a dict with "algorithm" and "config") likewise.
+    ``algorithm`` None allows every algorithm that computes the op (the default:
+    :attr:`tpc.ops.Op.default_algorithm`); a name allows only that one, and it must compute the
+    op's function.
     """
     op, family = key.op, key.target.family
     if algorithm is not None:
@@ -91,7 +93,9 @@ def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]
         allowed = [algorithm] if algorithm else op.algorithms
         versions = {name: search_space(family, name, op.schedule_key).version for name in allowed
                     if name in scheduled_algorithms(family, op.schedule_key)}
-        hit = cache.lookup(op.fingerprint, key.batch, key.dtype, key.target.fingerprint, versions)
+        hit = cache.lookup(op.fingerprint, key.batch, key.dtype, key.target.fingerprint, versions,
+                           fits=lambda record: validate_config(family, record.config, record.algorithm,
+                                                               op.schedule_key))
         if hit is not None:
             record = hit.record
             return ScheduleChoice(record.algorithm,
