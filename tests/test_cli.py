@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -6,7 +7,10 @@ import sys
 import pytest
 
 import tpc
+from tpc import cli
 from tpc.cli import main
+from tpc.records import Record
+from tpc.schedule import search_space
 
 
 def test_info_on_a_preset(capsys):
@@ -46,7 +50,8 @@ def test_corrupt_spec_file(tmp_path, capsys):
     spec = tmp_path / "bad.json"
     spec.write_text('{"format": "tpc.TensorProduct/1", "irreps_in1": "1x"}')
     assert main(["info", str(spec)]) == 2
-    assert "missing the field" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"tpc: error: spec file {str(spec)!r}: ") and "irreps_in2" in err and err.count("\n") == 1
 
 
 def test_presets_listing(capsys):
@@ -87,3 +92,95 @@ def test_tune_and_list(tmp_path, monkeypatch, capsys):
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "fc-small" in listing and "user cache" in listing
+
+
+def _tpc(*argv, env=None):
+    """Run the tpc command in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "tpc.cli", *map(str, argv)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+def _one_line_error(result):
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("tpc")]
+    assert len(errors) == 1 and "error:" in errors[0], result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("batch", ["-5", "0", "ten"])
+def test_batch_must_be_a_positive_integer(batch):
+    result = _tpc("tune", "--preset", "fc-small", "--batch", batch, "--trials", "1")
+    assert result.returncode == 2
+    assert "argument --batch: must be a positive integer" in _one_line_error(result)
+    assert result.stderr.count("\n") == 1
+
+
+def test_compile_into_a_missing_folder_is_one_line(tmp_path):
+    result = _tpc("compile", "--preset", "fc-small", "-o", tmp_path / "missing" / "dir" / "k.tpc")
+    assert result.returncode != 0
+    assert "missing/dir/k.tpc" in _one_line_error(result)
+
+
+def test_tune_log_that_is_a_folder_is_one_line(tmp_path):
+    result = _tpc("tune", "--preset", "fc-small", "--batch", "8", "--trials", "1", "--strategy", "random",
+                  "--log", tmp_path, env={"TPC_CACHE": str(tmp_path / "cache")})
+    assert result.returncode != 0
+    assert str(tmp_path) in _one_line_error(result)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"format": ', "JSON"),
+    ("[1, 2]", "spec"),
+    ('{"format": "tpc.TensorProduct/1", "irreps_in1": "1x", "irreps_in2": "1x0e"}', "irreps"),
+])
+def test_a_malformed_spec_file_is_one_line_naming_it(tmp_path, text, message):
+    spec = tmp_path / "bad.json"
+    spec.write_text(text)
+    result = _tpc("info", spec)
+    assert result.returncode == 2
+    line = _one_line_error(result)
+    assert line.startswith(f"tpc: error: spec file {str(spec)!r}: ") and message in line
+    debug = _tpc("info", spec, env={"TPC_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_list_skips_bad_cache_records_with_one_line_warnings(tmp_path):
+    spec = tpc.resolve_target("host")
+    space = search_space("cpu")
+    good = Record(tpc.presets.get("fc-small").tp.fingerprint, 1000, "float32", spec.tvm_dict, spec.fingerprint,
+                  space.version, "cg", {**space.default(), "batch_tile": 16}, 0.002)
+    fields = json.loads(good.to_json())
+    bad = [{"config": {**good.config, "batch_tile": 7777}}, {"config": "batch_tile=4"}, {"batch": "1000"},
+           {"batch": -5}]
+    cache_file = tmp_path / "cache" / "schedules.jsonl"
+    cache_file.parent.mkdir()
+    cache_file.write_text("".join(json.dumps({**fields, **change, "seconds": 0.001}) + "\n" for change in bad)
+                          + good.to_json() + "\n")
+    result = _tpc("list", env={"TPC_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    warnings = {int(line.split(":")[3]): line for line in result.stderr.splitlines()}
+    assert sorted(warnings) == list(range(1, len(bad) + 1))
+    assert all(line.startswith(f"tpc: warning: {cache_file}:{number}: skipping cached schedule record")
+               for number, line in warnings.items())
+    assert "'batch_tile' = 7777" in warnings[1] and "batch must be a positive integer" in warnings[4]
+    rows = [line for line in result.stdout.splitlines() if "user cache" in line]
+    assert len(rows) == 1 and rows[0].startswith("fc-small") and "'batch_tile': 16" in rows[0]
+
+
+def test_errors_while_running_exit_1_with_one_line(monkeypatch, capsys):
+    def denied(args):
+        raise PermissionError(13, "Permission denied", "/some/file")
+
+    monkeypatch.setattr(cli, "_presets", denied)
+    assert main(["presets"]) == 1
+    assert capsys.readouterr().err == "tpc: error: [Errno 13] Permission denied: '/some/file'\n"
+    monkeypatch.setattr(cli, "_presets", lambda args: None.attribute)
+    assert main(["presets"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tpc: error: AttributeError: ") and err.count("\n") == 1
+
+
+def test_help_documents_the_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "exit status: 0 done; 1 failed while running" in " ".join(capsys.readouterr().out.split())

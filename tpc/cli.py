@@ -1,21 +1,62 @@
-"""The ``tpc`` command."""
+"""The ``tpc`` command.
+
+Every error is one line on stderr, ``tpc: error: ...``, with the exit codes of :data:`EXIT_CODES`;
+``TPC_DEBUG=1`` in the environment shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from tpc import presets, report
 from tpc.build import compile as compile_kernel
-from tpc.cache import cached_records
+from tpc.cache import CachedRecord, cached_entries, warn_skipped
 from tpc.dtypes import DTYPES
-from tpc.ops import ALGORITHMS, FUSIONS, WRT, Fused, Gradient, TensorProduct
+from tpc.ops import ALGORITHMS, FUSIONS, WRT, Fused, Gradient, Product, TensorProduct
 from tpc.targets import TARGET_NAMES
 
 if TYPE_CHECKING:
     from tpc.graph import Graph
+
+EXIT_CODES = """exit status: 0 done; 1 failed while running (a file that cannot be read or written, an
+unexpected error); 2 bad arguments or input (an unknown option value, a malformed spec or graph
+file, an unknown preset, a missing optional dependency); 130 tuning interrupted. Errors are one
+line on stderr; set TPC_DEBUG=1 for the traceback."""
+
+# Errors tpc raises about what it was asked to do: exit status 2 (OS errors and anything else: 1).
+_BAD_INPUT = (ValueError, TypeError, LookupError, RuntimeError)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a positive integer, else a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _read_json_file(kind: str, path: Path, parse: Callable[[str], Any]) -> Any:
+    """``parse`` of the text of a spec or graph file; a malformed file is a ValueError naming it."""
+    text = path.read_text()
+    try:
+        return parse(text)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{kind} file {str(path)!r}: {_one_line(error)}") from None
 
 
 def _load_spec(args: argparse.Namespace) -> tuple[str, TensorProduct, int]:
@@ -27,7 +68,7 @@ def _load_spec(args: argparse.Namespace) -> tuple[str, TensorProduct, int]:
     path = Path(args.spec)
     if not path.is_file():
         raise ValueError(f"spec file {args.spec!r} does not exist")
-    return str(path), TensorProduct.from_json(path.read_text()), args.batch or 1
+    return str(path), _read_json_file("spec", path, TensorProduct.from_json), args.batch or 1
 
 
 def describe(title: str, tp: TensorProduct, batch: int) -> str:
@@ -112,7 +153,7 @@ def _load_graph(args: argparse.Namespace) -> tuple[str, "Graph", dict[str, int]]
         path = Path(args.graph)
         if not path.is_file():
             raise ValueError(f"graph file {args.graph!r} does not exist")
-        title, graph = str(path), Graph.from_json(path.read_text())
+        title, graph = str(path), _read_json_file("graph", path, Graph.from_json)
     for item in args.size or []:
         dim, _, value = item.partition("=")
         if not dim or not value.isdigit() or int(value) < 1:
@@ -152,24 +193,30 @@ def _tune(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from tpc.tune.graph import UNFUSED_AND_FUSED, graph_tasks
 
-    rows = {}
-    for source, records in cached_records():
-        for record in records:
-            key = (record.op, record.batch, record.dtype, record.target_fingerprint)
-            if key not in rows or record.seconds < rows[key][1].seconds:
-                rows[key] = (source, record)
-    names = {}
+    names, keys = {}, {}
     for name in presets.names():
         tp = presets.get(name).tp
-        names[tp.fingerprint] = name
-        names.update({Gradient(tp, wrt).fingerprint: f"{name} d/d{wrt}" for wrt in WRT
-                      if wrt != "weight" or tp.weight_numel})
-        names.update({Fused(tp, fusion).fingerprint: f"{name} fused {fusion}" for fusion in FUSIONS})
+        ops = {Product(tp): name,
+               **{Gradient(tp, wrt): f"{name} d/d{wrt}" for wrt in WRT if wrt != "weight" or tp.weight_numel},
+               **{Fused(tp, fusion): f"{name} fused {fusion}" for fusion in FUSIONS}}
+        names.update({op.fingerprint: label for op, label in ops.items()})
+        keys.update({op.fingerprint: op.schedule_key for op in ops})
     for name in presets.graph_names():
         graph = presets.get_graph(name)
         for cut in UNFUSED_AND_FUSED:
-            names.update({task.op.fingerprint: f"{name} {task.fusion or 'product'}"
-                          for task in graph_tasks(graph.graph, graph.sizes, cut)})
+            for task in graph_tasks(graph.graph, graph.sizes, cut):
+                names[task.op.fingerprint] = f"{name} {task.fusion or 'product'}"
+                keys[task.op.fingerprint] = task.op.schedule_key
+    rows = {}
+    for entry in cached_entries():
+        record = entry.record
+        problem = _knob_problem(entry, keys)
+        if problem is not None:
+            warn_skipped(entry.path, entry.line, problem)
+            continue
+        key = (record.op, record.batch, record.dtype, record.target_fingerprint)
+        if key not in rows or record.seconds < rows[key][1].seconds:
+            rows[key] = (entry.source, record)
     width = max([24] + [len(names.get(op, op[:12])) for op, *_ in rows])
     print(f"{'op':<{width}} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
     for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
@@ -180,6 +227,37 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("(no cached schedules)")
     return 0
+
+
+def _knob_problem(entry: CachedRecord, keys: dict[str, str | None]) -> str | None:
+    """Why a cached record's knobs do not fit the current knob space of its op, or None.
+
+    The op's schedule key comes from ``keys`` (fingerprint -> key) when the op is a preset's,
+    else any key whose space has the record's algorithm and version may accept the knobs; a
+    record of another space version or of an unknown target kind is not checked, as the
+    compiler never takes it.
+    """
+    from tpc.schedule import scheduled_algorithms, search_space
+
+    record = entry.record
+    family = {"llvm": "cpu", "cuda": "cuda"}.get(record.target.get("kind"))
+    if family is None:
+        return None
+    candidates = [keys[record.op]] if record.op in keys else [None, *WRT, *FUSIONS]
+    problems = []
+    for key in candidates:
+        if record.algorithm not in scheduled_algorithms(family, key):
+            continue
+        space = search_space(family, record.algorithm, key)
+        if space.version != record.space_version:
+            return None
+        try:
+            space.validate(record.config)
+        except (ValueError, TypeError) as error:
+            problems.append(str(error))
+        else:
+            return None
+    return problems[0] if problems else None
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -203,16 +281,16 @@ def _add_op_arguments(command: argparse.ArgumentParser, batch_help: str) -> None
     command.add_argument("--preset", help="a named problem")
     command.add_argument("--target", default="host", help=f"one of {', '.join(TARGET_NAMES)} (cuda:sm_XX for an arch)")
     command.add_argument("--dtype", default="float32", choices=DTYPES)
-    command.add_argument("--batch", type=int, help=batch_help)
+    command.add_argument("--batch", type=_positive_int, help=batch_help)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tpc", description="Tensor-product compiler for equivariant networks.")
+    parser = _Parser(prog="tpc", description="Tensor-product compiler for equivariant networks.", epilog=EXIT_CODES)
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="show a tensor product: paths, weights, FLOPs")
     info.add_argument("spec", nargs="?", help="a spec JSON file (as written by --json)")
     info.add_argument("--preset", help=f"a named problem: {', '.join(presets.names())}")
-    info.add_argument("--batch", type=int, help="batch size for the FLOP total (default: the preset's)")
+    info.add_argument("--batch", type=_positive_int, help="batch size for the FLOP total (default: the preset's)")
     info.add_argument("--json", action="store_true", help="print the canonical spec JSON instead")
     info.set_defaults(run=_info)
     build = commands.add_parser("compile", help="compile a product for a target and save the kernel file")
@@ -231,8 +309,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(register it with SessionOptions.register_custom_ops_library)")
     export.add_argument("--target", help=f"target of the library's kernel, one of {', '.join(TARGET_NAMES)}; "
                                          "default host (libraries run host CPU kernels only)")
-    export.add_argument("--batch", type=int, help="batch size the library will mostly run at, which selects the "
-                                                   "cached schedule (default: the preset's)")
+    export.add_argument("--batch", type=_positive_int, help="batch size the library will mostly run at, which "
+                                                             "selects the cached schedule (default: the preset's)")
     export.set_defaults(run=_export_onnx)
     tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
     _add_op_arguments(tune, "batch size to tune for (default: the preset's)")
@@ -262,14 +340,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (a KeyError's key unquoted, the type when empty)."""
+    message = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error
+    return " ".join(str(message).split()) or type(error).__name__
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """Warnings as one line on stderr: ``tpc: warning: ...``."""
+    print(f"tpc: warning: {_one_line(Warning(str(message)))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tpc`` console script."""
+    """Entry point of the ``tpc`` console script.
+
+    Args:
+        argv: the arguments after ``tpc``; None takes ``sys.argv``.
+
+    Returns:
+        The exit status (see :data:`EXIT_CODES`); bad arguments exit with 2 from argparse.
+    """
     args = _parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (ValueError, TypeError, RuntimeError) as error:
-        print(f"tpc: error: {error}", file=sys.stderr)
-        return 2
+    debug = os.environ.get("TPC_DEBUG", "") not in ("", "0")
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except Exception as error:
+            if debug:
+                raise
+            if isinstance(error, _BAD_INPUT):
+                print(f"tpc: error: {_one_line(error)}", file=sys.stderr)
+                return 2
+            if isinstance(error, OSError):
+                print(f"tpc: error: {_one_line(error)}", file=sys.stderr)
+                return 1
+            print(f"tpc: error: {type(error).__name__}: {_one_line(error)} (TPC_DEBUG=1 shows the traceback)",
+                  file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":
