@@ -170,7 +170,7 @@ def test_kill_and_resume_keeps_every_record_and_repeats_none(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     lines = []
-    failures = script.kill_and_resume(tmp_path, kills=3, trials=3, min_delay=1.0, max_delay=10.0, seed=1,
+    failures = script.kill_and_resume(tmp_path, kills=3, trials=2, min_delay=1.0, max_delay=6.0, seed=1,
                                       round_size=1, echo=lines.append)
     assert not failures, "\n".join(lines + failures)
     assert len(lines) == 4 and any("killed" in line for line in lines)
