@@ -346,10 +346,9 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(message).split()) or type(error).__name__
 
 
-def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None,
-                  line: str | None = None) -> None:
-    """Warnings as one line on stderr: ``tpc: warning: ...``."""
-    print(f"tpc: warning: {_one_line(Warning(str(message)))}", file=sys.stderr)
+def _format_warning(message: Any, category: type, filename: str, lineno: int, line: str | None = None) -> str:
+    """A warning as one line: ``tpc: warning: ...`` (no source location or line of code)."""
+    return f"tpc: warning: {_one_line(Warning(str(message)))}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -363,23 +362,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     debug = os.environ.get("TPC_DEBUG", "") not in ("", "0")
-    with warnings.catch_warnings():
-        if not debug:
-            warnings.showwarning = _show_warning
-        try:
-            return args.run(args)
-        except Exception as error:
-            if debug:
-                raise
-            if isinstance(error, _BAD_INPUT):
-                print(f"tpc: error: {_one_line(error)}", file=sys.stderr)
-                return 2
-            if isinstance(error, OSError):
-                print(f"tpc: error: {_one_line(error)}", file=sys.stderr)
-                return 1
-            print(f"tpc: error: {type(error).__name__}: {_one_line(error)} (TPC_DEBUG=1 shows the traceback)",
-                  file=sys.stderr)
+    formatwarning = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _format_warning
+    try:
+        return args.run(args)
+    except Exception as error:
+        if debug:
+            raise
+        if isinstance(error, _BAD_INPUT):
+            print(f"tpc: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        if isinstance(error, OSError):
+            print(f"tpc: error: {_one_line(error)}", file=sys.stderr)
             return 1
+        print(f"tpc: error: {type(error).__name__}: {_one_line(error)} (TPC_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":
