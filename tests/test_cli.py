@@ -115,6 +115,13 @@ def test_batch_must_be_a_positive_integer(batch):
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("trials", ["-1", "0"])
+def test_trials_must_be_a_positive_integer(trials):
+    result = _tpc("tune", "--preset", "fc-small", "--batch", "8", "--trials", trials)
+    assert result.returncode == 2
+    assert "argument --trials: must be a positive integer" in _one_line_error(result)
+
+
 def test_compile_into_a_missing_folder_is_one_line(tmp_path):
     result = _tpc("compile", "--preset", "fc-small", "-o", tmp_path / "missing" / "dir" / "k.tpc")
     assert result.returncode != 0

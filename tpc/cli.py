@@ -314,7 +314,7 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export_onnx)
     tune = commands.add_parser("tune", help="search schedules by measurement and cache the best")
     _add_op_arguments(tune, "batch size to tune for (default: the preset's)")
-    tune.add_argument("--trials", type=int, default=64, help="measurements in total (default 64)")
+    tune.add_argument("--trials", type=_positive_int, default=64, help="measurements in total (default 64)")
     tune.add_argument("--strategy", default="xgb", choices=("xgb", "random"))
     tune.add_argument("--log", help="tuning log (JSON lines); default tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl")
     tune.add_argument("--resume", action="store_true", help="continue from the log without re-measuring")
