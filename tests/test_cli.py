@@ -191,3 +191,13 @@ def test_help_documents_the_exit_status(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "exit status: 0 done; 1 failed while running" in " ".join(capsys.readouterr().out.split())
+
+
+def test_tune_exit_status_says_how_the_run_ended():
+    from types import SimpleNamespace
+
+    from tpc.cli import _tune_status
+
+    assert _tune_status(SimpleNamespace(error=None, interrupted=False)) == 0
+    assert _tune_status(SimpleNamespace(error=None, interrupted=True)) == 130
+    assert _tune_status(SimpleNamespace(error="stopped: cannot write log", interrupted=True)) == 1

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 EXIT_CODES = """exit status: 0 done; 1 failed while running (a file that cannot be read or written, an
 unexpected error); 2 bad arguments or input (an unknown option value, a malformed spec or graph
-file, an unknown preset, a missing optional dependency); 130 tuning interrupted. Errors are one
-line on stderr; set TPC_DEBUG=1 for the traceback."""
+file, an unknown preset, a missing optional dependency); 130 tuning interrupted (1 where it
+stopped on a failed write, what was measured kept). Errors are one line on stderr; set
+TPC_DEBUG=1 for the traceback."""
 
 # Errors tpc raises about what it was asked to do: exit status 2 (OS errors and anything else: 1).
 _BAD_INPUT = (ValueError, TypeError, LookupError, RuntimeError)
@@ -173,7 +174,7 @@ def _tune_graph(args: argparse.Namespace) -> int:
     result = tpc.tune.tune_graph(graph, sizes, target=args.target, dtype=args.dtype, trials=args.trials,
                                  fusion=args.fusion, strategy=args.strategy, seed=args.seed)
     print(tpc.tune.graph_summary(result))
-    return 130 if result.interrupted else 0
+    return _tune_status(result)
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -187,6 +188,13 @@ def _tune(args: argparse.Namespace) -> int:
                            strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed,
                            wrt=args.gradient)
     print(tpc.tune.summary(result, tp.flops(batch)))
+    return _tune_status(result)
+
+
+def _tune_status(result: Any) -> int:
+    """0 for a finished run, 1 for one stopped by a failed write, 130 for one interrupted."""
+    if result.error is not None:
+        return 1
     return 130 if result.interrupted else 0
 
 
