@@ -15,7 +15,6 @@ record answers instead.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from tpc.records import Record, append_records
+from tpc.records import Record, append_records, read_numbered_records
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "schedules"
 
@@ -116,23 +115,13 @@ def read_cache_file(path: Path, source: str) -> list[CachedRecord]:
         The records in file order; unreadable lines and records with fields of the wrong types
         are skipped with a warning naming the file and line, failed measurements silently.
     """
-    if not path.is_file():
-        return []
     entries = []
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = Record.from_dict(json.loads(line))
-            except (ValueError, RecursionError) as error:
-                warn_skipped(path, number, f"unreadable ({error})")
-                continue
-            problem = record_problem(record)
-            if problem is not None:
-                warn_skipped(path, number, problem)
-            elif record.ok:
-                entries.append(CachedRecord(source, path, number, record))
+    for number, record in read_numbered_records(path):
+        problem = record_problem(record)
+        if problem is not None:
+            warn_skipped(path, number, problem)
+        elif record.ok:
+            entries.append(CachedRecord(source, path, number, record))
     return entries
 
 

@@ -145,8 +145,20 @@ def read_records(path: Union[str, os.PathLike]) -> list[Record]:
     >>> read_records("no-such-log.jsonl")
     []
     """
+    return [record for _, record in read_numbered_records(path)]
+
+
+def read_numbered_records(path: Union[str, os.PathLike]) -> list[tuple[int, Record]]:
+    """The readable records of a log with their line numbers; bad lines are skipped with a warning.
+
+    Args:
+        path: a JSON-lines log written by :func:`append_records`.
+
+    Returns:
+        ``(line number, record)`` pairs in file order; none for a missing file.
+    """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         return []
     records = []
     with open(path, encoding="utf-8", errors="replace") as stream:
@@ -154,7 +166,7 @@ def read_records(path: Union[str, os.PathLike]) -> list[Record]:
             if not line.strip():
                 continue
             try:
-                records.append(Record.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, ValueError) as error:
-                warnings.warn(f"{path}:{number}: skipping unreadable tuning record ({error})", stacklevel=2)
+                records.append((number, Record.from_dict(json.loads(line))))
+            except (ValueError, RecursionError) as error:
+                warnings.warn(f"{path}:{number}: skipping unreadable tuning record ({error})", stacklevel=3)
     return records
