@@ -20,11 +20,12 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, BinaryIO, Mapping, Sequence, Union
 
 import tvm
 
 from tpc._version import __version__
+from tpc.files import write_atomically
 
 MANIFEST = "manifest.json"
 DIGEST = "digest"
@@ -78,40 +79,21 @@ def write_archive(path: Union[str, os.PathLike], members: Mapping[str, bytes]) -
         raise ValueError(f"{path} is a directory; give a file name to save to")
     if DIGEST in members:
         raise ValueError(f"{DIGEST!r} is reserved for the archive's digest")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: its folder {path.parent} does not exist")
+
+    def write(stream: BinaryIO) -> None:
+        with tarfile.open(fileobj=stream, mode="w") as archive:
+            for name, data in {**members, DIGEST: digest(members).encode()}.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = FILE_MODE
+                archive.addfile(info, io.BytesIO(data))
+
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as error:
+        write_atomically(path, write, mode=FILE_MODE, create_folder=False)
+    except PermissionError as error:
         raise ValueError(f"cannot write {path}: {error.strerror}") from None
-    try:
-        os.fchmod(handle, FILE_MODE)
-        with os.fdopen(handle, "wb") as stream:
-            with tarfile.open(fileobj=stream, mode="w") as archive:
-                for name, data in {**members, DIGEST: digest(members).encode()}.items():
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    info.mode = FILE_MODE
-                    archive.addfile(info, io.BytesIO(data))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Sync a folder so that a rename in it survives a crash (where the system allows)."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 def read_archive(path: Union[str, os.PathLike], required: Sequence[str] = (MANIFEST,)) -> dict[str, bytes]:

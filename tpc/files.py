@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 
-def write_atomically(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> Path:
+def write_atomically(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None], mode: int | None = None,
+                     create_folder: bool = True) -> Path:
     """Write ``path`` through ``write(stream)`` on a fresh temporary file, then rename it over ``path``.
 
     Args:
-        path: the file to write; its folder is created when missing. An existing file is
-            replaced only once the new one is complete and on disk.
+        path: the file to write. An existing file is replaced only once the new one is complete
+            and on disk; the folder is synced after the rename.
         write: writes the whole content to the binary stream it is given.
+        mode: the file's permission bits (default: what the umask gives a new file).
+        create_folder: create the folder when it is missing (else writing there fails).
 
     Returns:
         ``path`` as a Path.
@@ -28,10 +31,11 @@ def write_atomically(path: Union[str, os.PathLike], write: Callable[[BinaryIO], 
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a directory; give a file name to write to")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        os.fchmod(handle, 0o666 & ~_umask())
+        os.fchmod(handle, 0o666 & ~_umask() if mode is None else mode)
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -40,7 +44,22 @@ def write_atomically(path: Union[str, os.PathLike], write: Callable[[BinaryIO], 
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    sync_folder(path.parent)
     return path
+
+
+def sync_folder(folder: Path) -> None:
+    """Sync a folder so that a rename in it survives a crash (where the system allows)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def write_bytes(path: Union[str, os.PathLike], data: bytes) -> Path:
