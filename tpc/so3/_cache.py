@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from tpc.files import write_atomically
 
 FORMAT_VERSION = 1
 
@@ -57,16 +58,13 @@ def _load_or_compute(name: str, args: tuple[int, ...], compute: Callable[..., np
         except (OSError, ValueError) as error:
             warnings.warn(f"ignoring unreadable coefficient cache file {path}: {error}", stacklevel=3)
     table = compute(*args)
-    _write_atomically(path, table)
+    _write_table(path, table)
     return table
 
 
-def _write_atomically(path: Path, table: np.ndarray) -> None:
+def _write_table(path: Path, table: np.ndarray) -> None:
+    """Keep ``table`` at ``path`` (atomically); a cache that cannot be written is a warning, not an error."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, table, allow_pickle=False)
-        os.replace(tmp, path)
+        write_atomically(path, lambda stream: np.save(stream, table, allow_pickle=False))
     except OSError as error:
         warnings.warn(f"could not write coefficient cache file {path}: {error}", stacklevel=4)
