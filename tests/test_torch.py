@@ -131,3 +131,41 @@ def test_inductor_compiles_a_model_around_the_op_with_its_backward():
     (eager_grad,) = torch.autograd.grad(expected, x1)
     assert relative_error(value.detach().numpy(), expected.detach().numpy()) < tolerance("float32")
     assert relative_error(compiled_grad.numpy(), eager_grad.numpy()) < tolerance("float32", "gradient")
+
+
+SAVED_MODULE_RUNNER = """
+import sys
+import torch
+module = torch.load(sys.argv[1], weights_only=False)
+x1, x2 = torch.load(sys.argv[2])
+x1.requires_grad_(True)
+y = module(x1, x2)
+(grad,) = torch.autograd.grad(y.square().sum(), x1)
+torch.save((y.detach(), grad), sys.argv[3])
+"""
+
+
+def test_a_saved_module_runs_in_a_fresh_process(tmp_path):
+    """torch.save keeps the spec with the module: a new process compiles (or finds) its kernels
+    on first use, with the same outputs and gradients."""
+    import subprocess
+    import sys
+
+    tp = tpc.ChannelwiseTensorProduct("4x0e+4x1o", "0e+1o", 1, shared_weights=True)
+    module = tpc.torch.TensorProduct(tp).double()
+    x1 = torch.randn(9, tp.irreps_in1.dim, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(9, tp.irreps_in2.dim, dtype=torch.float64)
+    y = module(x1, x2)
+    (grad,) = torch.autograd.grad(y.square().sum(), x1)
+    torch.save(module, tmp_path / "module.pt")
+    torch.save((x1.detach(), x2), tmp_path / "inputs.pt")
+    subprocess.run([sys.executable, "-c", SAVED_MODULE_RUNNER, str(tmp_path / "module.pt"), str(tmp_path / "inputs.pt"),
+                    str(tmp_path / "outputs.pt")], check=True, timeout=600)
+    loaded_y, loaded_grad = torch.load(tmp_path / "outputs.pt")
+    assert relative_error(loaded_y.numpy(), y.detach().numpy()) < tolerance("float64")
+    assert relative_error(loaded_grad.numpy(), grad.numpy()) < tolerance("float64", "gradient")
+
+
+def test_a_key_that_describes_no_product_is_named():
+    with pytest.raises(KeyError, match="does not describe a tensor product"):
+        tpc.torch.registered_product("f61e37a6")

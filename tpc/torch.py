@@ -13,6 +13,7 @@ kernels at ``x1 = h``. So derivatives of any order stay compiled.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Optional
 
@@ -54,18 +55,30 @@ _OPS: dict[str, _CompiledOp] = {}
 
 
 def _register(tp: TensorProductSpec, target: TargetSpec) -> str:
-    """The key under which the custom ops find ``tp``'s kernels for ``target``."""
-    key = f"{tp.fingerprint}-{target.fingerprint}"
-    if key not in _OPS:
-        _OPS[key] = _CompiledOp(tp, target)
+    """The ``key`` argument of the custom ops for ``tp`` on ``target``: the canonical JSON of
+    both, so a module saved with ``torch.save`` finds its kernels again in another process."""
+    key = json.dumps({"spec": tp.to_dict(), "target": target.tvm_dict}, sort_keys=True, separators=(",", ":"))
+    _compiled(key)
     return key
+
+
+def _compiled(key: str) -> _CompiledOp:
+    """The kernels of the product ``key`` describes, set up on first use in this process."""
+    op = _OPS.get(key)
+    if op is None:
+        try:
+            data = json.loads(key)
+            tp, target = TensorProductSpec.from_dict(data["spec"]), resolve_target(data["target"])
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise KeyError(f"the custom-op key {key[:80]!r} does not describe a tensor product and target "
+                           f"({error})") from None
+        op = _OPS.setdefault(key, _CompiledOp(tp, target))
+    return op
 
 
 def registered_product(key: str) -> TensorProductSpec:
     """The spec behind the ``key`` argument of the ``tpc::`` custom ops (for exporters)."""
-    if key not in _OPS:
-        raise KeyError(f"no tensor product is registered under {key!r}; build a tpc.torch.TensorProduct first")
-    return _OPS[key].tp
+    return _compiled(key).tp
 
 
 def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -86,7 +99,7 @@ def _empty(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
 @torch.library.custom_op("tpc::tensor_product", mutates_args=())
 def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], key: str) -> torch.Tensor:
     """The product of a registered spec: x1 (batch, dim1), x2 (batch, dim2) -> (batch, dim_out)."""
-    op = _OPS[key]
+    op = _compiled(key)
     kernel = op.kernel("forward", x1.dtype)
     out = _empty((x1.shape[0], op.tp.irreps_out.dim), x1.dtype)
     kernel(_host(x1), _host(x2), _host(weight), out=out)
@@ -95,14 +108,14 @@ def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Te
 
 @tensor_product.register_fake
 def _tensor_product_shape(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], key: str) -> torch.Tensor:
-    return x1.new_empty((x1.shape[0], _OPS[key].tp.irreps_out.dim))
+    return x1.new_empty((x1.shape[0], _compiled(key).tp.irreps_out.dim))
 
 
 @torch.library.custom_op("tpc::tensor_product_gradient", mutates_args=())
 def tensor_product_gradient(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor,
                             key: str, wrt: str) -> torch.Tensor:
     """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt`` ("x1", "x2", "weight")."""
-    op = _OPS[key]
+    op = _compiled(key)
     kernel = op.kernel(wrt, x1.dtype)
     out = _empty(_gradient_shape(x1, x2, weight, wrt), x1.dtype)
     kernel(_host(x1), _host(x2), _host(weight), _host(grad), out=out)
@@ -154,7 +167,7 @@ def _gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
     arguments[wrt] = upstream
     wanted = dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4]))
     wanted[wrt] = False
-    partial_paths = wrt == "weight" and any(not ins.has_weight for ins in _OPS[key].tp.instructions)
+    partial_paths = wrt == "weight" and any(not ins.has_weight for ins in _compiled(key).tp.instructions)
 
     def at(arguments: dict) -> dict[str, Optional[torch.Tensor]]:
         a1, a2, w = arguments["x1"], arguments["x2"], arguments["weight"]
