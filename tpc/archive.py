@@ -75,8 +75,6 @@ def write_archive(path: Union[str, os.PathLike], members: Mapping[str, bytes]) -
         ValueError: ``path`` is a directory or its folder cannot be written.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; give a file name to save to")
     if DIGEST in members:
         raise ValueError(f"{DIGEST!r} is reserved for the archive's digest")
     if not path.parent.is_dir():

@@ -61,12 +61,12 @@ def relative_error(actual: Any, expected: Any) -> float:
 def random_inputs(tp: TensorProduct, batch: int, rng: np.random.Generator,
                   dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Standard-normal ``x1, x2, weight`` of a product's shapes (weight None when it has none)."""
-    x1 = rng.standard_normal((batch, tp.irreps_in1.dim)).astype(dtype)
-    x2 = rng.standard_normal((batch, tp.irreps_in2.dim)).astype(dtype)
+    shapes = tp.input_shapes(batch)
+    x1 = rng.standard_normal(shapes["x1"]).astype(dtype)
+    x2 = rng.standard_normal(shapes["x2"]).astype(dtype)
     if tp.weight_numel == 0:
         return x1, x2, None
-    shape = (tp.weight_numel,) if tp.shared_weights else (batch, tp.weight_numel)
-    return x1, x2, rng.standard_normal(shape).astype(dtype)
+    return x1, x2, rng.standard_normal(shapes["weight"]).astype(dtype)
 
 
 def random_arguments(op: Op, batch: int, rng: np.random.Generator, dtype: str = "float64",
