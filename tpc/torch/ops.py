@@ -1,4 +1,4 @@
-"""PyTorch: tensor products as ``torch.nn.Module``s on compiled kernels, with every derivative.
+"""The ``tpc::`` custom ops: compiled tensor products and their gradients, with every derivative.
 
 The ops are ``torch.library`` custom ops (``tpc::tensor_product`` and
 ``tpc::tensor_product_gradient``), so they run in eager mode, under ``torch.compile`` and in
@@ -54,15 +54,15 @@ class _CompiledOp:
 _OPS: dict[str, _CompiledOp] = {}
 
 
-def _register(tp: TensorProductSpec, target: TargetSpec) -> str:
+def register(tp: TensorProductSpec, target: TargetSpec) -> str:
     """The ``key`` argument of the custom ops for ``tp`` on ``target``: the canonical JSON of
     both, so a module saved with ``torch.save`` finds its kernels again in another process."""
     key = json.dumps({"spec": tp.to_dict(), "target": target.tvm_dict}, sort_keys=True, separators=(",", ":"))
-    _compiled(key)
+    compiled_op(key)
     return key
 
 
-def _compiled(key: str) -> _CompiledOp:
+def compiled_op(key: str) -> _CompiledOp:
     """The kernels of the product ``key`` describes, set up on first use in this process."""
     op = _OPS.get(key)
     if op is None:
@@ -78,7 +78,7 @@ def _compiled(key: str) -> _CompiledOp:
 
 def registered_product(key: str) -> TensorProductSpec:
     """The spec behind the ``key`` argument of the ``tpc::`` custom ops (for exporters)."""
-    return _compiled(key).tp
+    return compiled_op(key).tp
 
 
 def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -99,7 +99,7 @@ def _empty(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
 @torch.library.custom_op("tpc::tensor_product", mutates_args=())
 def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], key: str) -> torch.Tensor:
     """The product of a registered spec: x1 (batch, dim1), x2 (batch, dim2) -> (batch, dim_out)."""
-    op = _compiled(key)
+    op = compiled_op(key)
     kernel = op.kernel("forward", x1.dtype)
     out = _empty((x1.shape[0], op.tp.irreps_out.dim), x1.dtype)
     kernel(_host(x1), _host(x2), _host(weight), out=out)
@@ -108,14 +108,14 @@ def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Te
 
 @tensor_product.register_fake
 def _tensor_product_shape(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], key: str) -> torch.Tensor:
-    return x1.new_empty((x1.shape[0], _compiled(key).tp.irreps_out.dim))
+    return x1.new_empty((x1.shape[0], compiled_op(key).tp.irreps_out.dim))
 
 
 @torch.library.custom_op("tpc::tensor_product_gradient", mutates_args=())
 def tensor_product_gradient(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor,
                             key: str, wrt: str) -> torch.Tensor:
     """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt`` ("x1", "x2", "weight")."""
-    op = _compiled(key)
+    op = compiled_op(key)
     kernel = op.kernel(wrt, x1.dtype)
     out = _empty(_gradient_shape(x1, x2, weight, wrt), x1.dtype)
     kernel(_host(x1), _host(x2), _host(weight), _host(grad), out=out)
@@ -167,7 +167,7 @@ def _gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
     arguments[wrt] = upstream
     wanted = dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4]))
     wanted[wrt] = False
-    partial_paths = wrt == "weight" and any(not ins.has_weight for ins in _compiled(key).tp.instructions)
+    partial_paths = wrt == "weight" and any(not ins.has_weight for ins in compiled_op(key).tp.instructions)
 
     def at(arguments: dict) -> dict[str, Optional[torch.Tensor]]:
         a1, a2, w = arguments["x1"], arguments["x2"], arguments["weight"]
@@ -184,52 +184,3 @@ def _gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
 
 
 tensor_product_gradient.register_autograd(_gradient_backward, setup_context=_setup_gradient)
-
-
-class TensorProduct(torch.nn.Module):
-    """A compiled tensor product as a module: ``module(x1, x2[, weight])`` like e3nn's.
-
-    ``internal_weights`` (default: True when the product has shared weights) keeps the
-    weights as a parameter, initialised from a standard normal as e3nn does; otherwise they
-    are passed to ``forward``: shape (weight_numel,) when shared, (..., weight_numel) per
-    sample. Inputs may have any leading dimensions. Kernels are compiled on first use per
-    dtype (the tuned schedule from the cache when there is one).
-    """
-
-    def __init__(self, tp: TensorProductSpec, target: Any = "host", internal_weights: bool | None = None) -> None:
-        super().__init__()
-        if not isinstance(tp, TensorProductSpec):
-            raise TypeError(f"tpc.torch.TensorProduct takes a tpc.TensorProduct, got {type(tp).__name__}")
-        self.tp = tp
-        self.target = resolve_target(target)
-        if self.target.family != "cpu":
-            raise ValueError(f"tpc.torch runs on CPU targets (x86, arm, host) so far, not {self.target.name!r}")
-        self._key = _register(tp, self.target)
-        if internal_weights is None:
-            internal_weights = tp.shared_weights and tp.weight_numel > 0
-        if internal_weights and not tp.shared_weights:
-            raise ValueError("internal weights need a product with shared weights (shared_weights=True)")
-        self.internal_weights = internal_weights
-        self.weight = torch.nn.Parameter(torch.randn(tp.weight_numel)) if internal_weights else None
-
-    def extra_repr(self) -> str:
-        return f"{self.tp.irreps_in1} x {self.tp.irreps_in2} -> {self.tp.irreps_out}, target={self.target.name}"
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-        tp = self.tp
-        if self.internal_weights:
-            if weight is not None:
-                raise ValueError("this module keeps its weights internally; do not pass weight")
-            weight = self.weight
-        elif tp.weight_numel and weight is None:
-            raise ValueError(f"this product has {tp.weight_numel} weights: pass weight")
-        if x1.shape[-1] != tp.irreps_in1.dim or x2.shape[-1] != tp.irreps_in2.dim:
-            raise ValueError(f"x1 and x2 must end in ({tp.irreps_in1.dim},) and ({tp.irreps_in2.dim},), "
-                             f"got {tuple(x1.shape)} and {tuple(x2.shape)}")
-        leading = torch.broadcast_shapes(x1.shape[:-1], x2.shape[:-1])
-        x1 = x1.expand(*leading, -1).reshape(-1, tp.irreps_in1.dim)
-        x2 = x2.expand(*leading, -1).reshape(-1, tp.irreps_in2.dim)
-        if weight is not None and not tp.shared_weights:
-            weight = weight.expand(*leading, -1).reshape(-1, tp.weight_numel)
-        y = tensor_product(x1, x2, weight, self._key)
-        return y.reshape(*leading, tp.irreps_out.dim)

@@ -1,0 +1,11 @@
+"""PyTorch: tensor products as ``torch.nn.Module``s on compiled kernels, with every derivative,
+and :func:`convert`, which puts them into existing e3nn and MACE models.
+
+Importing ``tpc.torch`` registers the ``tpc::`` custom ops, so saved, scripted and exported
+models that call them load after ``import tpc.torch``.
+"""
+
+from tpc.torch.modules import TensorProduct
+from tpc.torch.ops import TORCH_DTYPES, registered_product, tensor_product, tensor_product_gradient
+
+__all__ = ["TORCH_DTYPES", "TensorProduct", "registered_product", "tensor_product", "tensor_product_gradient"]
