@@ -309,6 +309,29 @@ class TensorProduct:
             raise ValueError(f"tensor-product spec is not valid JSON: {error}") from None
         return cls.from_dict(data)
 
+    @classmethod
+    def from_e3nn(cls, module: Any) -> "TensorProduct":
+        """The spec of an ``e3nn.o3.TensorProduct`` module (any subclass, e3nn 0.4 to 0.6), every
+        path's mode, weight shape and coefficient checked against the module's.
+
+        Args:
+            module: the e3nn module.
+
+        Returns:
+            The spec; with e3nn's default normalizations it equals the one built in tpc.
+
+        Raises:
+            TypeError: not an e3nn tensor product. ValueError: a path tpc does not compute
+                (e.g. mode ``uvu<v``) or a coefficient it cannot reproduce, named.
+
+        >>> from e3nn import o3  # doctest: +SKIP
+        >>> TensorProduct.from_e3nn(o3.FullyConnectedTensorProduct("2x1o", "1o", "0e"))  # doctest: +SKIP
+        TensorProduct('2x1o' x '1x1o' -> '1x0e', 1 paths, weight_numel=2, shared_weights=True)
+        """
+        from tpc.ops.from_e3nn import spec_from_e3nn
+
+        return spec_from_e3nn(module)
+
     @property
     def fingerprint(self) -> str:
         """sha256 of the canonical JSON: equal specs, equal fingerprints."""

@@ -5,7 +5,17 @@ Importing ``tpc.torch`` registers the ``tpc::`` custom ops, so saved, scripted a
 models that call them load after ``import tpc.torch``.
 """
 
+from tpc.torch.convert import Conversion, ConversionReport, convert
 from tpc.torch.modules import TensorProduct
 from tpc.torch.ops import TORCH_DTYPES, registered_product, tensor_product, tensor_product_gradient
 
-__all__ = ["TORCH_DTYPES", "TensorProduct", "registered_product", "tensor_product", "tensor_product_gradient"]
+__all__ = [
+    "TORCH_DTYPES",
+    "Conversion",
+    "ConversionReport",
+    "TensorProduct",
+    "convert",
+    "registered_product",
+    "tensor_product",
+    "tensor_product_gradient",
+]

@@ -1,0 +1,181 @@
+"""``convert``: an existing PyTorch model with its e3nn tensor products computed by tpc.
+
+Every ``e3nn.o3.TensorProduct`` (any subclass, e3nn 0.4 to 0.6) whose spec tpc computes is
+replaced by a :class:`tpc.torch.TensorProduct` with the same spec, the same weights and the
+same state_dict entries, so the original model's checkpoints load strictly into the converted
+one and back. Modules it cannot compute stay, and the report says why.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tpc.ops import TensorProduct as TensorProductSpec
+from tpc.targets import resolve_target
+from tpc.torch.modules import TensorProduct
+
+LEFT_AS_IS = {
+    "SymmetricContraction": "MACE's product basis: tpc does not compute the symmetric contraction yet",
+}
+"""Modules of known models that convert leaves, by class name, with the reason it reports."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`convert` did with one module: ``path`` in the model, the module's class,
+    whether it was ``converted``, and why (the spec it computes, or why it stayed)."""
+
+    path: str
+    kind: str
+    converted: bool
+    reason: str
+
+
+class ConversionReport(tuple):
+    """The :class:`Conversion` of every module convert looked at, in model order."""
+
+    @property
+    def converted(self) -> list[Conversion]:
+        return [entry for entry in self if entry.converted]
+
+    @property
+    def left(self) -> list[Conversion]:
+        return [entry for entry in self if not entry.converted]
+
+    def table(self) -> str:
+        """A plain-text table: module, class, converted or left, why."""
+        rows = [("module", "class", "", "why")] + [
+            (entry.path, entry.kind, "converted" if entry.converted else "left", entry.reason) for entry in self]
+        widths = [max(len(row[column]) for row in rows) for column in range(3)]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+        summary = f"{len(self.converted)} converted, {len(self.left)} left"
+        return "\n".join(lines + [summary])
+
+
+def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = False,
+            verbose: bool = False) -> torch.nn.Module:
+    """The model with every e3nn tensor product tpc can compute replaced by a compiled module.
+
+    Internal (shared) weights are copied; products whose weights are passed in (per sample or
+    shared) keep taking them. Each replacement keeps the state_dict entries of the module it
+    replaces (e3nn's ``weight``, ``output_mask`` and coupling buffers), so the original model's
+    state_dict loads strictly. The report is ``model.tpc_conversion``.
+
+    Args:
+        model: any ``torch.nn.Module`` (e3nn models, mace-torch models, ...).
+        target: a CPU target for the kernels (``"host"`` by default).
+        inplace: replace the modules in ``model`` itself instead of in a copy.
+        verbose: print the report's table.
+
+    Returns:
+        The converted model (``model`` itself when ``inplace``).
+
+    >>> import torch, tpc.torch
+    >>> from e3nn import o3  # doctest: +SKIP
+    >>> converted = tpc.torch.convert(torch.nn.Sequential(o3.FullyConnectedTensorProduct("1o", "1o", "0e")))
+    ... # doctest: +SKIP
+    >>> [entry.converted for entry in converted.tpc_conversion]  # doctest: +SKIP
+    [True]
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"convert takes a torch.nn.Module, got {type(model).__name__}")
+    resolved = resolve_target(target)
+    if resolved.family != "cpu":
+        raise ValueError(f"tpc.torch runs on CPU targets (x86, arm, host) so far, not {resolved.name!r}")
+    entries, replacements = [], {}
+    for path, module in model.named_modules():
+        if _is_e3nn_tensor_product(module):
+            replacement, reason = _replacement(module, resolved)
+            entries.append(Conversion(path or "(model)", type(module).__name__, replacement is not None, reason))
+            if replacement is not None:
+                replacements[path] = (module, replacement)
+        elif type(module).__name__ in LEFT_AS_IS:
+            entries.append(Conversion(path, type(module).__name__, False, LEFT_AS_IS[type(module).__name__]))
+    if "" in replacements:
+        converted = replacements[""][1]
+    elif inplace:
+        converted = model
+    else:
+        converted = _copy_without(model, [module for module, _ in replacements.values()])
+    for path, (_, replacement) in replacements.items():
+        if path:
+            parent_path, _, name = path.rpartition(".")
+            converted.get_submodule(parent_path)._modules[name] = replacement
+    report = ConversionReport(entries)
+    object.__setattr__(converted, "tpc_conversion", report)
+    if verbose:
+        print(report.table())
+    return converted
+
+
+def _is_e3nn_tensor_product(module: torch.nn.Module) -> bool:
+    return any(cls.__name__ == "TensorProduct" and cls.__module__.startswith("e3nn.") for cls in type(module).__mro__)
+
+
+def _replacement(module: torch.nn.Module, target: Any) -> tuple[TensorProduct | None, str]:
+    """The tpc module computing ``module``, or None and the reason it stays."""
+    try:
+        spec = TensorProductSpec.from_e3nn(module)
+    except ValueError as error:
+        return None, str(error)
+    tensors = list(module.parameters()) + list(module.buffers())
+    devices = {tensor.device.type for tensor in tensors}
+    if devices - {"cpu"}:
+        return None, f"on {', '.join(sorted(devices))}: tpc.torch runs on CPU tensors so far"
+    dtypes = {tensor.dtype for tensor in tensors if tensor.is_floating_point()}
+    if len(dtypes) > 1 or not dtypes <= {torch.float32, torch.float64}:
+        return None, f"tensors of dtypes {sorted(str(d) for d in dtypes)}: tpc.torch takes float32 or float64"
+    dtype = dtypes.pop() if dtypes else torch.get_default_dtype()
+    weight = getattr(module, "weight", None)
+    internal = isinstance(weight, torch.nn.Parameter) and spec.weight_numel > 0
+    replacement = TensorProduct(spec, target, internal_weights=internal).to(dtype)
+    if internal:
+        with torch.no_grad():
+            replacement.weight.copy_(weight)
+        replacement.weight.requires_grad_(weight.requires_grad)
+    _keep_state_entries(replacement, module)
+    replacement.train(module.training)
+    sharing = "internal" if internal else "shared, passed in" if spec.shared_weights else "per sample, passed in"
+    paths = len(spec.instructions)
+    return replacement, (f"{spec.irreps_in1} x {spec.irreps_in2} -> {spec.irreps_out}, {paths} paths, "
+                         f"weights {sharing}")
+
+
+def _keep_state_entries(replacement: torch.nn.Module, module: torch.nn.Module) -> None:
+    """Copy the buffers of ``module`` that ``replacement`` lacks under the same dotted names
+    (persistent or not as they were), so state_dicts load both ways; the kernels do not read them."""
+    owners = dict(module.named_modules())
+    for name, buffer in module.named_buffers():
+        owner_path, _, leaf = name.rpartition(".")
+        target = replacement
+        for part in owner_path.split(".") if owner_path else []:
+            if part not in target._modules:
+                target._modules[part] = torch.nn.Module()
+            target = target._modules[part]
+        if leaf in target._buffers or leaf in target._parameters:
+            continue
+        persistent = leaf not in owners[owner_path]._non_persistent_buffers_set
+        target.register_buffer(leaf, buffer.detach().clone(), persistent=persistent)
+
+
+def _copy_without(model: torch.nn.Module, replaced: list[torch.nn.Module]) -> torch.nn.Module:
+    """A deep copy of ``model`` that does not copy the modules about to be replaced.
+
+    Copying e3nn's generated code adds constants to its state (``_tensor_constantN``) that the
+    original does not have; they are made non-persistent, so the original state_dict still loads.
+    """
+    memo: dict[int, Any] = {id(module): module for module in replaced}
+    copied = copy.deepcopy(model, memo)
+    original_keys = set(model.state_dict())
+    for path, module in copied.named_modules():
+        if any(module is r for r in replaced):
+            continue
+        for name in list(module._buffers):
+            key = f"{path}.{name}" if path else name
+            if name not in module._non_persistent_buffers_set and key not in original_keys:
+                module._non_persistent_buffers_set.add(name)
+    return copied
