@@ -15,6 +15,7 @@ from tpc.ops import (
     Product,
     TensorProduct,
     algorithms_for,
+    mace_convolution,
 )
 from tpc.runtime import ConvolutionKernel, GradientKernel, Kernel, load
 from tpc.targets import resolve_target
@@ -84,6 +85,7 @@ __all__ = [
     "graph",
     "load",
     "load_graph",
+    "mace_convolution",
     "presets",
     "resolve_target",
     "so3",

@@ -1,6 +1,12 @@
 """Tensor-product specifications and the ops computed from them: what to compute, independent of how."""
 
-from tpc.ops.constructors import ChannelwiseTensorProduct, FullyConnectedTensorProduct, GauntTensorProduct, mace_product
+from tpc.ops.constructors import (
+    ChannelwiseTensorProduct,
+    FullyConnectedTensorProduct,
+    GauntTensorProduct,
+    mace_convolution,
+    mace_product,
+)
 from tpc.ops.gaunt_form import gaunt_form_problem
 from tpc.ops.op import (
     ALGORITHMS,
@@ -39,6 +45,7 @@ __all__ = [
     "algorithms_for",
     "as_op",
     "gaunt_form_problem",
+    "mace_convolution",
     "mace_product",
     "make_op",
     "op_from_dict",

@@ -117,6 +117,57 @@ def mace_product(channels: int, lmax: int, sh_lmax: int) -> TensorProduct:
                                     filter_ir_out=Irreps.spherical_harmonics(lmax))
 
 
+def mace_convolution(irreps_in: IrrepsLike, sh_lmax: int = 3, target_irreps: IrrepsLike | None = None) -> TensorProduct:
+    """MACE's interaction convolution ``conv_tp`` exactly as mace-torch 0.3.16 builds it.
+
+    The product of the node features (after the interaction's first linear) and the edge
+    harmonics ``0e+1o+2e+...`` up to ``sh_lmax``, built as mace's
+    ``tp_out_irreps_with_instructions`` (``mace/modules/irreps_tools.py``) builds it: for every
+    block pair ``(irreps_in[i], harmonics[j])`` and every ``ir_out`` of their product that is in
+    ``target_irreps``, one output block of multiplicity ``mul_in`` and one weighted uvu path;
+    the output blocks are then stably sorted (odd before even at equal l) and the instructions
+    follow the sorted order. The output is not simplified (one block per instruction), the
+    weights are per edge (``shared_weights=False``: they come from the radial MLP), the
+    normalization is e3nn's default (component, element). The same construction is NequIP's
+    ``InteractionBlock`` convolution, with NequIP's harmonics and output irreps.
+
+    Args:
+        irreps_in: the node features the convolution takes: ``128x0e`` in a model's first
+            interaction, the hidden irreps (e.g. ``128x0e+128x1o``) in the later ones.
+        sh_lmax: the degree of the edge harmonics (mace's ``max_ell``).
+        target_irreps: the interaction's target irreps; only which irreps it holds matters.
+            By default, as ``ScaleShiftMACE`` computes it: the harmonics repeated once per
+            channel (the multiplicity of 0e in ``irreps_in``), sorted and simplified; when
+            ``irreps_in`` holds odd scalars (0o), the harmonics of both parities up to
+            ``sh_lmax``, as mace does for hidden irreps with 0o.
+
+    Returns:
+        The convolution spec, mode uvu with weights per edge, equal to the interaction's
+        ``conv_tp`` (an ``e3nn.o3.TensorProduct``).
+
+    >>> tp = mace_convolution("128x0e+128x1o")
+    >>> len(tp.instructions), tp.weight_numel
+    (10, 1280)
+    >>> str(tp.irreps_out)
+    '128x0e+128x0e+128x1o+128x1o+128x1o+128x2e+128x2e+128x2e+128x3o+128x3o'
+    """
+    in1 = Irreps(irreps_in)
+    if isinstance(sh_lmax, bool) or not isinstance(sh_lmax, int) or sh_lmax < 0:
+        raise ValueError(f"sh_lmax must be an integer >= 0, got {sh_lmax!r}")
+    harmonics = Irreps.spherical_harmonics(sh_lmax)
+    if target_irreps is None:
+        if Irrep("0o") in in1:
+            both = Irreps([(1, Irrep(l, p)) for l in range(sh_lmax + 1) for p in (1, -1)])
+        else:
+            both = harmonics
+        target = (both * max(in1.count("0e"), 1)).regroup()
+    else:
+        target = Irreps(target_irreps)
+    if len(target) == 0:
+        raise ValueError("target_irreps is empty")
+    return ChannelwiseTensorProduct(in1, harmonics, target.lmax, filter_ir_out=target)
+
+
 def _signal_irreps(name: str, irreps: IrrepsLike) -> Irreps:
     irreps = Irreps(irreps)
     if len(irreps) == 0:
