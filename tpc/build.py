@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Mapping, Union
 
 import numpy as np
@@ -10,9 +14,10 @@ import tvm
 from tvm import s_tir
 
 from tpc import cache
+from tpc.archive import versions
 from tpc.lower.algorithms import lower
 from tpc.ops import Fused, Gradient, Op, OpLike, TensorProduct, as_op
-from tpc.runtime import CompiledKernel, ConvolutionKernel, GradientKernel, ScheduleChoice, kernel_for
+from tpc.runtime import CompiledKernel, ConvolutionKernel, GradientKernel, ScheduleChoice, kernel_for, load
 from tpc.schedule import (
     apply_schedule,
     default_config,
@@ -125,6 +130,32 @@ def build(request: BuildRequest) -> CompiledKernel:
                       tables=tables)
 
 
+def kernel_file(request: BuildRequest) -> Path:
+    """Where :func:`compile` keeps the kernel of ``request``: ``$TPC_CACHE/kernels/<sha256>.tpc``,
+    the hash of the op, target, dtype, algorithm, knobs and the tpc and TVM versions."""
+    identity = {"op": request.op.to_dict(), "target": request.target.tvm_dict, "dtype": request.dtype,
+                "algorithm": request.choice.algorithm, "config": request.choice.config, **versions()}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return cache.cache_root() / "kernels" / f"{digest}.tpc"
+
+
+def cached_build(request: BuildRequest) -> CompiledKernel:
+    """:func:`build`, or the kernel an earlier process built for the same request. A cached file
+    that does not load (corrupt, another CPU) is rebuilt and replaced, with a warning."""
+    path = kernel_file(request)
+    if path.is_file():
+        try:
+            kernel = load(path)
+            kernel.schedule = ScheduleChoice(**asdict(request.choice))
+            return kernel
+        except ValueError as error:
+            warnings.warn(f"rebuilding a cached kernel that does not load: {error}", stacklevel=3)
+    kernel = build(request)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kernel.save(path)
+    return kernel
+
+
 def _check_batch(batch: int | None, name: str = "batch") -> None:
     """Reject a batch that is not a positive integer."""
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
@@ -157,7 +188,8 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     Returns:
         A :class:`tpc.Kernel` (product), :class:`tpc.GradientKernel` or
         :class:`tpc.ConvolutionKernel`; its ``schedule`` tells which algorithm and schedule
-        were used and where they came from.
+        were used and where they came from. Kernels are kept under ``$TPC_CACHE/kernels``
+        (:func:`kernel_file`): the next process compiling the same thing loads it instead.
 
     >>> import tpc
     >>> kernel = tpc.compile(tpc.presets.get("fc-small").tp, dtype="float64")
@@ -168,7 +200,7 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     _check_batch(batch)
     spec = resolve_target(target)
     choice = choose_schedule(CacheKey(op, batch, dtype, spec), schedule, algorithm)
-    return build(BuildRequest(op, spec, dtype, choice))
+    return cached_build(BuildRequest(op, spec, dtype, choice))
 
 
 def compile_gradient(tp: TensorProduct, wrt: str, target: Union[str, dict, TargetSpec] = "host",

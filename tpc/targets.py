@@ -25,7 +25,7 @@ ARM_TRIPLE = "aarch64-linux-gnu"
 X86_TRIPLE = "x86_64-linux-gnu"
 TUNING_FEATURE_PREFIXES = ("fast-", "faster-", "slow-", "prefer-", "tuning-", "no-bypass-", "allow-light-",
                            "idivq-to-divl", "macrofusion", "branchfusion", "fuse-", "use-", "enable-select-opt",
-                           "vzeroupper", "lea-", "false-deps-", "pad-short-functions")
+                           "vzeroupper", "lea-", "false-deps-", "pad-short-functions", "ermsb")
 """LLVM features that tune code generation rather than allow instructions; ignored when comparing CPUs."""
 
 
