@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tpc.ops.tensor_product import IRREP_NORMALIZATIONS, MODES, PATH_NORMALIZATIONS, TensorProduct
 from tpc.so3 import wigner_3j
+
+if TYPE_CHECKING:
+    from tpc.ops.tensor_product import TensorProduct
+
+E3NN_NORMALIZATIONS = (("component", "norm", "none"), ("element", "path", "none"))
+"""e3nn's ``irrep_normalization`` and ``path_normalization`` values, its defaults first."""
 
 COEFFICIENT_TOLERANCE = 1e-12
 """Relative agreement asked of every path coefficient (they are computed in float64 on both sides)."""
@@ -28,10 +33,11 @@ COUPLING_TOLERANCE = 1e-6
 _W3J_BUFFER = re.compile(r"(?:^|\.)_w3j_(\d+)_(\d+)_(\d+)$")
 
 
-def spec_from_e3nn(module: Any) -> TensorProduct:
+def spec_from_e3nn(spec_class: type["TensorProduct"], module: Any) -> "TensorProduct":
     """The tpc spec of an ``e3nn.o3.TensorProduct`` (or subclass) module, of e3nn 0.4 to 0.6.
 
     Args:
+        spec_class: :class:`tpc.TensorProduct` (passed in: this module does not import it).
         module: the e3nn module.
 
     Returns:
@@ -48,24 +54,20 @@ def spec_from_e3nn(module: Any) -> TensorProduct:
         if not hasattr(module, attribute):
             raise TypeError(f"{kind} is not an e3nn.o3.TensorProduct: it has no attribute {attribute!r}")
     paths = list(module.instructions)
-    for position, ins in enumerate(paths):
-        if ins.connection_mode not in MODES:
-            raise ValueError(f"{kind} path {position}: connection mode {ins.connection_mode!r} has no tpc "
-                             f"equivalent (tpc computes {', '.join(MODES)})")
     irreps = [str(module.irreps_in1), str(module.irreps_in2), str(module.irreps_out)]
     raw = [(ins.i_in1, ins.i_in2, ins.i_out, ins.connection_mode, bool(ins.has_weight)) for ins in paths]
     coefficients = [float(ins.path_weight) for ins in paths]
     try:
-        candidates = [TensorProduct(*irreps, raw, irrep_normalization=irrep, path_normalization=path,
-                                    shared_weights=bool(module.shared_weights))
-                      for irrep in IRREP_NORMALIZATIONS for path in PATH_NORMALIZATIONS]
+        candidates = [spec_class(*irreps, raw, irrep_normalization=irrep, path_normalization=path,
+                                 shared_weights=bool(module.shared_weights))
+                      for irrep in E3NN_NORMALIZATIONS[0] for path in E3NN_NORMALIZATIONS[1]]
     except ValueError as error:
         raise ValueError(f"{kind}: {error}") from None
     spec = next((c for c in candidates if _same_coefficients(c, coefficients)), None)
     if spec is None:
-        spec = TensorProduct(*irreps, [(*path, c * c) for path, c in zip(raw, coefficients)],
-                             irrep_normalization="none", path_normalization="none",
-                             shared_weights=bool(module.shared_weights))
+        spec = spec_class(*irreps, [(*path, c * c) for path, c in zip(raw, coefficients)],
+                          irrep_normalization="none", path_normalization="none",
+                          shared_weights=bool(module.shared_weights))
         if not _same_coefficients(spec, coefficients):
             raise ValueError(f"{kind}: its path coefficients {coefficients} cannot be reproduced")
     for position, (ins, ours) in enumerate(zip(paths, spec.instructions)):
@@ -79,7 +81,7 @@ def spec_from_e3nn(module: Any) -> TensorProduct:
     return spec
 
 
-def _same_coefficients(spec: TensorProduct, coefficients: list[float]) -> bool:
+def _same_coefficients(spec: "TensorProduct", coefficients: list[float]) -> bool:
     return all(math.isclose(ins.coefficient, c, rel_tol=COEFFICIENT_TOLERANCE, abs_tol=1e-300)
                for ins, c in zip(spec.instructions, coefficients))
 

@@ -330,7 +330,7 @@ class TensorProduct:
         """
         from tpc.ops.from_e3nn import spec_from_e3nn
 
-        return spec_from_e3nn(module)
+        return spec_from_e3nn(cls, module)
 
     @property
     def fingerprint(self) -> str:

@@ -158,7 +158,7 @@ def _keep_state_entries(replacement: torch.nn.Module, module: torch.nn.Module) -
             target = target._modules[part]
         if leaf in target._buffers or leaf in target._parameters:
             continue
-        persistent = leaf not in owners[owner_path]._non_persistent_buffers_set
+        persistent = leaf not in getattr(owners[owner_path], "_non_persistent_buffers_set", ())
         target.register_buffer(leaf, buffer.detach().clone(), persistent=persistent)
 
 
@@ -172,7 +172,7 @@ def _copy_without(model: torch.nn.Module, replaced: list[torch.nn.Module]) -> to
     copied = copy.deepcopy(model, memo)
     original_keys = set(model.state_dict())
     for path, module in copied.named_modules():
-        if any(module is r for r in replaced):
+        if any(module is r for r in replaced) or isinstance(module, torch.jit.ScriptModule):
             continue
         for name in list(module._buffers):
             key = f"{path}.{name}" if path else name
