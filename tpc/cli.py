@@ -177,9 +177,34 @@ def _tune_graph(args: argparse.Namespace) -> int:
     return _tune_status(result)
 
 
+def _tune_model(args: argparse.Namespace) -> int:
+    """``tpc tune --model FILE``: the kernels one run of a saved model calls, tuned with one budget."""
+    for option in ("spec", "preset", "batch", "gradient", "log", "graph", "graph_preset", "size"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} does not go with --model: the model's run gives the "
+                             "products, their sizes and dtype")
+    try:
+        from tpc.torch import tuning
+        from tpc.tune import graph_summary
+    except ImportError as error:
+        raise ValueError(f"tpc tune --model needs PyTorch ({error}); pip install -e '.[torch]'") from None
+    model = tuning.load_model(args.model)
+    title, run = tuning.model_runner(model, inputs=args.inputs, structure=args.structure)
+    print(f"{args.model}: {title}", file=sys.stderr)
+    result = tuning.tune_model(model, run, target=args.target, trials=args.trials, strategy=args.strategy,
+                               seed=args.seed)
+    print(graph_summary(result))
+    return _tune_status(result)
+
+
 def _tune(args: argparse.Namespace) -> int:
     import tpc.tune
 
+    if args.model is not None:
+        return _tune_model(args)
+    for option in ("inputs", "structure"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option} gives the inputs of --model FILE; give --model too")
     if args.graph is not None or args.graph_preset is not None:
         return _tune_graph(args)
     title, tp, batch = _load_spec(args)
@@ -336,6 +361,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="size of a symbolic dim of the graph, e.g. edges=60000 (repeatable; default: the preset's)")
     tune.add_argument("--fusion", default="gather+scatter", choices=("none", "gather", "scatter", "gather+scatter"),
                       help="what may be fused into the graph's products (default gather+scatter, as tpc.compile_graph)")
+    tune.add_argument("--model", metavar="FILE",
+                      help="tune the kernels a model runs: a torch.save'd model or a mace .model file, converted "
+                           "with tpc.torch.convert and run once (mace: energy and forces); its products and "
+                           "gradients at their row counts and in its dtype share --trials")
+    tune.add_argument("--inputs", metavar="BATCH.pt",
+                      help="the model's inputs, written by torch.save: a mace batch dict, or a tuple of a model's "
+                           "positional arguments (tensors saved requiring grad get gradients, as forces)")
+    tune.add_argument("--structure", metavar="FILE",
+                      help="for a mace model: a structure file ase reads (default: a built-in acetamide box)")
     tune.set_defaults(run=_tune)
     listing_cache = commands.add_parser("list", help="show the cached schedules")
     listing_cache.set_defaults(run=_list)

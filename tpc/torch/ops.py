@@ -13,8 +13,11 @@ kernels at ``x1 = h``. So derivatives of any order stay compiled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -101,6 +104,7 @@ def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Te
     """The product of a registered spec: x1 (batch, dim1), x2 (batch, dim2) -> (batch, dim_out)."""
     op = compiled_op(key)
     kernel = op.kernel("forward", x1.dtype)
+    _record(key, "forward", x1)
     out = _empty((x1.shape[0], op.tp.irreps_out.dim), x1.dtype)
     kernel(_host(x1), _host(x2), _host(weight), out=out)
     return out
@@ -117,6 +121,7 @@ def tensor_product_gradient(x1: torch.Tensor, x2: torch.Tensor, weight: Optional
     """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt`` ("x1", "x2", "weight")."""
     op = compiled_op(key)
     kernel = op.kernel(wrt, x1.dtype)
+    _record(key, wrt, x1)
     out = _empty(_gradient_shape(x1, x2, weight, wrt), x1.dtype)
     kernel(_host(x1), _host(x2), _host(weight), _host(grad), out=out)
     return out
@@ -184,3 +189,75 @@ def _gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
 
 
 tensor_product_gradient.register_autograd(_gradient_backward, setup_context=_setup_gradient)
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """One kernel call of the ``tpc::`` custom ops: the product's custom-op ``key``, ``what`` the
+    kernel computes ("forward", or the gradient's argument "x1", "x2", "weight"), the dtype's
+    name and the batch ``rows`` (edges, nodes) it ran on."""
+
+    key: str
+    what: str
+    dtype: str
+    rows: int
+
+
+_RECORDINGS: list[list[KernelCall]] = []
+_RECORDINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def record_calls() -> Iterator[list[KernelCall]]:
+    """Record every kernel call of the ``tpc::`` custom ops made inside, in any thread.
+
+    What a model runs (which products, gradients, at how many rows, in which dtype) is known
+    only once it runs; the tuner of a whole model (:mod:`tpc.torch.tuning`) learns its tasks so.
+    Recordings may nest; each gets every call made while it is open.
+
+    Returns:
+        A context manager whose value is the list the calls are appended to, in call order.
+
+    >>> import tpc, tpc.torch, torch
+    >>> module = tpc.torch.TensorProduct(tpc.FullyConnectedTensorProduct("2x1o", "1o", "3x0e"))
+    >>> with record_calls() as calls:
+    ...     _ = module(torch.randn(5, 6), torch.randn(5, 3))
+    >>> [(call.what, call.dtype, call.rows) for call in calls]
+    [('forward', 'float32', 5)]
+    """
+    calls: list[KernelCall] = []
+    with _RECORDINGS_LOCK:
+        _RECORDINGS.append(calls)
+    try:
+        yield calls
+    finally:
+        with _RECORDINGS_LOCK:
+            _RECORDINGS[:] = [other for other in _RECORDINGS if other is not calls]
+
+
+def _record(key: str, what: str, x1: torch.Tensor) -> None:
+    """Append the call to every open recording (a no-op without one)."""
+    if not _RECORDINGS:
+        return
+    call = KernelCall(key, what, TORCH_DTYPES[x1.dtype], int(x1.shape[0]))
+    with _RECORDINGS_LOCK:
+        for calls in _RECORDINGS:
+            calls.append(call)
+
+
+def compiled_kernels(key: str) -> dict[tuple[str, str], Any]:
+    """The kernels of the product ``key`` compiled so far in this process, by (what, dtype name):
+    what is "forward" or a gradient's argument; each kernel's ``schedule.source`` says whether
+    its schedule came from the user cache, the shipped schedules or the defaults."""
+    op = compiled_op(key)
+    with op._lock:
+        return dict(op._kernels)
+
+
+def forget_kernels(tp: TensorProductSpec) -> None:
+    """Drop the kernels of ``tp`` (any target) compiled so far in this process: the next call
+    compiles them again, with the schedules the cache holds then (e.g. just tuned ones)."""
+    for op in list(_OPS.values()):
+        if op.tp.fingerprint == tp.fingerprint:
+            with op._lock:
+                op._kernels.clear()

@@ -8,11 +8,11 @@ whenever ``tpc`` is imported.
 import sys
 import types
 
-from tpc.tune.graph import GraphTuneResult, graph_summary, graph_tasks, tune_graph
+from tpc.tune.graph import GraphTuneResult, Task, graph_summary, graph_tasks, tune_graph, tune_tasks
 from tpc.tune.tuner import STRATEGIES, TuneResult, summary, tune
 
-__all__ = ["STRATEGIES", "GraphTuneResult", "TuneResult", "graph_summary", "graph_tasks", "summary", "tune",
-           "tune_graph"]
+__all__ = ["STRATEGIES", "GraphTuneResult", "Task", "TuneResult", "graph_summary", "graph_tasks", "summary", "tune",
+           "tune_graph", "tune_tasks"]
 
 
 class _CallableModule(types.ModuleType):
