@@ -13,7 +13,7 @@ import torch
 
 from tpc.ops import TensorProduct as TensorProductSpec
 from tpc.targets import TargetSpec, resolve_target
-from tpc.torch.ops import compiled_op, register
+from tpc.torch.ops import compiled_kernels, compiled_op, register
 
 
 class TensorProduct(torch.nn.Module):
@@ -71,6 +71,19 @@ class TensorProduct(torch.nn.Module):
     def target(self) -> TargetSpec:
         """The target its kernels are compiled for."""
         return compiled_op(self.key).target
+
+    def kernels(self) -> dict[tuple[str, str], Any]:
+        """The kernels compiled so far for this module's product, by (what, dtype name).
+
+        What is "forward" or a gradient's argument ("x1", "x2", "weight"); kernels compile on
+        first use, so a module that has not run has none. ``kernel.schedule.source`` tells
+        whether a tuned schedule is in use ("user cache", "shipped") or the default.
+
+        Returns:
+            A new dict of the kernels (``tpc.Kernel`` forward, ``tpc.GradientKernel`` otherwise);
+            modules of the same product and target share them.
+        """
+        return compiled_kernels(self.key)
 
     def extra_repr(self) -> str:
         tp = self.tp
