@@ -20,6 +20,7 @@ FLOAT_MUL = 2  # column of the per-store float multiplications, TVM's log2(1 + c
 
 
 def features(lowered, config, batch=1024, family="cpu", target=HOST):
+    config = {"in_place": bool(lowered.blocks), **config}  # as the product was lowered
     return np.array(tir_features(apply_schedule(lowered, family, config), target, batch=batch))
 
 
@@ -34,7 +35,7 @@ def test_fixed_length_and_finite_across_ops_schedules_and_targets():
         (FC, {}, "cuda", resolve_target("cuda").tvm_target()),
     ]
     vectors = [features(lowered, config, family=family, target=target) for lowered, config, family, target in cases]
-    vectors.append(np.array(tir_features(apply_schedule(FC, "cpu", {}), HOST)))
+    vectors.append(np.array(tir_features(apply_schedule(FC, "cpu", {"in_place": False}), HOST)))
     assert PER_STORE_LENGTH == 164 and TIR_FEATURE_LENGTH == 2 * 164 + 1
     assert all(v.shape == (TIR_FEATURE_LENGTH,) and np.isfinite(v).all() and v.any() for v in vectors)
     assert stores(vectors[2]) != stores(vectors[3])  # materializing every stage adds stores

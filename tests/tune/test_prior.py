@@ -5,7 +5,7 @@ from tpc.schedule import tuning_space
 from tpc.tune.prior import kindred, move_gains, one_knob_move
 
 SPACE = tuning_space("cpu", ["cg"])
-DEFAULT = SPACE.space_of("cg").default()
+DEFAULT = {**SPACE.space_of("cg").default(), "in_place": False}  # the base the records move from
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver1"}
 X86_OTHER_CPU = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4"}
 ARM = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-n1"}

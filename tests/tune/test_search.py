@@ -101,7 +101,7 @@ def test_model_search_first_moves_the_knobs_other_ops_gained_from():
     """With a prior: each knob's move the prior expects fastest, knobs by that gain, and second
     the gaining moves together (x2_first left out: the rules reject it at batch tile 32)."""
     descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
-    prior = {(None, "in_place", False, True): 0.3, (None, "batch_tile", 8, 32): 0.2,
+    prior = {(None, "in_place", True, False): 0.3, (None, "batch_tile", 8, 32): 0.2,
              (None, "batch_tile", 8, 16): 0.1, (None, "coupling", "direct", "x2_first"): 0.1,
              (None, "unroll_components", True, False): 0.01, (None, "channel_unroll", 1, 2): -0.5}
     default = SPACE.default()
@@ -109,7 +109,7 @@ def test_model_search_first_moves_the_knobs_other_ops_gained_from():
         search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=seed, prior=prior)
         first = search.propose(8, {SPACE.key(default)})
         changed = [{name: value for name, value in c.items() if value != default[name]} for c in first]
-        assert changed[:4] == [{"in_place": True}, {"in_place": True, "batch_tile": 32}, {"batch_tile": 32},
+        assert changed[:4] == [{"in_place": False}, {"in_place": False, "batch_tile": 32}, {"batch_tile": 32},
                                {"coupling": "x2_first"}]
         rest = {name for c in changed[4:] for name in c}
         assert [len(c) for c in changed[4:]] == [1] * 4 and rest == {"materialize", "reduction_order",
@@ -140,7 +140,7 @@ def test_model_search_first_tries_the_moves_that_made_another_configuration_fast
     timing noise), largest gain first, before the model's picks."""
     descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     default = SPACE.default()
-    seconds = {"channel_unroll": (8, 5e-3), "unroll_components": (False, 9e-3), "in_place": (True, 8e-3),
+    seconds = {"channel_unroll": (8, 5e-3), "unroll_components": (False, 9e-3), "in_place": (False, 8e-3),
                "coupling": ("x2_first", 9.9e-3), "materialize": ("all", 12e-3)}
     configs = [default] + [{**default, name: value} for name, (value, _) in seconds.items()]
     for seed in range(3):
@@ -148,7 +148,7 @@ def test_model_search_first_tries_the_moves_that_made_another_configuration_fast
         search.observe(configs, [10e-3] + [s for _, s in seconds.values()])
         proposed = search.propose(8, {SPACE.key(c) for c in configs})
         fastest = {**default, "channel_unroll": 8}
-        assert proposed[:2] == [{**fastest, "in_place": True}, {**fastest, "unroll_components": False}]
+        assert proposed[:2] == [{**fastest, "in_place": False}, {**fastest, "unroll_components": False}]
         assert {**fastest, "materialize": "all"} not in proposed[2:3]
 
 
@@ -158,12 +158,12 @@ def test_model_search_combines_the_moves_that_each_made_a_configuration_faster()
     descriptors = op_descriptors(tpc.Product(tpc.presets.get("fc-small").tp), 64, "float32")
     search = ModelSearch(SPACE, CostModel(), "op", descriptors, seed=0)
     default = SPACE.default()
-    moves = {"in_place": (True, 6e-3), "batch_tile": (32, 8.5e-3), "coupling": ("x2_first", 9e-3),
+    moves = {"in_place": (False, 6e-3), "batch_tile": (32, 8.5e-3), "coupling": ("x2_first", 9e-3),
              "channel_unroll": (4, 9.5e-3), "reduction_order": ("inner", 9.9e-3), "materialize": ("all", 12e-3)}
     configs = [default] + [{**default, name: value} for name, (value, _) in moves.items()]
     search.observe(configs, [10e-3] + [seconds for _, seconds in moves.values()])
     measured = {SPACE.key(c) for c in configs}
-    combined = {**default, "in_place": True, "batch_tile": 32, "channel_unroll": 4}
+    combined = {**default, "in_place": False, "batch_tile": 32, "channel_unroll": 4}
     assert SPACE.key(combined) in {SPACE.key(c) for c in search.propose(8, measured)}
     # Measured, the combination is the fastest; its own faster moves are combined next.
     faster = {"batch_tile": (16, 4e-3), "unroll_components": (False, 4.5e-3)}

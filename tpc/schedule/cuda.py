@@ -18,7 +18,7 @@ from tvm import s_tir, tirx
 from tpc.lower import Lowered
 from tpc.lower.fourier import CONVOLUTIONS
 from tpc.schedule.in_place import IN_PLACE, inlined_paths
-from tpc.schedule.space import Knob, SearchSpace, validate
+from tpc.schedule.space import Knob, SearchSpace, with_defaults
 
 THREADS = Knob("threads_per_block", (32, 64, 128, 256, 512), 128, "threads per thread block")
 WORK = Knob("work_per_thread", (1, 2, 4), 1, "consecutive (sample, channel) pairs per thread")
@@ -31,7 +31,7 @@ KNOBS = (
     IN_PLACE,
 )
 
-SPACE = SearchSpace("cuda", KNOBS, version=2)
+SPACE = SearchSpace("cuda", with_defaults(KNOBS, in_place=True), version=2)
 GRID_SPACE = SearchSpace("cuda-grid", (THREADS,), version=1)
 FOURIER_SPACE = SearchSpace("cuda-fourier", (
     THREADS, Knob("convolution", CONVOLUTIONS, "dft", "2D convolution as a direct sum or through a torus grid")),
@@ -40,7 +40,7 @@ FOURIER_SPACE = SearchSpace("cuda-fourier", (
 
 def default_config() -> dict[str, Any]:
     """The default CUDA knob values."""
-    return validate(KNOBS, None, "cuda")
+    return SPACE.default()
 
 
 def _bind_spatial(sch: s_tir.Schedule, block, spatial: int, threads: int, unroll_last: bool, work: int = 1) -> None:
@@ -59,7 +59,7 @@ def _bind_spatial(sch: s_tir.Schedule, block, spatial: int, threads: int, unroll
 
 def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
     """Schedule a lowered product for a CUDA GPU with the given knob values."""
-    config = validate(KNOBS, config, "cuda")
+    config = SPACE.validate(config)
     threads, work = config["threads_per_block"], config["work_per_thread"]
     inlined = inlined_paths(lowered, config)
     sch = s_tir.Schedule(lowered.func)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
@@ -23,6 +23,14 @@ class Knob:
     values: tuple[Any, ...]
     default: Any
     help: str
+
+
+def with_defaults(knobs: tuple[Knob, ...], **defaults: Any) -> tuple[Knob, ...]:
+    """``knobs`` with the defaults of some changed (the same knobs, so records stay valid)."""
+    unknown = sorted(set(defaults) - {knob.name for knob in knobs})
+    if unknown:
+        raise ValueError(f"no knob(s) {unknown} to give a default")
+    return tuple(replace(knob, default=defaults[knob.name]) if knob.name in defaults else knob for knob in knobs)
 
 
 Rule = Callable[[Mapping[str, Any]], Optional[str]]
