@@ -1,12 +1,17 @@
-"""Tune the presets and graph presets on this machine and write their records to ``schedules/``.
+"""Tune the presets and graph presets on this machine and write their records to ``tpc/schedules/``.
 
-The repository ships these records so that ``tpc.compile`` (and ``tpc.compile_graph``)
-starts from a tuned schedule on a machine of the same kind (same target fingerprint) before
-its user has tuned anything. A graph preset is tuned both unfused and with its gathers and
-scatter-sums fused, as ``tpc tune --graph-preset`` can cut it. The records of ops it did not
-tune that the file already holds are kept, so a subset can be tuned again on its own.
+The package ships these records (``tpc/schedules/*.jsonl``, package data) so that
+``tpc.compile`` (and ``tpc.compile_graph``) starts from a tuned schedule before its user has
+tuned anything: on a machine of the same kind, and on kindred CPUs (same vector instruction
+set, then same architecture; see ``tpc/cache.py``). A graph preset is tuned both unfused and
+with its gathers and scatter-sums fused, as ``tpc tune --graph-preset`` can cut it. The records
+of ops it did not tune that the file already holds are kept, so a subset can be tuned again on
+its own. Run from a checkout (``pip install -e .``): the file it writes,
+``tpc/schedules/x86-<cpu>.jsonl`` (``aarch64-<cpu>.jsonl``, ``cuda-<arch>.jsonl``), is used by
+that checkout at once and is the file to share (a pull request adding it).
 Usage: ``python scripts/tune_shipped_schedules.py [--target host|cuda] [--trials 12]
-[--presets NAME ...] [--graph-presets NAME ...]``; a CUDA target is tuned on this machine's GPU.
+[--presets NAME ...] [--graph-presets NAME ...] [--output FILE]``; a CUDA target is tuned on
+this machine's GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from tpc.targets import TargetSpec
 from tpc.tune.graph import UNFUSED_AND_FUSED
 
 ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "tpc" / "schedules"
 GRAPH_PRESETS = ["mace-interaction-l2"]
 
 
@@ -32,10 +38,11 @@ def main() -> None:
     parser.add_argument("--graph-presets", nargs="*", default=GRAPH_PRESETS, choices=tpc.presets.graph_names())
     parser.add_argument("--target", default="host", choices=("host", "cuda"))
     parser.add_argument("--output", type=Path,
-                        help="records file; default schedules/x86-<cpu>.jsonl or schedules/cuda-<arch>.jsonl")
+                        help="records file; default tpc/schedules/x86-<cpu>.jsonl (aarch64-<cpu>.jsonl, "
+                             "cuda-<arch>.jsonl) of this checkout")
     args = parser.parse_args()
     target = tpc.resolve_target(args.target)
-    output = args.output or ROOT / "schedules" / shipped_file_name(target)
+    output = args.output or SHIPPED / shipped_file_name(target)
     with tempfile.TemporaryDirectory() as folder:
         os.environ["TPC_CACHE"] = folder
         records = []
@@ -65,10 +72,11 @@ def main() -> None:
 
 
 def shipped_file_name(target: TargetSpec) -> str:
-    """``x86-<cpu>.jsonl`` for the host, ``cuda-<arch>.jsonl`` for a GPU."""
+    """``x86-<cpu>.jsonl`` or ``aarch64-<cpu>.jsonl`` for a CPU, ``cuda-<arch>.jsonl`` for a GPU."""
     if target.family == "cuda":
         return f"cuda-{target.tvm_dict['arch']}.jsonl"
-    return f"x86-{target.tvm_dict.get('mcpu', 'generic')}.jsonl"
+    arch = str(target.triple).split("-")[0]
+    return f"{'x86' if arch == 'x86_64' else arch}-{target.tvm_dict.get('mcpu', 'generic')}.jsonl"
 
 
 if __name__ == "__main__":

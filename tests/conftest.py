@@ -23,7 +23,7 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def no_shipped_schedules(tmp_path_factory, monkeypatch):
-    """Tests compile with the defaults unless they ask for the repository's shipped schedules."""
+    """Tests compile with the defaults unless they ask for the shipped schedules (`cache.PACKAGED_SCHEDULES`)."""
     from tpc import cache
 
     monkeypatch.setattr(cache, "SHIPPED_DIR", tmp_path_factory.mktemp("no-shipped-schedules"))

@@ -2,14 +2,17 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 import tpc
 from tpc import cache
 from tpc.build import CacheKey, choose_schedule
+from tpc.files import write_bytes
 from tpc.ops import Product
-from tpc.records import Record, append_records
+from tpc.records import Record, append_records, read_numbered_records, read_records
 from tpc.schedule import search_space
 
 TP = tpc.presets.get("fc-small").tp
@@ -108,3 +111,90 @@ def test_compile_takes_the_good_record_beside_a_bad_one(isolated):
     with pytest.warns(UserWarning, match=rf"{re.escape(str(path))}:1: .*'batch_tile' = 7777"):
         kernel = tpc.compile(TP, batch=1000)
     assert kernel.schedule.source == "user cache" and kernel.schedule.config["batch_tile"] == 16
+
+
+def test_each_file_is_parsed_once_until_it_changes(isolated, monkeypatch):
+    parsed = []
+    monkeypatch.setattr(cache, "read_numbered_records",
+                        lambda path, **kwargs: parsed.append(path) or read_numbered_records(path, **kwargs))
+    path = cache.user_cache_file()
+    fp, version = tpc.resolve_target("host").fingerprint, {"cg": search_space("cpu").version}
+    cache.add_records([_record(1000, 0.2, 16)])
+    for _ in range(3):
+        assert cache.lookup(TP.fingerprint, 1000, "float32", fp, version).record.config["batch_tile"] == 16
+    assert parsed == [path]
+    cache.add_records([_record(1000, 0.1, 4)])  # appended: another size
+    assert cache.lookup(TP.fingerprint, 1000, "float32", fp, version).record.config["batch_tile"] == 4
+    write_bytes(path, path.read_bytes())  # rewritten with the same size: another inode
+    cache.lookup(TP.fingerprint, 1000, "float32", fp, version)
+    assert parsed == [path] * 3
+    with open(path, "a") as stream:
+        stream.write("not a record\n")
+    for _ in range(2):  # parsed once more, and each lookup warns again
+        with pytest.warns(UserWarning, match=rf"{re.escape(str(path))}:3: skipping unreadable"):
+            cache.lookup(TP.fingerprint, 1000, "float32", fp, version)
+    assert parsed == [path] * 4
+
+
+def _prunable(path):
+    """A cache file: one key with five configurations (one measured twice), another key, a record of
+    a stale knob space, a failed one, a cut line; the fastest configurations known by their tiles."""
+    key = [_record(1000, seconds, tile) for seconds, tile in ((0.5, 1), (0.2, 2), (0.3, 4), (0.4, 8), (0.25, 16))]
+    key.append(_record(1024, 0.45, 2))  # the same bucket and configuration, slower
+    other = [_record(8192, 0.1, 32), _record(8192, 0.2, 64)]
+    stale = Record(**{**_record(1000, 0.01, 1).__dict__, "space_version": 0})
+    failed = Record(**{**_record(1000, None, 2).__dict__, "error": "build failed"})
+    append_records(path, key + [stale, failed] + other)
+    with open(path, "a") as stream:
+        stream.write('{"format": "tpc.Record/1", "op": \n')
+    return path.read_text().splitlines()
+
+
+def test_prune_keeps_the_fastest_configurations_per_key(isolated):
+    path = cache.user_cache_file()
+    lines = _prunable(path)
+    path.chmod(0o640)
+    report = cache.prune(keep=2, dry_run=True)
+    assert (report.kept, report.slower, report.stale, report.unreadable) == (4, 4, 2, 1)
+    assert path.read_text().splitlines() == lines
+    assert cache.prune(keep=2) == report and "kept 4 of 11 lines" in report.summary()
+    assert path.read_text().splitlines() == [lines[1], lines[4], lines[8], lines[9]]  # as written, in order
+    assert path.stat().st_mode & 0o777 == 0o640
+    fp, version = tpc.resolve_target("host").fingerprint, {"cg": search_space("cpu").version}
+    assert cache.lookup(TP.fingerprint, 1000, "float32", fp, version).record.config["batch_tile"] == 2
+    assert cache.prune(keep=2).dropped == 0 and cache.prune(isolated / "missing.jsonl").kept == 0
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        cache.prune(keep=0)
+
+
+def test_prune_loses_no_record_appended_while_it_rewrites(isolated, monkeypatch):
+    path = cache.user_cache_file()
+    _prunable(path)
+    late = _record(2000, 0.05, 8)
+    rewrite = cache.write_atomically
+    appender = threading.Thread(target=append_records, args=(path, [late]))
+
+    def slow_rewrite(*args, **kwargs):
+        appender.start()  # blocks on the lock prune holds
+        time.sleep(0.3)
+        return rewrite(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "write_atomically", slow_rewrite)
+    cache.prune(keep=1)
+    appender.join(10)
+    records = read_records(path)
+    assert [record.config["batch_tile"] for record in records] == [2, 32, 8] and records[-1] == late
+
+
+def test_prune_and_list_commands(isolated, capsys):
+    from tpc.cli import main
+
+    _prunable(cache.user_cache_file())
+    assert main(["cache", "prune", "--keep", "1", "--dry-run"]) == 0
+    assert "would keep 2 of 11 lines; would drop 6 slower, 2 failed or of stale knob spaces, 1 unreadable" in \
+        capsys.readouterr().out
+    assert main(["cache", "prune", "--keep", "1"]) == 0
+    assert "kept 2 of 11 lines" in capsys.readouterr().out
+    assert main(["list", "--target", "x86"]) == 0
+    out = capsys.readouterr().out
+    assert "for x86" in out and out.count(" exact ") == 2

@@ -15,7 +15,7 @@ from tpc.schedule import search_space, validate_config
 from tpc.tune.graph import graph_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "schedules"
+SHIPPED = cache.PACKAGED_SCHEDULES
 OLD_LOG = ROOT / "tuning_logs" / "mace-l2-host-float32-b10000.jsonl"
 PRE_OP_LOG = Path(__file__).resolve().parent / "data" / "pre_op_tuning_log.jsonl"
 """Written by ``tpc.tune`` before ops were values (product, gradient x1 and fused gather+scatter of
@@ -50,9 +50,13 @@ def test_shipped_records_are_found_for_the_op_on_their_target(monkeypatch, path,
     assert cache.batch_bucket(best.batch) == cache.batch_bucket(batch)
     choice = choose_schedule(CacheKey(op, batch, "float32", target), None)
     assert (choice.source, choice.algorithm, choice.config) == ("shipped", best.algorithm, best.config)
-    other = tpc.resolve_target({**target.tvm_dict, "num-cores": 64}) if target.family == "cpu" else \
-        tpc.resolve_target("cuda:sm_80")
-    assert choose_schedule(CacheKey(op, batch, "float32", other), None).source == "default"
+    # Another core count (another GPU) is served by the same record, which names where it was tuned.
+    other, source = (tpc.resolve_target({**target.tvm_dict, "num-cores": 64}),
+                     f"shipped, tuned on {target.tvm_dict['mcpu']} with {target.tvm_dict['num-cores']} cores") \
+        if target.family == "cpu" else (tpc.resolve_target("cuda:sm_80"), "shipped, tuned on sm_90")
+    choice = choose_schedule(CacheKey(op, batch, "float32", other), None)
+    assert (choice.source, choice.algorithm, choice.config) == (source, best.algorithm, best.config)
+    assert choose_schedule(CacheKey(op, batch, "float64", other), None).source == "default"
 
 
 def test_a_shipped_record_of_one_algorithm_is_found_when_that_algorithm_is_asked(monkeypatch):

@@ -1,5 +1,9 @@
-"""The schedules shipped in the repository: readable, valid, and used where they apply."""
+"""The schedules shipped in the package: readable, valid, and used where they apply; the script that
+writes them."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,8 @@ from tpc.records import read_records
 from tpc.schedule import search_space
 from tpc.tune.graph import UNFUSED_AND_FUSED
 
-SHIPPED = Path(__file__).parent.parent / "schedules"
+SHIPPED = cache.PACKAGED_SCHEDULES
+ROOT = Path(__file__).resolve().parent.parent
 NOT_YET_SHIPPED = {"mace-conv-0e", "mace-conv-0e1o", "mace-conv-0e1o2e", "nequip-default"}
 """Real-model presets added after the shipped x86 targets (znver1, znver4) were tuned; they are
 tuned there by ``scripts/tune_shipped_schedules.py`` on the next machine of each kind."""
@@ -75,3 +80,23 @@ def test_the_interaction_block_finds_its_shipped_fused_schedule(monkeypatch):
     kernel = tpc.build.compile_convolution(task.tp, task.fusion, edges=graph.sizes["edges"])
     assert kernel.schedule.source == "shipped"
     assert kernel.schedule.config == min(matching, key=lambda r: r.seconds).config
+
+
+def test_the_tuning_script_writes_a_file_this_machine_then_compiles_with(tmp_path, monkeypatch):
+    """The documented one command (README, "Tuned schedules for your machine"), kept short here."""
+    output = tmp_path / "shipped" / "x86-mine.jsonl"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "tune_shipped_schedules.py"), "--presets",
+                             "fc-small", "--graph-presets", "--trials", "2", "--output", str(output)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "TPC_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote 2 new records and kept 0 to {output}" in result.stdout
+    host = tpc.resolve_target("host")
+    records = read_records(output)
+    assert len(records) == 2 and {r.target_fingerprint for r in records} == {host.fingerprint}
+    assert not (tmp_path / "cache" / "schedules.jsonl").exists()  # the user's cache is left alone
+    monkeypatch.setattr(cache, "SHIPPED_DIR", output.parent)
+    preset = tpc.presets.get("fc-small")
+    kernel = tpc.compile(preset.tp, batch=preset.batch)
+    assert kernel.schedule.source == "shipped"
+    assert kernel.schedule.config == min(records, key=lambda r: r.seconds).config

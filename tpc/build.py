@@ -74,11 +74,13 @@ def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]
                     algorithm: str | None = None) -> ScheduleChoice:
     """Turn the ``schedule`` and ``algorithm`` arguments of :func:`compile` into a checked choice.
 
-    ``schedule`` None takes the best cached schedule for the key (user cache, then shipped
-    schedules) among the algorithms allowed, else the default; a cached record whose knobs do
-    not fit the current space is skipped with a warning naming its file and line, and the
-    next-best one is taken. "default" forces the default knobs; a dict of knob values is used as
-    given ("explicit"); a tuning record (a dict with "algorithm" and "config") likewise.
+    ``schedule`` None takes the best cached schedule for the key among the algorithms allowed
+    (:func:`tpc.cache.lookup`: the target's own records, user cache then shipped, else those of
+    the nearest kindred target, the source then naming it: "shipped, tuned on znver4"), else
+    the default; a cached record whose knobs do not fit the current space is skipped with a
+    warning naming its file and line, and the next-best one is taken. "default" forces the
+    default knobs; a dict of knob values is used as given ("explicit"); a tuning record (a dict
+    with "algorithm" and "config") likewise.
     ``algorithm`` None allows every algorithm that computes the op (the default:
     :attr:`tpc.ops.Op.default_algorithm`); a name allows only that one, and it must compute the
     op's function.
@@ -98,14 +100,14 @@ def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]
         allowed = [algorithm] if algorithm else op.algorithms
         versions = {name: search_space(family, name, op.schedule_key).version for name in allowed
                     if name in scheduled_algorithms(family, op.schedule_key)}
-        hit = cache.lookup(op.fingerprint, key.batch, key.dtype, key.target.fingerprint, versions,
+        hit = cache.lookup(op.fingerprint, key.batch, key.dtype, key.target, versions,
                            fits=lambda record: validate_config(family, record.config, record.algorithm,
                                                                op.schedule_key))
         if hit is not None:
             record = hit.record
             return ScheduleChoice(record.algorithm,
                                   validate_config(family, record.config, record.algorithm, op.schedule_key),
-                                  hit.source)
+                                  hit.description)
     if schedule is None or schedule == "default":
         return ScheduleChoice(chosen, default_config(family, chosen, op.schedule_key), "default")
     if isinstance(schedule, Mapping):
@@ -188,7 +190,9 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     Returns:
         A :class:`tpc.Kernel` (product), :class:`tpc.GradientKernel` or
         :class:`tpc.ConvolutionKernel`; its ``schedule`` tells which algorithm and schedule
-        were used and where they came from. Kernels are kept under ``$TPC_CACHE/kernels``
+        were used and where they came from ("default", "explicit", "user cache", "shipped", or
+        e.g. "shipped, tuned on znver4" for a kindred target's). A cached schedule that fails
+        to build gives way to the default, with a warning. Kernels are kept under ``$TPC_CACHE/kernels``
         (:func:`kernel_file`): the next process compiling the same thing loads it instead.
 
     >>> import tpc
@@ -200,7 +204,17 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     _check_batch(batch)
     spec = resolve_target(target)
     choice = choose_schedule(CacheKey(op, batch, dtype, spec), schedule, algorithm)
-    return cached_build(BuildRequest(op, spec, dtype, choice))
+    if choice.source in ("default", "explicit"):
+        return cached_build(BuildRequest(op, spec, dtype, choice))
+    try:
+        return cached_build(BuildRequest(op, spec, dtype, choice))
+    except Exception as error:  # a cached schedule, perhaps tuned elsewhere, must not fail a build
+        default = ScheduleChoice(choice.algorithm, default_config(spec.family, choice.algorithm, op.schedule_key),
+                                 "default")
+        warnings.warn(f"{op.description} did not build for {spec.name} with the schedule from {choice.source} "
+                      f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); using the default schedule",
+                      stacklevel=2)
+        return cached_build(BuildRequest(op, spec, dtype, default))
 
 
 def compile_gradient(tp: TensorProduct, wrt: str, target: Union[str, dict, TargetSpec] = "host",

@@ -18,7 +18,18 @@ from tpc.build import compile as compile_kernel
 from tpc.cache import CachedRecord, cached_entries, warn_skipped
 from tpc.dtypes import DTYPES
 from tpc.ops import ALGORITHMS, FUSIONS, WRT, Fused, Gradient, Product, TensorProduct
-from tpc.targets import TARGET_NAMES
+from tpc.targets import (
+    EXACT,
+    SAME_ARCH,
+    SAME_CPU,
+    SAME_ISA,
+    TARGET_NAMES,
+    TargetSpec,
+    kinship,
+    resolve_target,
+    target_label,
+    vector_isa,
+)
 
 if TYPE_CHECKING:
     from tpc.graph import Graph
@@ -250,15 +261,40 @@ def _list(args: argparse.Namespace) -> int:
         key = (record.op, record.batch, record.dtype, record.target_fingerprint)
         if key not in rows or record.seconds < rows[key][1].seconds:
             rows[key] = (entry.source, record)
+    wanted = resolve_target(args.target)
     width = max([24] + [len(names.get(op, op[:12])) for op, *_ in rows])
-    print(f"{'op':<{width}} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} algorithm, knobs")
+    serves = f"for {args.target}"
+    print(f"{'op':<{width}} {'batch':>6} {'dtype':<8} {'target':<34} {'best ms':>9} {'source':<11} "
+          f"{serves:<15} algorithm, knobs")
     for (op, batch, dtype, _), (source, record) in sorted(rows.items(), key=lambda item: item[0]):
         target = f"{record.target.get('kind')}/{record.target.get('mtriple', record.target.get('arch', ''))}" \
                  f"/{record.target.get('mcpu', '')}"
         print(f"{names.get(op, op[:12]):<{width}} {batch:>6} {dtype:<8} {target:<34} {record.seconds * 1e3:>9.3f} "
-              f"{source:<11} {record.algorithm} {record.config}")
+              f"{source:<11} {_kinship_label(wanted, record.target):<15} {record.algorithm} {record.config}")
     if not rows:
         print("(no cached schedules)")
+    else:
+        isa = vector_isa(wanted.tvm_dict)
+        print(f"\n{serves} ({target_label(wanted.tvm_dict)}, {isa.isa} {isa.arch}): an op without records of "
+              "this target takes the nearest kin's (same cpu, then same vector ISA, then same architecture); "
+              "its kernel's schedule source names the target it was tuned on")
+    return 0
+
+
+def _kinship_label(wanted: TargetSpec, tuned: dict) -> str:
+    """How a record's target serves ``wanted``, for ``tpc list``: "exact", "same cpu", "same avx2", ..."""
+    kin = kinship(wanted, tuned)
+    if kin is None:
+        return "-"
+    isa = vector_isa(tuned)
+    return {EXACT: "exact", SAME_CPU: "same cpu", SAME_ISA: f"same {isa.isa}", SAME_ARCH: f"same {isa.arch}"}[kin]
+
+
+def _cache_prune(args: argparse.Namespace) -> int:
+    from tpc.cache import prune
+
+    report = prune(args.file, keep=args.keep, dry_run=args.dry_run)
+    print(report.summary(args.dry_run))
     return 0
 
 
@@ -372,7 +408,20 @@ def _parser() -> argparse.ArgumentParser:
                       help="for a mace model: a structure file ase reads (default: a built-in acetamide box)")
     tune.set_defaults(run=_tune)
     listing_cache = commands.add_parser("list", help="show the cached schedules")
+    listing_cache.add_argument("--target", default="host",
+                               help="say how each record's target serves this one (default host)")
     listing_cache.set_defaults(run=_list)
+    cache = commands.add_parser("cache", help="maintain the schedule cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    pruning = cache_commands.add_parser(
+        "prune", help="keep the fastest configurations per (op, batch bucket, dtype, target, algorithm); drop "
+                      "failed, stale and unreadable lines (the file is replaced atomically, under the tuners' lock)")
+    pruning.add_argument("--keep", type=_positive_int, default=3,
+                         help="configurations kept per key (default 3: the tuner learns from near pairs)")
+    pruning.add_argument("--file", type=Path, help="the schedule file (default: the user cache, "
+                                                   "$TPC_CACHE/schedules.jsonl)")
+    pruning.add_argument("--dry-run", action="store_true", help="count only; leave the file as it is")
+    pruning.set_defaults(run=_cache_prune)
     reporting = commands.add_parser("report", help="draw best latency against trial from tuning logs")
     reporting.add_argument("logs", nargs="+", metavar="LOG", help="tuning logs (JSON lines, as written by tpc tune)")
     reporting.add_argument("-o", "--output", required=True, help="image to write (PNG, or SVG/PDF by suffix)")

@@ -6,9 +6,12 @@ timed in turns with the run's reference record (its first measurement, or a late
 than 15% faster, see :func:`tpc.tune.tuner.reference_record`), scaled by that one's seconds.
 Writing holds an exclusive lock on the log (so tuners sharing a log or the schedule cache never
 interleave lines) and flushes and syncs each line, so a killed tuner loses at most the line
-being written. The next append repairs such a cut last line before writing: a fragment that is
-not a whole record is truncated away, so a new record is never glued onto it and the log stays
-one valid record a line. Reading skips a line that does not parse (a log cut by a crash and not
+being written. A log rewritten whole (``tpc cache prune``) is written to a new file renamed over
+it under the same lock (:func:`locked_log`); a writer that was waiting for the lock finds the
+file it locked replaced and locks the new one instead, so no line goes to the old file. The
+next append repairs a cut last line before writing: a fragment that is not a whole record is
+truncated away, so a new record is never glued onto it and the log stays one valid record a
+line. Reading skips a line that does not parse (a log cut by a crash and not
 appended to since, or a foreign line) with a warning instead of failing.
 """
 
@@ -19,6 +22,8 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -87,9 +92,7 @@ def append_records(path: Union[str, os.PathLike], records: Iterable[Record]) -> 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked_log(path) as handle:
         _repair_cut_line(handle, path)
         for record in records:
             start = os.fstat(handle).st_size
@@ -99,6 +102,34 @@ def append_records(path: Union[str, os.PathLike], records: Iterable[Record]) -> 
             except OSError as error:
                 os.ftruncate(handle, start)
                 raise OSError(error.errno, f"cannot append to {path}: {error.strerror}", str(path)) from None
+
+
+@contextmanager
+def locked_log(path: Union[str, os.PathLike]) -> Iterator[int]:
+    """The log opened for appending (created when missing) under an exclusive lock: its handle.
+
+    Whoever rewrites the log whole renames the new file over it while holding this lock; a
+    caller that was waiting for the lock then holds the lock of a file no longer at ``path``,
+    and opens and locks ``path`` again, so what it writes lands in the file that is there.
+    Closing the handle when the block ends releases the lock.
+    """
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            opened = os.fstat(handle)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+        except BaseException:
+            os.close(handle)
+            raise
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            break
+        os.close(handle)  # replaced while we waited: lock the file now at the path
+    try:
+        yield handle
     finally:
         os.close(handle)  # closing releases the lock
 
@@ -148,11 +179,14 @@ def read_records(path: Union[str, os.PathLike]) -> list[Record]:
     return [record for _, record in read_numbered_records(path)]
 
 
-def read_numbered_records(path: Union[str, os.PathLike]) -> list[tuple[int, Record]]:
+def read_numbered_records(path: Union[str, os.PathLike],
+                          on_bad_line: Optional[Callable[[str], None]] = None) -> list[tuple[int, Record]]:
     """The readable records of a log with their line numbers; bad lines are skipped with a warning.
 
     Args:
         path: a JSON-lines log written by :func:`append_records`.
+        on_bad_line: called with the message (naming the file and line) of each line skipped,
+            instead of warning.
 
     Returns:
         ``(line number, record)`` pairs in file order; none for a missing file.
@@ -168,5 +202,9 @@ def read_numbered_records(path: Union[str, os.PathLike]) -> list[tuple[int, Reco
             try:
                 records.append((number, Record.from_dict(json.loads(line))))
             except (ValueError, RecursionError) as error:
-                warnings.warn(f"{path}:{number}: skipping unreadable tuning record ({error})", stacklevel=3)
+                message = f"{path}:{number}: skipping unreadable tuning record ({error})"
+                if on_bad_line is None:
+                    warnings.warn(message, stacklevel=3)
+                else:
+                    on_bad_line(message)
     return records

@@ -4,6 +4,11 @@ A :class:`TargetSpec` carries the TVM target dictionary (kind, triple, cpu or ar
 the family that picks a schedule space (``cpu`` or ``cuda``), a fingerprint of the dictionary
 that keys caches, the CPU features its code may use, and whether a saved kernel can run on this
 machine (its triple, and every CPU feature it was compiled for, present here).
+
+:func:`kinship` says how near a schedule tuned on one target is to another: the same target,
+the same CPU with another core count, the same vector instruction set (:func:`vector_isa`:
+AVX-512, AVX2, AVX, SSE on x86; SVE or NEON on aarch64; a CUDA GPU's major compute
+capability), the same architecture, or unrelated; the schedule cache serves the nearest.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 import os
 import platform
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Mapping, Optional, Union
 
 import psutil
 import tvm
@@ -199,3 +204,117 @@ def _from_dict(options: dict) -> TargetSpec:
 
 def _freeze(options: dict) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((key, tuple(value) if isinstance(value, list) else value) for key, value in options.items()))
+
+
+EXACT, SAME_CPU, SAME_ISA, SAME_ARCH = range(4)
+"""Kinship of the target a schedule was tuned on to the one compiled for (:func:`kinship`), nearest first."""
+
+
+@dataclass(frozen=True)
+class VectorIsa:
+    """A target's architecture and the widest vector instruction set LLVM may use on it.
+
+    ``arch`` is the triple's first part ("x86_64", "aarch64") or "cuda"; ``isa`` is e.g.
+    "avx512", "avx2", "neon", "sve" or, for CUDA, "sm_9x"; ``vector_bits`` its vector width
+    (0 where scalable or unknown).
+    """
+
+    arch: str
+    isa: str
+    vector_bits: int
+
+
+X86_VECTOR_ISAS = (("avx512f", "avx512", 512), ("avx2", "avx2", 256), ("avx", "avx", 256), ("sse2", "sse", 128))
+ARM_VECTOR_ISAS = (("sve2", "sve2", 0), ("sve", "sve", 0), ("neon", "neon", 128))
+
+
+def vector_isa(target: Mapping[str, Any]) -> VectorIsa:
+    """The vector instruction set of a TVM target dict, from the CPU features LLVM compiles it for.
+
+    >>> vector_isa({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4"})
+    VectorIsa(arch='x86_64', isa='avx512', vector_bits=512)
+    >>> vector_isa({"kind": "cuda", "arch": "sm_90"})
+    VectorIsa(arch='cuda', isa='sm_9x', vector_bits=0)
+    """
+    return _vector_isa(_canonical(target))
+
+
+def kinship(wanted: Union[TargetSpec, Mapping[str, Any]], tuned: Mapping[str, Any]) -> Optional[int]:
+    """How near the target ``tuned`` (a TVM target dict a schedule was tuned on) is to ``wanted``.
+
+    Returns:
+        :data:`EXACT` for the same dict; :data:`SAME_CPU` for the same one but for its core
+        count; :data:`SAME_ISA` for the same architecture and vector instruction set
+        (:func:`vector_isa`); :data:`SAME_ARCH` for the same architecture (x86 with x86, any
+        CUDA GPU with another); None for another kind or architecture, or a dict TVM rejects.
+    """
+    wanted = wanted.tvm_dict if isinstance(wanted, TargetSpec) else dict(wanted)
+    return _kinship(_canonical(wanted), _canonical(tuned))
+
+
+def feature_similarity(wanted: Mapping[str, Any], tuned: Mapping[str, Any]) -> float:
+    """Shared over all instruction-set features of two CPU target dicts (1 for the same set), to
+    rank kindred targets; 0 for CUDA or a dict TVM rejects."""
+    first, second = _features(_canonical(wanted)), _features(_canonical(tuned))
+    union = first | second
+    return len(first & second) / len(union) if union else 0.0
+
+
+def target_label(target: Mapping[str, Any]) -> str:
+    """A short name of a target dict: its ``mcpu`` (with any ``mattr``) or CUDA ``arch``."""
+    name = str(target.get("mcpu") or target.get("arch") or target.get("mtriple") or target.get("kind"))
+    mattr = target.get("mattr")
+    return f"{name} {','.join(map(str, mattr))}" if isinstance(mattr, (list, tuple)) and mattr else name
+
+
+def _canonical(target: Mapping[str, Any]) -> str:
+    return json.dumps(dict(target), sort_keys=True, separators=(",", ":"), default=str)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved(canonical: str) -> Optional[TargetSpec]:
+    try:
+        return resolve_target(json.loads(canonical))
+    except (ValueError, TypeError):
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _features(canonical: str) -> frozenset[str]:
+    spec = _resolved(canonical)
+    return frozenset(spec.cpu_features()) if spec is not None else frozenset()
+
+
+@functools.lru_cache(maxsize=1024)
+def _vector_isa(canonical: str) -> VectorIsa:
+    spec = _resolved(canonical)
+    if spec is None:
+        return VectorIsa("unknown", "", 0)
+    if spec.family == "cuda":
+        arch = str(spec.tvm_dict.get("arch", ""))
+        return VectorIsa("cuda", arch[:-1] + "x" if arch[3:].isdigit() else arch, 0)
+    arch = str(spec.triple).split("-")[0]
+    features = _features(canonical)
+    for feature, isa, bits in X86_VECTOR_ISAS if arch == "x86_64" else ARM_VECTOR_ISAS if arch == "aarch64" else ():
+        if feature in features:
+            return VectorIsa(arch, isa, bits)
+    return VectorIsa(arch, "scalar", 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _kinship(wanted: str, tuned: str) -> Optional[int]:
+    if wanted == tuned:
+        return EXACT
+    first, second = _resolved(wanted), _resolved(tuned)
+    if first is None or second is None:
+        return None
+    if first.fingerprint == second.fingerprint:
+        return EXACT
+    without_cores = ({key: value for key, value in spec.tvm_dict.items() if key != "num-cores"}
+                     for spec in (first, second))
+    if first.family == "cpu" and next(without_cores) == next(without_cores):
+        return SAME_CPU
+    isa, other = _vector_isa(wanted), _vector_isa(tuned)
+    if isa.arch != other.arch or isa.arch == "unknown":
+        return None
+    return SAME_ISA if isa.isa == other.isa else SAME_ARCH
