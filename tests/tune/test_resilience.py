@@ -103,7 +103,7 @@ def test_a_target_that_cannot_run_here_is_refused_up_front_unless_a_runner_is_gi
     with pytest.raises(ValueError, match=f"cannot tune for target {target!r} on this machine: .*pass runner="):
         _tune(isolated / "log.jsonl", target=target)
     assert not (isolated / "log.jsonl").exists()
-    graph = mace_interaction()
+    graph, _ = mace_interaction()
     with pytest.raises(ValueError, match=f"cannot tune for target {target!r}"):
         tune_graph(graph, {"nodes": 8, "edges": 32}, target=target, trials=4, log_dir=isolated, progress=False)
     code = main(["tune", "--preset", "fc-small", "--target", target, "--log", str(isolated / "cli.jsonl")])

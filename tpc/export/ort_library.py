@@ -29,6 +29,7 @@ from typing import Union
 import numpy as np
 import tvm_ffi.libinfo
 
+from tpc.build import BuildRequest, build
 from tpc.cache import cache_root
 from tpc.files import write_atomically
 from tpc.runtime import Kernel
@@ -51,9 +52,11 @@ COMMAND_TIMEOUT_S = 600
 def build_ort_library(kernel: Kernel, path: Union[str, os.PathLike]) -> Path:
     """Write an onnxruntime custom-op library running ``kernel`` to ``path``; return the path.
 
-    ``kernel`` must come from ``tpc.compile`` for the host CPU (``target="host"``, or a CPU
-    target of this machine's architecture). The library implements ``ai.tpc::TensorProduct``
-    for nodes whose ``fingerprint`` and ``dtype`` attributes match the kernel.
+    ``kernel`` is a product kernel for the host CPU (``target="host"``, or a CPU target of this
+    machine's architecture). A kernel that holds only its shared library (loaded from a file,
+    or from the kernel cache by ``tpc.compile``) is built again from its op and schedule, for
+    its object code. The library implements ``ai.tpc::TensorProduct`` for nodes whose
+    ``fingerprint`` and ``dtype`` attributes match the kernel.
     """
     if not isinstance(kernel, Kernel):
         raise TypeError(f"build_ort_library takes a tpc.Kernel, got {type(kernel).__name__}")
@@ -115,11 +118,9 @@ def _compiler() -> str:
 def _kernel_objects(kernel: Kernel, folder: Path) -> list[Path]:
     """The kernel's object files, from TVM's tar export of its host module."""
     archive = folder / "kernel.tar"
-    try:
-        kernel.library_module().export_library(str(archive))
-    except Exception as error:  # TVM raises its own error types
-        raise ValueError("cannot export this kernel's object code; build the library from a kernel made by "
-                         f"tpc.compile (a kernel loaded from a file holds only its shared library): {error}") from None
+    if not kernel.library_module().is_compilation_exportable():
+        kernel = build(BuildRequest(kernel.op, kernel.target, kernel.dtype, kernel.schedule))
+    kernel.library_module().export_library(str(archive))
     objects_folder = folder / "objects"
     with tarfile.open(archive) as tar:
         members = [member for member in tar.getmembers() if member.isfile() and member.name.endswith(".o")]
