@@ -124,6 +124,8 @@ def test_foreign_and_corrupt_lines_in_a_shipped_file_are_skipped_with_file_and_l
         good.to_json()[:40],
         good.to_json().replace('"batch":1000', '"batch":"many"'),
         good.to_json(),
+        Record(**{**good.__dict__, "target": {"kind": "llvm", "num-cores": "many"}, "target_fingerprint": "x",
+                  "seconds": 1e-6}).to_json(),  # well formed, faster, for a target TVM rejects: no kin
     ]) + "\n")
     with pytest.warns(UserWarning) as caught:
         choice = _choice(cpu("znver3"))

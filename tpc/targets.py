@@ -275,14 +275,17 @@ def _canonical(target: Mapping[str, Any]) -> str:
 def _resolved(canonical: str) -> Optional[TargetSpec]:
     try:
         return resolve_target(json.loads(canonical))
-    except (ValueError, TypeError):
+    except Exception:  # a record's target is whatever its file held: unresolvable is unrelated
         return None
 
 
 @functools.lru_cache(maxsize=1024)
 def _features(canonical: str) -> frozenset[str]:
     spec = _resolved(canonical)
-    return frozenset(spec.cpu_features()) if spec is not None else frozenset()
+    try:
+        return frozenset(spec.cpu_features()) if spec is not None else frozenset()
+    except Exception:  # LLVM refusing a foreign record's CPU: no features known
+        return frozenset()
 
 
 @functools.lru_cache(maxsize=1024)
