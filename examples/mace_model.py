@@ -29,8 +29,8 @@ from tpc.torch.mace import example_atoms, example_model, load_model
 STEPS, TOLERANCE = 5, 1e-10
 
 start = time.perf_counter()
-original = example_model("32x0e+32x1o", correlation=2, dtype=torch.float64)
-print(f"mace-torch {type(original).__name__}, hidden 32x0e+32x1o, correlation 2, "
+original = example_model("16x0e+16x1o", correlation=2, dtype=torch.float64)
+print(f"mace-torch {type(original).__name__}, hidden 16x0e+16x1o, correlation 2, "
       f"built in {time.perf_counter() - start:.1f} s\n")
 converted = tpc.torch.convert(original, verbose=True)
 

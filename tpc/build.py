@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,12 +134,15 @@ def build(request: BuildRequest) -> CompiledKernel:
 
 
 def kernel_file(request: BuildRequest) -> Path:
-    """Where :func:`compile` keeps the kernel of ``request``: ``$TPC_CACHE/kernels/<sha256>.tpc``,
-    the hash of the op, target, dtype, algorithm, knobs and the tpc and TVM versions."""
+    """Where :func:`compile` keeps the kernel of ``request``: ``<folder>/<sha256>.tpc``, the hash
+    of the op, target, dtype, algorithm, knobs and the tpc and TVM versions; the folder is
+    ``$TPC_KERNEL_CACHE``, else ``$TPC_CACHE/kernels``. A file holds one request's kernel
+    whatever the schedule cache says, so several schedule caches may share one folder."""
     identity = {"op": request.op.to_dict(), "target": request.target.tvm_dict, "dtype": request.dtype,
                 "algorithm": request.choice.algorithm, "config": request.choice.config, **versions()}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-    return cache.cache_root() / "kernels" / f"{digest}.tpc"
+    folder = os.environ.get("TPC_KERNEL_CACHE") or cache.cache_root() / "kernels"
+    return Path(folder) / f"{digest}.tpc"
 
 
 def cached_build(request: BuildRequest) -> CompiledKernel:
