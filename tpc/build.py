@@ -94,7 +94,7 @@ def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]
         if algorithm is not None and recorded != algorithm:
             raise ValueError(f"the schedule record is for the {recorded!r} algorithm, not {algorithm!r}")
         op.check_algorithm(recorded)
-        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, op.schedule_key),
+        return ScheduleChoice(recorded, validate_config(family, schedule["config"], recorded, op.schedule_key, op),
                               "explicit")
     chosen = algorithm or op.default_algorithm
     if schedule is None:
@@ -103,16 +103,16 @@ def choose_schedule(key: CacheKey, schedule: Union[None, str, Mapping[str, Any]]
                     if name in scheduled_algorithms(family, op.schedule_key)}
         hit = cache.lookup(op.fingerprint, key.batch, key.dtype, key.target, versions,
                            fits=lambda record: validate_config(family, record.config, record.algorithm,
-                                                               op.schedule_key))
+                                                               op.schedule_key, op))
         if hit is not None:
             record = hit.record
             return ScheduleChoice(record.algorithm,
-                                  validate_config(family, record.config, record.algorithm, op.schedule_key),
+                                  validate_config(family, record.config, record.algorithm, op.schedule_key, op),
                                   hit.description)
     if schedule is None or schedule == "default":
-        return ScheduleChoice(chosen, default_config(family, chosen, op.schedule_key), "default")
+        return ScheduleChoice(chosen, default_config(family, chosen, op.schedule_key, op), "default")
     if isinstance(schedule, Mapping):
-        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, op.schedule_key), "explicit")
+        return ScheduleChoice(chosen, validate_config(family, schedule, chosen, op.schedule_key, op), "explicit")
     raise ValueError(f"schedule must be None, 'default', a dict of knob values or a tuning record, got {schedule!r}")
 
 
@@ -213,8 +213,8 @@ def compile(  # noqa: A001 - the public name mirrors tvm.compile
     try:
         return cached_build(BuildRequest(op, spec, dtype, choice))
     except Exception as error:  # a cached schedule, perhaps tuned elsewhere, must not fail a build
-        default = ScheduleChoice(choice.algorithm, default_config(spec.family, choice.algorithm, op.schedule_key),
-                                 "default")
+        default = ScheduleChoice(choice.algorithm,
+                                 default_config(spec.family, choice.algorithm, op.schedule_key, op), "default")
         warnings.warn(f"{op.description} did not build for {spec.name} with the schedule from {choice.source} "
                       f"({type(error).__name__}: {' '.join(str(error).split())[:300]}); using the default schedule",
                       stacklevel=2)

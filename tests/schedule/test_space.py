@@ -49,3 +49,22 @@ def test_algorithms_outside_the_searched_ones_are_refused():
     with pytest.raises(ValueError, match="knob 'batch_tile' = 3"):
         space.validate({"algorithm": "cg", "batch_tile": 3})
     assert tuning_space("cuda", ["grid", "spectral"]).algorithms == ("grid",)
+
+
+def test_an_op_with_crowded_output_blocks_keeps_in_place_off_by_default():
+    """In place, inlining many paths into one output block takes TVM minutes (tpc.schedule.MAX_IN_PLACE_PATHS)."""
+    import tpc
+    from tpc.ops import Fused, Gradient, Product
+    from tpc.schedule import crowded_outputs, default_config, search_space, tuning_space, validate_config
+
+    sparse, crowded = (tpc.presets.get(name).tp for name in ("mace-l2", "gaunt-L3"))
+    assert not crowded_outputs(Product(sparse)) and crowded_outputs(Product(crowded))
+    for family in ("cpu", "cuda"):
+        assert default_config(family, "cg", None, Product(sparse))["in_place"]
+        assert not default_config(family, "cg", None, Product(crowded))["in_place"]
+        assert search_space(family, "cg", None, Product(crowded)).version == search_space(family).version
+    assert not default_config("cpu", "cg", "gather", Fused(crowded, "gather"))["in_place"]
+    assert not default_config("cpu", "cg", "x1", Gradient(sparse, "x1"))["in_place"]  # gradients: off anyway
+    assert not tuning_space("cpu", ["cg"], None, Product(crowded)).default()["in_place"]
+    assert not validate_config("cpu", {"batch_tile": 4}, "cg", None, Product(crowded))["in_place"]
+    assert validate_config("cpu", {"in_place": True}, "cg", None, Product(crowded))["in_place"]

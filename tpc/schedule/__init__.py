@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from tvm import s_tir
@@ -10,7 +13,7 @@ from tvm import s_tir
 from tpc.lower import Lowered
 from tpc.ops import FUSIONS
 from tpc.schedule import convolution, cpu, cuda, gaunt, graph
-from tpc.schedule.space import AlgorithmSpace, SearchSpace
+from tpc.schedule.space import AlgorithmSpace, SearchSpace, with_defaults
 
 FAMILIES = ("cpu", "cuda")
 # Knob space and schedule of each (family, algorithm, key), the key an op's schedule_key: None
@@ -45,6 +48,29 @@ _GRAPH_SCHEDULES = {
 }
 
 
+MAX_IN_PLACE_PATHS = 4
+"""In place, each path that sums no channel is inlined into its output block's stage, and TVM's
+inlining slows steeply with the paths a block already holds: a Gaunt product of degree 4 (up to
+10 paths into one output block) took 54 s to schedule in place against 2 s assembled, degree 3
+(7 paths) 1.8 s against 1.0 s. The default of an op with more paths into one output irrep than
+this keeps ``in_place`` off (:func:`search_space` with the op)."""
+
+
+def crowded_outputs(op: Any) -> bool:
+    """Whether some output irrep of ``op``'s spec receives more than :data:`MAX_IN_PLACE_PATHS` paths."""
+    tp = getattr(op, "tp", None)
+    if tp is None:
+        return False
+    counts = Counter(instruction.i_out for instruction in tp.instructions)
+    return max(counts.values(), default=0) > MAX_IN_PLACE_PATHS
+
+
+@functools.lru_cache(maxsize=None)
+def _assembled_by_default(space: SearchSpace) -> SearchSpace:
+    """``space`` with ``in_place`` off by default: the same knobs, rules and version."""
+    return replace(space, knobs=with_defaults(space.knobs, in_place=False))
+
+
 def scheduled_algorithms(family: str, key: str | None = None) -> tuple[str, ...]:
     """The algorithms a target family has schedules for, for ``key``: None for the product, else
     a gradient's argument or a fusion (see :data:`tpc.ops.FUSIONS`)."""
@@ -52,29 +78,37 @@ def scheduled_algorithms(family: str, key: str | None = None) -> tuple[str, ...]
     return tuple(algorithm for fam, algorithm, entry_key in _SCHEDULES if fam == family and entry_key == key)
 
 
-def search_space(family: str, algorithm: str = "cg", key: str | None = None) -> SearchSpace:
-    """The knob space of an algorithm on a target family, for ``key`` (see :func:`scheduled_algorithms`)."""
-    return _entry(family, algorithm, key)[0]
+def search_space(family: str, algorithm: str = "cg", key: str | None = None, op: Any = None) -> SearchSpace:
+    """The knob space of an algorithm on a target family, for ``key`` (see :func:`scheduled_algorithms`).
+
+    With ``op``, its defaults are that op's: ``in_place`` off where :func:`crowded_outputs` (the
+    same knobs and version, so records fit either way)."""
+    space = _entry(family, algorithm, key)[0]
+    if op is not None and space.default().get("in_place") and crowded_outputs(op):
+        return _assembled_by_default(space)
+    return space
 
 
-def tuning_space(family: str, algorithms: Sequence[str], key: str | None = None) -> AlgorithmSpace:
-    """The tuner's space over ``algorithms`` (those without a schedule here left out), the first as default."""
+def tuning_space(family: str, algorithms: Sequence[str], key: str | None = None, op: Any = None) -> AlgorithmSpace:
+    """The tuner's space over ``algorithms`` (those without a schedule here left out), the first as
+    default; with ``op``, each algorithm's defaults are that op's (see :func:`search_space`)."""
     available = scheduled_algorithms(family, key)
     searched = tuple(name for name in algorithms if name in available)
     if algorithms and not searched:
         raise ValueError(_no_schedule(family, algorithms[0], key))
-    return AlgorithmSpace(tuple((name, search_space(family, name, key)) for name in available), searched)
+    return AlgorithmSpace(tuple((name, search_space(family, name, key, op)) for name in available), searched)
 
 
-def default_config(family: str, algorithm: str = "cg", key: str | None = None) -> dict[str, Any]:
-    """Default knob values of an algorithm on a target family."""
-    return search_space(family, algorithm, key).default()
+def default_config(family: str, algorithm: str = "cg", key: str | None = None, op: Any = None) -> dict[str, Any]:
+    """Default knob values of an algorithm on a target family (for ``op``: see :func:`search_space`)."""
+    return search_space(family, algorithm, key, op).default()
 
 
 def validate_config(family: str, config: Mapping[str, Any] | None, algorithm: str = "cg",
-                    key: str | None = None) -> dict[str, Any]:
-    """Full, checked knob values (unknown knobs or values raise ValueError)."""
-    return search_space(family, algorithm, key).validate(config)
+                    key: str | None = None, op: Any = None) -> dict[str, Any]:
+    """Full, checked knob values (unknown knobs or values raise ValueError); knobs left out take
+    the defaults (``op``'s, see :func:`search_space`)."""
+    return search_space(family, algorithm, key, op).validate(config)
 
 
 def lowering_options(family: str, algorithm: str, config: Mapping[str, Any]) -> dict[str, Any]:

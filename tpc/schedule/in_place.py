@@ -18,7 +18,8 @@ IN_PLACE = Knob("in_place", (False, True), False,
 """Off in the knob; the product spaces (CPU and CUDA) turn it on by default: it won on every CG
 preset tuned (the shipped records of znver1, znver4 and sm_90) and made the default 1.01 to 1.39x
 faster on all twelve CG presets on znver3, while it slowed the x1 and x2 gradients, whose space
-keeps it off (docs/measurements.md, 2026-12-07)."""
+keeps it off (docs/measurements.md, 2026-12-07). An op with many paths into one output block
+keeps it off too, as inlining them takes TVM minutes (:data:`tpc.schedule.MAX_IN_PLACE_PATHS`)."""
 
 
 def inlined_paths(lowered: Lowered, config: Mapping[str, Any]) -> list[PathStages]:

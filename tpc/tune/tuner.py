@@ -128,7 +128,7 @@ def tune(
     check_runs_here(spec, runner)
     batch = batch or DEFAULT_BATCH
     algorithms = [op.default_algorithm] + [name for name in op.algorithms if name != op.default_algorithm]
-    space = tuning_space(spec.family, algorithms, op.schedule_key)
+    space = tuning_space(spec.family, algorithms, op.schedule_key, op)
     log = Path(log) if log is not None else default_log_path(op, spec, dtype, batch)
     check_writable(log, "tuning log")
     check_writable(cache.user_cache_file(), "schedule cache")
