@@ -190,10 +190,19 @@ def load_model(path: str | Path) -> torch.nn.Module:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
+    return read_module(path)
+
+
+def read_module(path: Path) -> torch.nn.Module:
+    """The ``torch.nn.Module`` an existing file holds (``torch.save``d whole), on the CPU; needs no mace.
+
+    Raises:
+        ValueError: the file is not something torch.load reads, or holds no module.
+    """
     try:
         model = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError...)
-        raise ValueError(f"{path} is not a model saved with torch.save: {type(error).__name__}: {error}") from error
+        raise ValueError(f"{path} is not a model saved with torch.save: {type(error).__name__}: {error}") from None
     if not isinstance(model, torch.nn.Module):
         hint = " (a state_dict: load it into a model built with the same arguments)" if isinstance(model, dict) else ""
         raise ValueError(f"{path} holds a {type(model).__name__}, not a torch.nn.Module{hint}")

@@ -25,6 +25,7 @@ import torch
 from tpc.ops import Gradient, Product
 from tpc.targets import TargetSpec, resolve_target
 from tpc.torch.convert import convert
+from tpc.torch.mace import read_module
 from tpc.torch.modules import TensorProduct
 from tpc.torch.ops import KernelCall, compiled_op, forget_kernels, record_calls
 from tpc.tune.graph import GraphTuneResult, Task, tune_tasks
@@ -54,15 +55,7 @@ def load_model(path: Union[str, Path]) -> torch.nn.Module:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
-    try:
-        model = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError...)
-        raise ValueError(f"model file {str(path)!r} is not a model saved with torch.save: "
-                         f"{type(error).__name__}: {error}") from None
-    if not isinstance(model, torch.nn.Module):
-        hint = " (a state_dict: save the model itself)" if isinstance(model, dict) else ""
-        raise ValueError(f"model file {str(path)!r} holds a {type(model).__name__}, not a torch.nn.Module{hint}")
-    return model.eval()
+    return read_module(path).eval()
 
 
 def is_mace(model: torch.nn.Module) -> bool:
