@@ -241,12 +241,14 @@ MIN_CHUNK = 16
 
 
 class GradientKernel(_Compiled):
-    """The compiled gradient of ``<grad, tp(x1, x2, weight)>`` with respect to one argument.
+    """The compiled gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``.
 
     ``kernel(x1, x2, weight, grad)`` (weight None when the product has none) takes numpy
     arrays or DLPack host tensors and returns an array shaped like the argument ``wrt``:
-    for shared weights the per-sample gradients summed over the batch. ``schedule`` says
-    which knobs it was built with and where they came from.
+    for shared weights the per-sample gradients summed over the batch. With several arguments
+    ("x1+x2+weight", computed in one pass) it returns a tuple, one such array per argument in
+    that order, and ``out`` is a tuple too. ``schedule`` says which knobs it was built with and
+    where they came from.
     """
 
     def __init__(self, module: Any, tp: TensorProduct, wrt: str, target: TargetSpec, dtype: str,
@@ -271,29 +273,36 @@ class GradientKernel(_Compiled):
         if g.shape != (batch, self.spec.irreps_out.dim):
             raise ValueError(f"grad must have shape ({batch}, {self.spec.irreps_out.dim}), got {g.shape}")
         self._check_dtypes({"x1": v1, "x2": v2, "weight": w, "grad": g})
-        result = self._host_result({"x1": v1.shape, "x2": v2.shape, "weight": None if w is None else w.shape}[self.wrt],
-                                   out)
+        shapes = {"x1": v1.shape, "x2": v2.shape, "weight": None if w is None else w.shape}
+        names = self.op.arguments
+        outs = (out,) if len(names) == 1 else (out or (None,) * len(names))
+        if len(outs) != len(names):
+            raise ValueError(f"out must be a tuple of {len(names)} arrays, one per argument of {self.wrt}")
+        results = [self._host_result(shapes[name], given) for name, given in zip(names, outs)]
         weights = [] if w is None else [w]
-        if self.wrt == "weight" and self.spec.shared_weights:
-            self._summed_weight_gradient(v1, v2, weights, g, result)
+        if "weight" in names and self.spec.shared_weights:
+            self._summed_weight_gradient(v1, v2, weights, g, results)
         elif batch:
-            self._module["main"](v1, v2, *weights, g, result)
-        if out is not None:
-            return out
-        return _like(x1, result)
+            self._module["main"](v1, v2, *weights, g, *results)
+        values = tuple(given if given is not None else _like(x1, result) for given, result in zip(outs, results))
+        return values[0] if len(names) == 1 else values
 
     def _summed_weight_gradient(self, x1: np.ndarray, x2: np.ndarray, weights: list, grad: np.ndarray,
-                                result: np.ndarray) -> None:
-        """Shared weights: per-sample gradients of one chunk of samples at a time, summed."""
+                                results: list[np.ndarray]) -> None:
+        """Shared weights: per-sample gradients of one chunk of samples at a time, the weights'
+        summed (the other arguments' written into their rows of the results)."""
         numel = self.spec.weight_numel
         chunk = max(MIN_CHUNK, CHUNK_VALUES // numel)
         per_sample = np.empty((min(chunk, x1.shape[0]), numel), dtype=self.dtype)
-        result[...] = 0
+        position = self.op.arguments.index("weight")
+        summed = results[position]
+        summed[...] = 0
         for start in range(0, x1.shape[0], chunk):
             stop = min(start + chunk, x1.shape[0])
             part = per_sample[:stop - start]
-            self._module["main"](x1[start:stop], x2[start:stop], *weights, grad[start:stop], part)
-            result += part.sum(axis=0)
+            rows = [part if index == position else result[start:stop] for index, result in enumerate(results)]
+            self._module["main"](x1[start:stop], x2[start:stop], *weights, grad[start:stop], *rows)
+            summed += part.sum(axis=0)
 
 
 class ConvolutionKernel(_Compiled):

@@ -26,8 +26,6 @@ def lower(op: Op, algorithm: str = "cg", dtype: str = "float32", batch: int | No
     if isinstance(op, Fused):
         lowered = lower_convolution(op.tp, op.fusion, dtype, **options)
     elif isinstance(op, Gradient):
-        if len(op.arguments) != 1:
-            raise ValueError(f"gradients are compiled for one argument at a time so far, not {op.wrt!r}")
         lowered = lower_gradient(op.tp, op.wrt, dtype, batch=batch, **options)
     else:
         lowered = _LOWERINGS[algorithm](op.tp, dtype, batch=batch, **options)

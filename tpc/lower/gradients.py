@@ -21,7 +21,15 @@ from dataclasses import replace
 from tvm import te, tirx
 
 from tpc.lower.lowered import Inputs, Lowered, Operand, PathPlan
-from tpc.lower.paths import check_lowering_arguments, coupling_expression, forward_plans, lower_plans, unflatten
+from tpc.lower.paths import (
+    assembly,
+    check_lowering_arguments,
+    coupling_expression,
+    forward_plans,
+    lower_plans,
+    path_stages,
+    unflatten,
+)
 from tpc.lower.tir_edits import element_aligned
 from tpc.ops import Gradient, TensorProduct
 
@@ -33,6 +41,8 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     For x1 and x2 the result has the input's shape and the stages of a Clebsch-Gordan product
     (``coupling`` and ``in_place`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is
     per sample, ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
+    Several arguments ("x1+x2+weight") make one function with one output each, in that order
+    (see :func:`_lower_joint`).
     """
     op = Gradient(tp, wrt)
     check_lowering_arguments(dtype, coupling)
@@ -41,26 +51,104 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     grad = te.placeholder((batch, tp.irreps_out.dim), dtype, name="grad")
     params = inputs.params() + [grad]
     plans = forward_plans(tp, inputs)
+    if len(op.arguments) > 1:
+        if in_place:
+            raise ValueError("in_place applies to gradients with respect to one argument, x1 or x2")
+        return _lower_joint(op, inputs, grad, params, plans, batch, coupling)
     if wrt == "weight":
         if in_place:
             raise ValueError("in_place applies to the x1 and x2 gradients, whose stages are a product's")
         return _lower_weight_gradient(tp, plans, grad, params, batch)
+    irreps = tp.irreps_in1 if wrt == "x1" else tp.irreps_in2
+    return replace(lower_plans(_transposed(tp, plans, grad, wrt), inputs, params, irreps, batch, coupling,
+                               in_place=in_place), op=op)
+
+
+def _transposed(tp: TensorProduct, plans: list[PathPlan], grad, wrt: str) -> list[PathPlan]:
+    """The plans of the x1 or x2 gradient: grad coupled with the other input, the coefficients
+    transposed, into the blocks of ``wrt``."""
     out_slices = tp.irreps_out.slices()
 
     def grad_operand(plan: PathPlan) -> Operand:
         return Operand(grad, out_slices[plan.out_block].start, plan.coupling.shape[2], plan.out_letters)
 
     if wrt == "x1":
-        transposed = [replace(plan, a=grad_operand(plan), coupling=plan.coupling.transpose(2, 1, 0),
-                              out_letters=plan.a.letters, out_block=tp.instructions[plan.index].i_in1)
-                      for plan in plans]
-        return replace(lower_plans(transposed, inputs, params, tp.irreps_in1, batch, coupling, in_place=in_place),
-                       op=op)
-    transposed = [replace(plan, b=grad_operand(plan), coupling=plan.coupling.transpose(0, 2, 1),
-                          out_letters=plan.b.letters, out_block=tp.instructions[plan.index].i_in2)
-                  for plan in plans]
-    return replace(lower_plans(transposed, inputs, params, tp.irreps_in2, batch, coupling, in_place=in_place),
-                   op=op)
+        return [replace(plan, a=grad_operand(plan), coupling=plan.coupling.transpose(2, 1, 0),
+                        out_letters=plan.a.letters, out_block=tp.instructions[plan.index].i_in1) for plan in plans]
+    return [replace(plan, b=grad_operand(plan), coupling=plan.coupling.transpose(0, 2, 1),
+                    out_letters=plan.b.letters, out_block=tp.instructions[plan.index].i_in2) for plan in plans]
+
+
+def _lower_joint(op: Gradient, inputs: Inputs, grad, params: list, plans: list[PathPlan], batch,
+                 coupling: str) -> Lowered:
+    """Several gradients in one pass over the samples: one output per argument (``out_x1``,
+    ``out_x2``, ``out_weight``), every stage per sample.
+
+    The x1 and x2 gradients are the transposed products. The weight gradient reuses the
+    coupling ``z`` of one of them: the x1 gradient's ``z[letters, i] = sum C g x2`` contracted
+    with ``x1[.., i]`` (or the x2 gradient's with x2) is ``sum C x1 x2 g``, so it costs one
+    multiply-add per value of z instead of a coupling of its own.
+    """
+    tp, dtype = op.tp, str(grad.dtype)
+    outputs, stages, sums, couplings = [], [], [], {}
+    for name in ("x1", "x2"):
+        if name in op.arguments:
+            transposed = _transposed(tp, plans, grad, name)
+            named, path_outputs, zs = path_stages(transposed, inputs, batch, coupling, prefix=f"{name}_")
+            stages += named
+            couplings[name] = {plan.index: (plan.z_letters, zs[plan.index]) for plan in transposed}
+            irreps = tp.irreps_in1 if name == "x1" else tp.irreps_in2
+            outputs.append(te.compute((batch, irreps.dim), assembly(irreps, path_outputs, dtype), name=f"out_{name}"))
+    if "weight" in op.arguments:
+        source = "x1" if "x1" in couplings else "x2"
+        pieces = []
+        for plan in plans:
+            if plan.weight_letters is not None:
+                operand = plan.a if source == "x1" else plan.b
+                z_letters, z = couplings[source][plan.index]
+                gw = _weight_sum(plan, z, z_letters, operand, batch, f"gw{plan.index}")
+                sums.append(gw.op.name)
+                pieces.append((plan.weight_offset, plan.extent(plan.weight_letters), gw))
+        outputs.append(te.compute((batch, tp.weight_numel), _weight_assembly(pieces, dtype), name="out_weight"))
+    func = element_aligned(te.create_prim_func(params + outputs), dtype)
+    names = tuple(output.op.name for output in outputs)
+    return Lowered(func, tuple(stages), names[0], op=op, outputs=names, sums=tuple(sums))
+
+
+def _weight_sum(plan: PathPlan, z: te.Tensor, z_letters: tuple[str, ...], operand: Operand, batch,
+                name: str) -> te.Tensor:
+    """``gw[b, weight channel] = sum z[b, .., n] operand[b, .., n]`` over the components n of the
+    input whose gradient ``z`` (channel letters ``z_letters``) couples, x1's i or x2's j, and
+    the letters the weight lacks."""
+    summed = [letter for letter in dict.fromkeys(z_letters + operand.letters) if letter not in plan.weight_letters]
+    axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in summed
+            if plan.extents[letter] > 1}
+
+    def body(b, c):
+        values = {letter: axes.get(letter, 0) for letter in summed}
+        values.update(unflatten(c, plan.weight_letters, plan.extents))
+        channel = 0
+        for letter in operand.letters:
+            channel = channel * plan.extents[letter] + values[letter]
+        z_channel = [values[letter] for letter in z_letters]
+        terms = [z[(b, *z_channel, n)] * operand.tensor[b, operand.column(channel, n)] for n in range(operand.dim)]
+        total = sum(terms[1:], terms[0])
+        return te.sum(total, axis=list(axes.values())) if axes else total
+
+    return te.compute((batch, plan.extent(plan.weight_letters)), body, name=name)
+
+
+def _weight_assembly(pieces: list[tuple[int, int, te.Tensor]], dtype: str):
+    """``(b, c) -> the weight gradient at flat weight c``: the piece of the path that owns c."""
+    zero = tirx.const(0.0, dtype)
+
+    def assemble(b, c):
+        value = zero
+        for start, size, gw in reversed(pieces):
+            value = tirx.if_then_else(tirx.likely(c < start + size), gw[b, c - start], value)
+        return value
+
+    return assemble
 
 
 def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, params: list, batch) -> Lowered:
@@ -97,12 +185,6 @@ def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, param
         gw = te.compute((batch, plan.extent(plan.weight_letters)), body, name=f"gw{plan.index}")
         pieces.append((plan.weight_offset, plan.extent(plan.weight_letters), gw))
 
-    def assemble(b, c):
-        value = zero
-        for start, size, gw in reversed(pieces):
-            value = tirx.if_then_else(tirx.likely(c < start + size), gw[b, c - start], value)
-        return value
-
-    out = te.compute((batch, tp.weight_numel), assemble, name="out")
+    out = te.compute((batch, tp.weight_numel), _weight_assembly(pieces, dtype), name="out")
     func = element_aligned(te.create_prim_func(params + [out]), dtype)
     return Lowered(func, (), "out", algorithm="cg", op=Gradient(tp, "weight"))

@@ -66,7 +66,9 @@ class Lowered:
     ``op`` is the op it computes (a gradient's function takes ``grad`` before ``out``; a fused
     product's, see :mod:`tpc.lower.convolution`), None for a part of one. ``blocks`` are the
     stages that write the output's blocks in place (see :func:`tpc.lower.paths.lower_plans`); empty when one
-    stage named ``out`` assembles the output.
+    stage named ``out`` assembles the output. A function with several outputs (a gradient with
+    respect to several arguments) names the stage writing each in ``outputs`` (``out`` is the
+    first), and ``sums`` names its stages that contract a path's ``z`` with an input per sample.
     """
 
     func: object
@@ -76,6 +78,8 @@ class Lowered:
     tables: tuple[np.ndarray, ...] = ()
     op: Op | None = None
     blocks: tuple[OutputBlock, ...] = ()
+    outputs: tuple[str, ...] = ()
+    sums: tuple[str, ...] = ()
 
     @property
     def schedule_key(self) -> str | None:

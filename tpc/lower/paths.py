@@ -83,31 +83,54 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
     if in_place and runs is not None:
         raise ValueError("in_place writes one output row per sample; it cannot sum runs of samples")
     dtype = str(inputs.x1.dtype)
-    zero = tirx.const(0.0, dtype)
+    stages, path_outputs, _ = path_stages(plans, inputs, batch, coupling, runs)
+    if in_place:
+        return _lower_in_place(stages, path_outputs, params, irreps_out, batch, dtype)
+    rows = batch if runs is None else runs.count
+    out = te.compute((rows, irreps_out.dim), assembly(irreps_out, path_outputs, dtype, runs), name="out")
+    scalars = [runs.longest] if runs is not None else []
+    func = element_aligned(te.create_prim_func(params + [out] + scalars), dtype)
+    return Lowered(func, tuple(stages), "out")
+
+
+def path_stages(plans: list[PathPlan], inputs: Inputs, batch, coupling: str = "direct", runs: Runs | None = None,
+                prefix: str = "") -> tuple[list[PathStages], dict[int, list], dict[int, te.Tensor]]:
+    """Each path's coupling ``z`` and output ``y`` stages (names start with ``prefix``).
+
+    Returns:
+        The stages, the path outputs ``y`` by output block, and each path's ``z`` by path index.
+    """
+    zero = tirx.const(0.0, str(inputs.x1.dtype))
     path_outputs: dict[int, list] = {}
-    stages = []
+    stages, couplings = [], {}
     for plan in plans:
         p = plan.index
         letters = plan.z_letters
         factor = None
         if coupling == "x2_first" and _factorable(plan):
-            factor = _b_factor(plan, batch, zero, f"a{p}")
+            factor = _b_factor(plan, batch, zero, f"{prefix}a{p}")
             coupled = _factored_expression(plan, factor, zero)
         else:
             coupled = coupling_expression(plan, zero)
         shape = (batch, *[plan.extents[letter] for letter in letters], plan.coupling.shape[2])
         # te.compute calls its function at once, so closing over loop variables is safe here.
-        z = te.compute(shape, lambda b, *rest: coupled(b, dict(zip(letters, rest[:-1])), rest[-1]), name=f"z{p}")
-        y = _path_output(plan, z, batch, inputs, f"y{p}", runs)
+        z = te.compute(shape, lambda b, *rest: coupled(b, dict(zip(letters, rest[:-1])), rest[-1]),
+                       name=f"{prefix}z{p}")
+        y = _path_output(plan, z, batch, inputs, f"{prefix}y{p}", runs)
         stages.append(PathStages(
             z.op.name, y.op.name, reuses_z=any(letter not in letters for letter in plan.out_letters),
             z_channels=tuple(int(n) for n in z.shape[1:-1]), y_channels=plan.extent(plan.out_letters),
             reductions=tuple(plan.extents[letter] for letter in plan.reduce_letters), components=plan.coupling.shape[2],
             factor=None if factor is None else factor.op.name))
         path_outputs.setdefault(plan.out_block, []).append(y)
+        couplings[p] = z
+    return stages, path_outputs, couplings
 
-    if in_place:
-        return _lower_in_place(stages, path_outputs, params, irreps_out, batch, dtype)
+
+def assembly(irreps_out, path_outputs: dict[int, list], dtype: str, runs: Runs | None = None):
+    """``(row, column) -> the sum of the path outputs at that column``: one branch per output
+    block, its boundary a ``likely`` condition so that loop partitioning splits the loop."""
+    zero = tirx.const(0.0, dtype)
     out_slices = irreps_out.slices()
 
     def assemble(b, c):
@@ -125,11 +148,7 @@ def lower_plans(plans: list[PathPlan], inputs: Inputs, params: list[te.Tensor], 
             value = tirx.if_then_else(runs.offsets[b + 1] > runs.offsets[b], value, zero)
         return value
 
-    rows = batch if runs is None else runs.count
-    out = te.compute((rows, irreps_out.dim), assemble, name="out")
-    scalars = [runs.longest] if runs is not None else []
-    func = element_aligned(te.create_prim_func(params + [out] + scalars), dtype)
-    return Lowered(func, tuple(stages), "out")
+    return assemble
 
 
 def _lower_in_place(stages: list[PathStages], path_outputs: dict[int, list], params: list[te.Tensor], irreps_out,

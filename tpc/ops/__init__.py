@@ -12,6 +12,7 @@ from tpc.ops.op import (
     ALGORITHMS,
     FUSIONS,
     GRID_FROM_DEGREE,
+    JOINT_GRADIENTS,
     Fused,
     Gradient,
     Op,
@@ -28,6 +29,7 @@ from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct
 __all__ = [
     "ALGORITHMS",
     "FUSIONS",
+    "JOINT_GRADIENTS",
     "GRID_FROM_DEGREE",
     "MODES",
     "WRT",

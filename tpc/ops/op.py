@@ -28,6 +28,8 @@ GRID_FROM_DEGREE = 4
 default schedule is the faster one from there on (see docs/measurements.md)."""
 FUSIONS = ("gather", "scatter", "gather+scatter")
 """The neighbours a product can be fused with in a graph (see :mod:`tpc.lower.convolution`)."""
+JOINT_GRADIENTS = ("x1+x2", "x1+weight", "x2+weight", "x1+x2+weight")
+"""The ``wrt`` of every gradient with respect to several arguments, in canonical order."""
 OP_FORMAT = "tpc.Op/1"
 
 
@@ -178,7 +180,7 @@ class Gradient(ProductOp):
     """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt``.
 
     ``wrt`` names one argument ("x1", "x2", "weight") or several joined by "+" in that order
-    ("x1+weight"); it is stored in that canonical order. Kernels compute one argument so far.
+    ("x1+weight"); it is stored in that canonical order. Several are computed in one pass.
 
     >>> import tpc
     >>> Gradient(tpc.presets.get("mace-l2").tp, "weight+x1").wrt

@@ -11,7 +11,7 @@ from typing import Any
 from tvm import s_tir
 
 from tpc.lower import Lowered
-from tpc.ops import FUSIONS
+from tpc.ops import FUSIONS, JOINT_GRADIENTS
 from tpc.schedule import convolution, cpu, cuda, gaunt, graph
 from tpc.schedule.space import AlgorithmSpace, SearchSpace, with_defaults
 
@@ -21,7 +21,8 @@ FAMILIES = ("cpu", "cuda")
 # algorithms in a fixed order. The x1 and x2 gradients are products with transposed couplings
 # and take the product's schedule; the weight gradient has per-sample stages of its own. A
 # product fused with its gather only is a product over the edges; with its scatter-sum it has a
-# schedule of its own. Gradients and fused kernels are scheduled for CPUs only so far.
+# schedule of its own. A gradient with respect to several arguments has one of its own too.
+# Gradients and fused kernels are scheduled for CPUs only so far.
 _SCHEDULES = {
     ("cpu", "cg", None): (cpu.SPACE, cpu.apply),
     ("cpu", "fourier", None): (gaunt.FOURIER_SPACE, gaunt.apply_fourier),
@@ -32,6 +33,7 @@ _SCHEDULES = {
     ("cpu", "cg", "x1"): (cpu.GRADIENT_SPACE, cpu.apply),
     ("cpu", "cg", "x2"): (cpu.GRADIENT_SPACE, cpu.apply),
     ("cpu", "cg", "weight"): (cpu.WEIGHT_GRADIENT_SPACE, cpu.apply_per_sample),
+    **{("cpu", "cg", wrt): (cpu.JOINT_GRADIENT_SPACE, cpu.apply_joint) for wrt in JOINT_GRADIENTS},
     ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
     ("cpu", "cg", "scatter"): (convolution.SCATTER_SPACE, convolution.apply_scatter),
     ("cpu", "cg", "gather+scatter"): (convolution.GATHER_SCATTER_SPACE, convolution.apply_scatter),

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from tvm import s_tir
 
-from tpc.lower import Lowered
+from tpc.lower import Lowered, PathStages
 from tpc.schedule.in_place import IN_PLACE, inlined_paths
 from tpc.schedule.space import Knob, SearchSpace, with_defaults
 
@@ -47,6 +47,10 @@ SPACE = SearchSpace("cpu", with_defaults(KNOBS, in_place=True), version=4, rules
 GRADIENT_SPACE = SearchSpace("cpu", KNOBS, version=4, rules=(_factored_tile_rule,))
 """The x1 and x2 gradients' knobs: the product's, with ``in_place`` off by default (in place they ran
 0.5 to 0.83x as fast as assembled; the products 1.01 to 1.39x)."""
+JOINT_GRADIENT_SPACE = SearchSpace("cpu-joint-gradient", tuple(knob for knob in KNOBS if knob is not IN_PLACE),
+                                   version=1, rules=(_factored_tile_rule,))
+"""The knobs of a gradient with respect to several arguments: the x1 and x2 gradients' without
+``in_place`` (its outputs are one buffer per argument)."""
 WEIGHT_GRADIENT_SPACE = SearchSpace("cpu-weight-gradient", (
     BATCH_TILE,
     Knob("inline_z", (False, True), False,
@@ -81,6 +85,14 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
     # Path stages run per sample inside the tile. (Computing them per whole tile makes TVM
     # 0.27's lowering fail on the ragged last tile of a symbolic batch.)
     anchor = _blocks_per_sample(sch, lowered, config) if lowered.blocks else _output_per_sample(sch, lowered, config)
+    _paths_per_sample(sch, lowered, config, anchor, inlined, materialized)
+    return sch
+
+
+def _paths_per_sample(sch: s_tir.Schedule, lowered: Lowered, config: Mapping[str, Any], anchor,
+                      inlined: list[PathStages], materialized: list[PathStages]) -> None:
+    """Every path stage not inlined computed at ``anchor`` (the loop over one sample), its
+    components unrolled and channels unrolled or its channel sum outermost, as ``config`` says."""
     depth = 2
     stages = [(path, path.y) for path in lowered.paths if path not in inlined]
     stages += [(path, path.z) for path in materialized]
@@ -98,6 +110,38 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
             factor = sch.get_sblock(path.factor)
             sch.compute_at(factor, anchor)
             sch.unroll(sch.get_loops(factor)[-1])
+
+
+def apply_joint(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
+    """Schedule a gradient with respect to several arguments (knobs of :data:`JOINT_GRADIENT_SPACE`).
+
+    One parallel loop over batch tiles and one loop over a tile's samples hold every output:
+    per sample, each path's stages, then the rows of every gradient. A path's ``z`` that a
+    weight-gradient sum reads is kept per sample, so the sum and the path output share it.
+    """
+    config = JOINT_GRADIENT_SPACE.validate(config)
+    sch = s_tir.Schedule(lowered.func)
+    shared = {sch.get(producer).name_hint for name in lowered.sums
+              for producer in sch.get_producers(sch.get_sblock(name))}
+    materialized = [path for path in lowered.paths
+                    if path.reuses_z or config["materialize"] == "all" or path.z in shared]
+    for path in lowered.paths:
+        if path not in materialized:
+            sch.compute_inline(sch.get_sblock(path.z))
+    tiles, samples = [], []
+    for name in lowered.outputs:
+        rows = sch.get_loops(sch.get_sblock(name))[0]
+        tile, sample = sch.split(rows, [None, config["batch_tile"]])
+        tiles.append(tile)
+        samples.append(sample)
+    sch.parallel(sch.merge(*tiles) if len(tiles) > 1 else tiles[0])
+    anchor = sch.merge(*samples) if len(samples) > 1 else samples[0]
+    for name in lowered.sums:
+        block = sch.get_sblock(name)
+        sch.compute_at(block, anchor)
+        if config["unroll_components"] and int(sch.get(block).iter_vars[-1].dom.extent) > 1:
+            sch.unroll(sch.get_loops(block)[-1])
+    _paths_per_sample(sch, lowered, config, anchor, [], materialized)
     return sch
 
 

@@ -7,15 +7,26 @@ models that call them load after ``import tpc.torch``.
 
 from tpc.torch.convert import Conversion, ConversionReport, convert
 from tpc.torch.modules import TensorProduct
-from tpc.torch.ops import TORCH_DTYPES, registered_product, tensor_product, tensor_product_gradient
+from tpc.torch.ops import (
+    TORCH_DTYPES,
+    KernelCall,
+    record_calls,
+    registered_product,
+    tensor_product,
+    tensor_product_gradient,
+    tensor_product_gradients,
+)
 
 __all__ = [
     "TORCH_DTYPES",
     "Conversion",
     "ConversionReport",
+    "KernelCall",
     "TensorProduct",
     "convert",
+    "record_calls",
     "registered_product",
     "tensor_product",
     "tensor_product_gradient",
+    "tensor_product_gradients",
 ]

@@ -137,6 +137,40 @@ def _gradient_shape(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.T
     return tuple({"x1": x1, "x2": x2, "weight": weight}[wrt].shape)
 
 
+@torch.library.custom_op("tpc::tensor_product_gradients", mutates_args=())
+def tensor_product_gradients(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor,
+                             key: str, wrt: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of ``<grad, tp(x1, x2, weight)>`` with respect to several arguments (``wrt``
+    such as "x1+x2+weight") in one pass: always (x1's, x2's, weight's), those not asked for empty."""
+    op = compiled_op(key)
+    kernel = op.kernel(wrt, x1.dtype)
+    _record(key, wrt, x1)
+    names = wrt.split("+")
+    outs = {name: _empty(_gradient_shape(x1, x2, weight, name), x1.dtype) for name in names}
+    kernel(_host(x1), _host(x2), _host(weight), _host(grad), out=tuple(outs.values()))
+    return tuple(outs[name] if name in outs else x1.new_empty(0) for name in ("x1", "x2", "weight"))
+
+
+@tensor_product_gradients.register_fake
+def _gradients_fake(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor,
+                    key: str, wrt: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    names = wrt.split("+")
+    return tuple(x1.new_empty(_gradient_shape(x1, x2, weight, name) if name in names else (0,))
+                 for name in ("x1", "x2", "weight"))
+
+
+def gradients(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor], grad: torch.Tensor, key: str,
+              names: list[str]) -> dict[str, torch.Tensor]:
+    """The gradients of ``<grad, tp(x1, x2, weight)>`` with respect to ``names``: one kernel for one
+    argument, the one-pass kernel for several."""
+    if len(names) == 1:
+        return {names[0]: tensor_product_gradient(x1, x2, weight, grad, key, names[0])}
+    if not names:
+        return {}
+    values = tensor_product_gradients(x1, x2, weight, grad, key, "+".join(names))
+    return {name: value for name, value in zip(("x1", "x2", "weight"), values) if name in names}
+
+
 def _setup_product(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
     x1, x2, weight, key = inputs
     ctx.save_for_backward(x1, x2, weight)
@@ -145,50 +179,68 @@ def _setup_product(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
 
 def _product_backward(ctx: Any, grad: torch.Tensor) -> tuple:
     x1, x2, weight = ctx.saved_tensors
-    wanted = ctx.needs_input_grad
-    grads = [tensor_product_gradient(x1, x2, weight, grad, ctx.key, wrt) if wanted[position] else None
-             for position, wrt in enumerate(("x1", "x2", "weight"))]
-    return (*grads, None)
+    names = [name for name, wanted in zip(("x1", "x2", "weight"), ctx.needs_input_grad) if wanted]
+    values = gradients(x1, x2, weight, grad, ctx.key, names)
+    return values.get("x1"), values.get("x2"), values.get("weight"), None
 
 
 tensor_product.register_autograd(_product_backward, setup_context=_setup_product)
 
 
-def _setup_gradient(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+def _setup_gradient(ctx: Any, inputs: tuple, output: Any) -> None:
     x1, x2, weight, grad, key, wrt = inputs
     ctx.save_for_backward(x1, x2, weight, grad)
     ctx.key, ctx.wrt = key, wrt
+    ctx.set_materialize_grads(False)
 
 
-def _gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
-    """Derivatives of ``S = <upstream, d/d(wrt) F>``: F with ``wrt`` replaced by ``upstream``.
+def _gradient_backward(ctx: Any, upstream: Optional[torch.Tensor]) -> tuple:
+    """The derivatives of ``<upstream, d/d(wrt) F>`` (see :func:`_second_derivatives`)."""
+    return _second_derivatives(ctx, {ctx.wrt: upstream})
 
-    Where the product also has unweighted paths, S depends on the weights' paths only; the
-    same expressions at zero weights are then subtracted.
+
+def _gradients_backward(ctx: Any, *upstreams: Optional[torch.Tensor]) -> tuple:
+    """The derivatives of the sum over the computed arguments of ``<upstream, d/d(argument) F>``."""
+    return _second_derivatives(ctx, dict(zip(("x1", "x2", "weight"), upstreams)))
+
+
+def _second_derivatives(ctx: Any, upstreams: dict[str, Optional[torch.Tensor]]) -> tuple:
+    """Derivatives of ``S = sum <upstream, d/d(argument) F>`` over the arguments with an upstream:
+    each term is F with that argument replaced by its upstream, so its derivatives are the
+    gradient kernels and the product at those arguments.
+
+    Where the product also has unweighted paths, a weights' term depends on the weighted paths
+    only; the same expressions at zero weights are then subtracted.
     """
     x1, x2, weight, grad = ctx.saved_tensors
-    key, wrt = ctx.key, ctx.wrt
-    arguments = {"x1": x1, "x2": x2, "weight": weight}
-    arguments[wrt] = upstream
+    key = ctx.key
     wanted = dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4]))
-    wanted[wrt] = False
-    partial_paths = wrt == "weight" and any(not ins.has_weight for ins in compiled_op(key).tp.instructions)
+    partial_paths = any(not ins.has_weight for ins in compiled_op(key).tp.instructions)
+    total: dict[str, Optional[torch.Tensor]] = dict.fromkeys(wanted)
+    for wrt, upstream in upstreams.items():
+        if upstream is None:
+            continue
+        names = [name for name in ("x1", "x2", "weight") if wanted[name] and name != wrt]
 
-    def at(arguments: dict) -> dict[str, Optional[torch.Tensor]]:
-        a1, a2, w = arguments["x1"], arguments["x2"], arguments["weight"]
-        out = {name: tensor_product_gradient(a1, a2, w, grad, key, name) if wanted[name] else None
-               for name in ("x1", "x2", "weight")}
-        out["grad"] = tensor_product(a1, a2, w, key) if wanted["grad"] else None
-        return out
+        def at(arguments: dict) -> dict[str, torch.Tensor]:
+            a1, a2, w = arguments["x1"], arguments["x2"], arguments["weight"]
+            out = gradients(a1, a2, w, grad, key, names)
+            if wanted["grad"]:
+                out["grad"] = tensor_product(a1, a2, w, key)
+            return out
 
-    result = at(arguments)
-    if partial_paths:
-        unweighted = at({**arguments, "weight": torch.zeros_like(upstream)})
-        result = {name: None if value is None else value - unweighted[name] for name, value in result.items()}
-    return result["x1"], result["x2"], result["weight"], result["grad"], None, None
+        arguments = {"x1": x1, "x2": x2, "weight": weight, wrt: upstream}
+        terms = at(arguments)
+        if wrt == "weight" and partial_paths:
+            unweighted = at({**arguments, "weight": torch.zeros_like(upstream)})
+            terms = {name: value - unweighted[name] for name, value in terms.items()}
+        for name, value in terms.items():
+            total[name] = value if total[name] is None else total[name] + value
+    return total["x1"], total["x2"], total["weight"], total["grad"], None, None
 
 
 tensor_product_gradient.register_autograd(_gradient_backward, setup_context=_setup_gradient)
+tensor_product_gradients.register_autograd(_gradients_backward, setup_context=_setup_gradient)
 
 
 @dataclass(frozen=True)
