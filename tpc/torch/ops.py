@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from tpc.build import compile as compile_kernel
@@ -28,6 +27,7 @@ from tpc.build import compile_gradient
 from tpc.dtypes import DTYPES
 from tpc.ops import TensorProduct as TensorProductSpec
 from tpc.targets import TargetSpec, resolve_target
+from tpc.torch.workspace import WORKSPACE
 
 TORCH_DTYPES = {getattr(torch, name): name for name in DTYPES}
 """The dtype name of each torch dtype the kernels take."""
@@ -94,9 +94,8 @@ def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 
 
 def _empty(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialized CPU tensor in memory numpy allocates: for outputs of tens of MB, torch's
-    own allocation costs more than the kernel."""
-    return torch.from_numpy(np.empty(shape, dtype=TORCH_DTYPES[dtype]))
+    """An uninitialized CPU output tensor from the workspace (see :mod:`tpc.torch.workspace`)."""
+    return WORKSPACE.empty(shape, TORCH_DTYPES[dtype])
 
 
 @torch.library.custom_op("tpc::tensor_product", mutates_args=())
