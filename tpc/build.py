@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -135,14 +136,27 @@ def build(request: BuildRequest) -> CompiledKernel:
 
 def kernel_file(request: BuildRequest) -> Path:
     """Where :func:`compile` keeps the kernel of ``request``: ``<folder>/<sha256>.tpc``, the hash
-    of the op, target, dtype, algorithm, knobs and the tpc and TVM versions; the folder is
+    of the op, target, dtype, algorithm, knobs, the tpc and TVM versions and the compiler's source; the folder is
     ``$TPC_KERNEL_CACHE``, else ``$TPC_CACHE/kernels``. A file holds one request's kernel
     whatever the schedule cache says, so several schedule caches may share one folder."""
     identity = {"op": request.op.to_dict(), "target": request.target.tvm_dict, "dtype": request.dtype,
-                "algorithm": request.choice.algorithm, "config": request.choice.config, **versions()}
+                "algorithm": request.choice.algorithm, "config": request.choice.config, **versions(),
+                "compiler": compiler_digest()}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
     folder = os.environ.get("TPC_KERNEL_CACHE") or cache.cache_root() / "kernels"
     return Path(folder) / f"{digest}.tpc"
+
+
+@functools.lru_cache(maxsize=1)
+def compiler_digest() -> str:
+    """sha256 of the source of everything that decides a kernel's code (the ops, the lowerings,
+    the schedules, the math): a kernel file built by other code under the same version is not reused."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for folder in ("ops", "lower", "schedule", "so3"):
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def cached_build(request: BuildRequest) -> CompiledKernel:

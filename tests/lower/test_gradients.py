@@ -115,3 +115,48 @@ def test_the_weight_gradient_knobs_change_the_code():
     assert len(texts) == 4
     with pytest.raises(ValueError, match="unknown cpu-weight-gradient schedule knob"):
         compile_gradient(tpc.presets.get("fc-small").tp, "weight", schedule={"materialize": "all"})
+
+
+@pytest.mark.parametrize("case", CASES[::2], ids=lambda case: case.name)
+def test_several_gradients_in_one_pass_equal_e3nn_autograd(case):
+    arguments, expected = gradient_problem(case.tp, 11, 3)
+    names = [name for name in ("x1", "x2", "weight") if name in expected]
+    for count in range(2, len(names) + 1):
+        for chosen in itertools.combinations(names, count):
+            actual = compile_gradient(case.tp, "+".join(chosen), dtype="float64")(*arguments)
+            assert isinstance(actual, tuple) and len(actual) == count
+            for name, value in zip(chosen, actual):
+                assert value.shape == expected[name].shape
+                assert relative_error(value, expected[name]) < GRADIENT_TOLERANCE, (chosen, name)
+
+
+def test_mace_convolution_x2_gradient_sums_its_channels_first():
+    """x2 of multiplicity 1 (MACE's edge harmonics): each path's channel sum comes before the
+    coefficients, except where the weight gradient needs that path's coupling."""
+    tp = tpc.presets.get("mace-small-l2").tp
+    joint = lower_gradient(tp, "x1+x2+weight")
+    assert len(joint.channel_sums) == len(tp.instructions)
+    assert joint.outputs[:2] == ("out_x1", "out_x2") and len(joint.outputs) == 2 + len(tp.instructions)
+    assert not lower_gradient(tp, "x2+weight").channel_sums
+
+
+@pytest.mark.parametrize("name", ["mace-small-l2", "fc-small"])
+def test_every_joint_gradient_knob_setting_is_correct(name):
+    """Shared weights (fc-small) are summed chunk by chunk as for the weight gradient alone."""
+    tp = tpc.presets.get(name).tp
+    rng = np.random.default_rng(8)
+    x1, x2, weight = random_inputs(tp, 13, rng, np.float32)
+    grad = rng.standard_normal((13, tp.irreps_out.dim)).astype(np.float32)
+    expected = [tp.reference_gradient(x1, x2, weight, grad, wrt) for wrt in ("x1", "x2", "weight")]
+    space = search_space("cpu", "cg", "x1+x2+weight")
+    changes = [{}, {"batch_tile": 1}, {"materialize": "all"}, {"unroll_components": False}, {"channel_unroll": 2},
+               {"reduction_order": "inner"}, {"coupling": "x2_first", "batch_tile": 4}]
+    for change in changes:
+        kernel = compile_gradient(tp, "x1+x2+weight", schedule=change)
+        assert kernel.schedule == tpc.runtime.ScheduleChoice("cg", space.validate(change), "explicit")
+        for actual, value in zip(kernel(x1, x2, weight, grad), expected):
+            assert relative_error(actual, value) < tolerance("float32", "gradient"), change
+    with pytest.raises(ValueError, match="unknown cpu-joint-gradient schedule knob"):
+        compile_gradient(tp, "x1+x2", schedule={"in_place": True})
+    with pytest.raises(ValueError, match="one per argument"):
+        compile_gradient(tp, "x1+x2")(x1, x2, weight, grad, out=(np.empty_like(x1),))

@@ -18,19 +18,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 from tvm import te, tirx
 
-from tpc.lower.lowered import Inputs, Lowered, Operand, PathPlan
+from tpc.lower.lowered import Inputs, Lowered, Operand, PathPlan, select_component
 from tpc.lower.paths import (
     assembly,
     check_lowering_arguments,
     coupling_expression,
+    flat_index,
     forward_plans,
     lower_plans,
     path_stages,
     unflatten,
 )
-from tpc.lower.tir_edits import element_aligned
+from tpc.lower.tir_edits import blocks_into_columns, element_aligned
 from tpc.ops import Gradient, TensorProduct
 
 
@@ -82,7 +84,7 @@ def _transposed(tp: TensorProduct, plans: list[PathPlan], grad, wrt: str) -> lis
 def _lower_joint(op: Gradient, inputs: Inputs, grad, params: list, plans: list[PathPlan], batch,
                  coupling: str) -> Lowered:
     """Several gradients in one pass over the samples: one output per argument (``out_x1``,
-    ``out_x2``, ``out_weight``), every stage per sample.
+    ``out_x2``, then the weights', each path's ``gw{p}`` writing its columns), every stage per sample.
 
     The x1 and x2 gradients are the transposed products. The weight gradient reuses the
     coupling ``z`` of one of them: the x1 gradient's ``z[letters, i] = sum C g x2`` contracted
@@ -90,29 +92,81 @@ def _lower_joint(op: Gradient, inputs: Inputs, grad, params: list, plans: list[P
     multiply-add per value of z instead of a coupling of its own.
     """
     tp, dtype = op.tp, str(grad.dtype)
-    outputs, stages, sums, couplings = [], [], [], {}
+    outputs, stages, sums, channel_sums, couplings = [], [], [], [], {}
     for name in ("x1", "x2"):
         if name in op.arguments:
             transposed = _transposed(tp, plans, grad, name)
-            named, path_outputs, zs = path_stages(transposed, inputs, batch, coupling, prefix=f"{name}_")
+            summed_first = [] if name == "x1" or "x1" not in op.arguments and "weight" in op.arguments else \
+                [plan for plan in transposed if _channels_first(plan)]
+            named, path_outputs, zs = path_stages([plan for plan in transposed if plan not in summed_first], inputs,
+                                                  batch, coupling, prefix=f"{name}_")
+            for plan in summed_first:
+                m, y = _channels_summed_first(plan, inputs, batch, f"{name}_m{plan.index}", f"{name}_y{plan.index}")
+                channel_sums.append(m.op.name)
+                sums.append(y.op.name)
+                path_outputs.setdefault(plan.out_block, []).append(y)
             stages += named
-            couplings[name] = {plan.index: (plan.z_letters, zs[plan.index]) for plan in transposed}
+            couplings[name] = {plan.index: (plan.z_letters, zs[plan.index]) for plan in transposed if plan.index in zs}
             irreps = tp.irreps_in1 if name == "x1" else tp.irreps_in2
             outputs.append(te.compute((batch, irreps.dim), assembly(irreps, path_outputs, dtype), name=f"out_{name}"))
+    columns = []
     if "weight" in op.arguments:
         source = "x1" if "x1" in couplings else "x2"
-        pieces = []
         for plan in plans:
             if plan.weight_letters is not None:
                 operand = plan.a if source == "x1" else plan.b
                 z_letters, z = couplings[source][plan.index]
-                gw = _weight_sum(plan, z, z_letters, operand, batch, f"gw{plan.index}")
-                sums.append(gw.op.name)
-                pieces.append((plan.weight_offset, plan.extent(plan.weight_letters), gw))
-        outputs.append(te.compute((batch, tp.weight_numel), _weight_assembly(pieces, dtype), name="out_weight"))
-    func = element_aligned(te.create_prim_func(params + outputs), dtype)
+                outputs.append(_weight_sum(plan, z, z_letters, operand, batch, f"gw{plan.index}"))
+                columns.append(slice(plan.weight_offset, plan.weight_offset + plan.extent(plan.weight_letters)))
+    func = te.create_prim_func(params + outputs)
+    if columns:  # each path's weight gradient straight into its columns of one output
+        func = blocks_into_columns(func, len(params) + len(outputs) - len(columns), columns, tp.weight_numel, dtype)
     names = tuple(output.op.name for output in outputs)
-    return Lowered(func, tuple(stages), names[0], op=op, outputs=names, sums=tuple(sums))
+    return Lowered(element_aligned(func, dtype), tuple(stages), names[0], op=op, outputs=names, sums=tuple(sums),
+                   channel_sums=tuple(channel_sums))
+
+
+def _channels_first(plan: PathPlan) -> bool:
+    """Whether the gradient path writes one channel (x2 of multiplicity 1, as in MACE's
+    convolution) from a sum over channels: then summing the channels first is cheaper."""
+    return plan.extent(plan.out_letters) == 1 and plan.extent(plan.reduce_letters) > 1
+
+
+def _channels_summed_first(plan: PathPlan, inputs: Inputs, batch, m_name: str, y_name: str) -> tuple[te.Tensor, ...]:
+    """A gradient path into one channel with its channel sum first:
+    ``m[b, 0, q] = sum over channels of weight a[.., i_q] b[.., k_q]`` for every pair (i, k)
+    the coefficients couple, then ``y[b, 0, n] = sum_q C[i_q, k_q, n] m[b, 0, q]``. It costs one
+    multiply-add per pair and channel instead of one per nonzero coefficient and channel."""
+    a, b, coupling = plan.a, plan.b, plan.coupling
+    dtype = str(a.tensor.dtype)
+    zero = tirx.const(0.0, dtype)
+    pairs = [(int(i), int(k)) for i, k in zip(*np.nonzero(np.any(coupling != 0, axis=2)))]
+    axes = {letter: te.reduce_axis((0, plan.extents[letter]), letter) for letter in plan.reduce_letters
+            if plan.extents[letter] > 1}
+
+    def body(sample, channel, q):
+        values = {letter: axes.get(letter, 0) for letter in plan.reduce_letters}
+        values.update(dict.fromkeys(plan.out_letters, 0))
+        column_a = flat_index(a.letters, values, plan.extents)
+        column_b = flat_index(b.letters, values, plan.extents)
+        terms = [a.tensor[sample, a.column(column_a, i)] * b.tensor[sample, b.column(column_b, k)] for i, k in pairs]
+        term = select_component(q, terms, zero)
+        if plan.weight_letters is not None:
+            flat = flat_index(plan.weight_letters, values, plan.extents)
+            term = inputs.weight_at(sample, plan.weight_offset + flat) * term
+        return te.sum(term, axis=list(axes.values()))
+
+    m = te.compute((batch, 1, len(pairs)), body, name=m_name)
+
+    def output(sample, channel, n):
+        values = []
+        for component in range(coupling.shape[2]):
+            terms = [tirx.const(float(coupling[i, k, component]), dtype) * m[sample, 0, q]
+                     for q, (i, k) in enumerate(pairs) if coupling[i, k, component] != 0]
+            values.append(sum(terms[1:], terms[0]) if terms else zero)
+        return select_component(n, values, zero)
+
+    return m, te.compute((batch, 1, coupling.shape[2]), output, name=y_name)
 
 
 def _weight_sum(plan: PathPlan, z: te.Tensor, z_letters: tuple[str, ...], operand: Operand, batch,
@@ -127,9 +181,7 @@ def _weight_sum(plan: PathPlan, z: te.Tensor, z_letters: tuple[str, ...], operan
     def body(b, c):
         values = {letter: axes.get(letter, 0) for letter in summed}
         values.update(unflatten(c, plan.weight_letters, plan.extents))
-        channel = 0
-        for letter in operand.letters:
-            channel = channel * plan.extents[letter] + values[letter]
+        channel = flat_index(operand.letters, values, plan.extents)
         z_channel = [values[letter] for letter in z_letters]
         terms = [z[(b, *z_channel, n)] * operand.tensor[b, operand.column(channel, n)] for n in range(operand.dim)]
         total = sum(terms[1:], terms[0])
@@ -174,9 +226,7 @@ def _lower_weight_gradient(tp: TensorProduct, plans: list[PathPlan], grad, param
         def body(b, c):
             values = dict(axes)
             values.update(unflatten(c, plan.weight_letters, plan.extents))
-            out_channel = 0
-            for letter in plan.out_letters:
-                out_channel = out_channel * plan.extents[letter] + values[letter]
+            out_channel = flat_index(plan.out_letters, values, plan.extents)
             z_value = z[(b, *[values[letter] for letter in plan.z_letters], k)]
             term = z_value * grad[b, grad_start + out_channel * components + k]
             return te.sum(term, axis=[*axes.values(), k])

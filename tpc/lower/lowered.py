@@ -68,7 +68,9 @@ class Lowered:
     stages that write the output's blocks in place (see :func:`tpc.lower.paths.lower_plans`); empty when one
     stage named ``out`` assembles the output. A function with several outputs (a gradient with
     respect to several arguments) names the stage writing each in ``outputs`` (``out`` is the
-    first), and ``sums`` names its stages that contract a path's ``z`` with an input per sample.
+    first), ``sums`` names its per-sample stages outside the paths' own (a weight gradient's
+    contraction of a path's ``z`` with an input; a path output from channel sums), and
+    ``channel_sums`` the stages that sum over channels, ``[b, 1, pairs]``, read by them.
     """
 
     func: object
@@ -80,6 +82,7 @@ class Lowered:
     blocks: tuple[OutputBlock, ...] = ()
     outputs: tuple[str, ...] = ()
     sums: tuple[str, ...] = ()
+    channel_sums: tuple[str, ...] = ()
 
     @property
     def schedule_key(self) -> str | None:

@@ -175,10 +175,10 @@ def _block_value(ys: list, dim: int, zero):
     return value
 
 
-def _channel(operand: Operand, values: dict, extents: dict[str, int]):
-    """The operand's channel index for the given letter values (row-major over its letters)."""
+def flat_index(letters: tuple[str, ...], values: dict, extents: dict[str, int]):
+    """The row-major flat index over ``letters`` of the given letter values (0 without letters)."""
     index = 0
-    for letter in operand.letters:
+    for letter in letters:
         index = index * extents[letter] + values[letter]
     return index
 
@@ -189,7 +189,7 @@ def coupling_expression(plan: PathPlan, zero):
     dtype = a.tensor.dtype
 
     def expression(sample, values, k):
-        channel_a, channel_b = _channel(a, values, plan.extents), _channel(b, values, plan.extents)
+        channel_a, channel_b = flat_index(a.letters, values, plan.extents), flat_index(b.letters, values, plan.extents)
         per_component = []
         for component in range(coupling.shape[2]):
             terms = [
@@ -235,8 +235,8 @@ def _factored_expression(plan: PathPlan, factor, zero):
     a, pairs = plan.a, _factor_pairs(plan.coupling)
 
     def expression(sample, values, k):
-        channel_a = _channel(a, values, plan.extents)
-        channel = _channel(plan.b, values, plan.extents)
+        channel_a = flat_index(a.letters, values, plan.extents)
+        channel = flat_index(plan.b.letters, values, plan.extents)
         per_component = []
         for component in range(plan.coupling.shape[2]):
             terms = [a.tensor[sample, a.column(channel_a, i)] * factor[sample, channel, q]

@@ -141,6 +141,12 @@ def apply_joint(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_
         sch.compute_at(block, anchor)
         if config["unroll_components"] and int(sch.get(block).iter_vars[-1].dom.extent) > 1:
             sch.unroll(sch.get_loops(block)[-1])
+    for name in lowered.channel_sums:  # [b, 1, pairs] summed over channels: the channels outermost
+        block = sch.get_sblock(name)
+        sch.compute_at(block, anchor)
+        extents = [int(var.dom.extent) for var in sch.get(block).iter_vars[1:]]
+        axes = [("c", extents[0]), ("k", extents[1])] + [("r", n) for n in extents[2:]]
+        _reduction_outside(sch, block, 2, axes, config["unroll_components"])
     _paths_per_sample(sch, lowered, config, anchor, [], materialized)
     return sch
 
