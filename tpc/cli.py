@@ -17,7 +17,7 @@ from tpc import presets, report
 from tpc.build import compile as compile_kernel
 from tpc.cache import CachedRecord, cached_entries, warn_skipped
 from tpc.dtypes import DTYPES
-from tpc.ops import ALGORITHMS, FUSIONS, WRT, Fused, Gradient, Product, TensorProduct
+from tpc.ops import ALGORITHMS, FUSIONS, JOINT_GRADIENTS, WRT, Fused, Gradient, Product, TensorProduct
 from tpc.targets import (
     EXACT,
     SAME_ARCH,
@@ -388,8 +388,9 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--log", help="tuning log (JSON lines); default tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl")
     tune.add_argument("--resume", action="store_true", help="continue from the log without re-measuring")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--gradient", choices=WRT, help="tune the gradient with respect to this argument instead of "
-                                                      "the product (CPU targets; tpc.compile_gradient uses the result)")
+    tune.add_argument("--gradient", choices=WRT + JOINT_GRADIENTS,
+                      help="tune the gradient with respect to this argument (or these, computed in one pass) instead "
+                           "of the product (CPU targets; tpc.compile_gradient uses the result)")
     tune.add_argument("--graph", metavar="FILE", help="tune the kernels of a graph (JSON, as Graph.to_json writes) "
                                                       "instead of one product; they share --trials")
     tune.add_argument("--graph-preset", metavar="NAME", help=f"a named graph: {', '.join(presets.graph_names())}")

@@ -48,11 +48,16 @@ def direction_of(op: Op) -> str:
 
 
 def relative_error(actual: Any, expected: Any) -> float:
-    """``max |actual - expected| / max |expected|`` (0 when both are zero).
+    """``max |actual - expected| / max |expected|`` (0 when both are zero); for tuples of arrays
+    (a gradient with respect to several arguments), the largest of each part's.
 
     >>> relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.5]))
     0.2
     """
+    if isinstance(expected, tuple):
+        if not isinstance(actual, tuple) or len(actual) != len(expected):
+            raise ValueError(f"expected a tuple of {len(expected)} arrays, got {type(actual).__name__}")
+        return max((relative_error(part, value) for part, value in zip(actual, expected)), default=0.0)
     expected = np.asarray(expected, np.float64)
     scale = max(float(np.abs(expected).max(initial=0.0)), 1e-300)
     return float(np.abs(np.asarray(actual, np.float64) - expected).max(initial=0.0)) / scale

@@ -218,8 +218,14 @@ class Gradient(ProductOp):
 
     @property
     def output_width(self) -> int:
+        return sum(self.output_widths)
+
+    @property
+    def output_widths(self) -> tuple[int, ...]:
+        """Columns per sample of the compiled function's output for each argument, in order (one
+        output each; the weights' per sample also where they are shared)."""
         widths = {"x1": self.tp.irreps_in1.dim, "x2": self.tp.irreps_in2.dim, "weight": self.tp.weight_numel}
-        return sum(widths[name] for name in self.arguments)
+        return tuple(widths[name] for name in self.arguments)
 
     def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
         return {**super().argument_shapes(batch), "grad": (batch, self.tp.irreps_out.dim)}

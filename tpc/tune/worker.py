@@ -96,7 +96,7 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     seconds per call. The benchmarks re-time finished candidates with it side by side."""
     import tvm
 
-    from tpc.ops import Fused, op_from_dict
+    from tpc.ops import Fused, Gradient, op_from_dict
     from tpc.runtime import ScheduleChoice, kernel_for
     from tpc.targets import resolve_target
     from tpc.verify import check, random_arguments
@@ -123,7 +123,8 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     if fused:
         return _timing_of_calls(kernel, arguments, job)
     args = [tvm.runtime.tensor(value, device) for value in arguments.values() if value is not None]
-    args.append(tvm.runtime.tensor(np.zeros((job["batch"], op.output_width), dtype), device))
+    widths = op.output_widths if isinstance(op, Gradient) else (op.output_width,)
+    args += [tvm.runtime.tensor(np.zeros((job["batch"], width), dtype), device) for width in widths]
     args += [tvm.runtime.tensor(table, device) for table in tables]
     evaluator = module.time_evaluator("main", device, number=1, repeat=job["repeat"],
                                       min_repeat_ms=job["min_repeat_ms"])
