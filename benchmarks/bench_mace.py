@@ -17,22 +17,14 @@ sides' energies and forces are printed per dtype.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import tpc.torch
-from tpc.testing import machine
+from tpc.testing import interleaved_medians, machine
 from tpc.torch.mace import batch_for, evaluate, example_atoms, example_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def timed(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 def measure(hidden_irreps: str, copies: int, repeats: int, dtype: str) -> dict:
@@ -42,13 +34,10 @@ def measure(hidden_irreps: str, copies: int, repeats: int, dtype: str) -> dict:
     batch = batch_for(original, example_atoms(copies))
     sides = {"mace": lambda: evaluate(original, batch, stress=False),
              "tpc": lambda: evaluate(converted, batch, stress=False)}
-    reference, ours = sides["mace"](), sides["tpc"]()  # warm-up; the converted side compiles here
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for repeat in range(repeats):
-        for name in (("mace", "tpc") if repeat % 2 == 0 else ("tpc", "mace")):
-            times[name].append(timed(sides[name]))
+    reference, ours = sides["mace"](), sides["tpc"]()  # the converted side compiles its kernels here
+    medians = interleaved_medians(sides, repeats)
     report = converted.tpc_conversion
-    return {"mace": statistics.median(times["mace"]), "tpc": statistics.median(times["tpc"]),
+    return {"mace": medians["mace"], "tpc": medians["tpc"],
             "energy": (ours["energy"] - reference["energy"]).abs().max().item(),
             "forces": (ours["forces"] - reference["forces"]).abs().max().item(),
             "force scale": reference["forces"].abs().max().item(),

@@ -348,6 +348,22 @@ def machine() -> str:
             f"tpc {tpc.__version__}, TVM {tvm.__version__}, {torch_version}, numpy {np.__version__}")
 
 
+def interleaved_medians(sides: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each side after one warm-up call each, the sides timed in turns and
+    their order reversed every repeat, so that a machine that slows down or speeds up during
+    the run weighs on all sides alike."""
+    for run in sides.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    order = list(sides)
+    for repeat in range(repeats):
+        for name in (order if repeat % 2 == 0 else order[::-1]):
+            start = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def median_seconds(run: Callable[[], object], min_runs: int = 3, min_seconds: float = 1.0) -> float:
     """Median wall time of ``run`` after one warm-up call: at least ``min_runs`` calls and
     ``min_seconds`` in all, at most 50 calls."""
