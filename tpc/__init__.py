@@ -6,6 +6,7 @@ from tpc.irreps import Irrep, Irreps
 from tpc.ops import (
     ALGORITHMS,
     ChannelwiseTensorProduct,
+    ConvolutionGradient,
     FullyConnectedTensorProduct,
     Fused,
     GauntTensorProduct,
@@ -17,7 +18,7 @@ from tpc.ops import (
     algorithms_for,
     mace_convolution,
 )
-from tpc.runtime import ConvolutionKernel, GradientKernel, Kernel, load
+from tpc.runtime import ConvolutionGradientKernel, ConvolutionKernel, GradientKernel, Kernel, load
 from tpc.targets import resolve_target
 
 
@@ -62,6 +63,8 @@ __all__ = [
     "ConvolutionKernel",
     "FullyConnectedTensorProduct",
     "Fused",
+    "ConvolutionGradient",
+    "ConvolutionGradientKernel",
     "GauntTensorProduct",
     "Gradient",
     "Graph",

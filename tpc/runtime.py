@@ -39,7 +39,7 @@ from tpc.archive import (
     write_archive,
 )
 from tpc.dtypes import check_dtype
-from tpc.ops import Fused, Gradient, Op, Product, TensorProduct, op_from_dict
+from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct, op_from_dict
 from tpc.targets import (
     ARM_TRIPLE,
     TargetSpec,
@@ -336,18 +336,9 @@ class ConvolutionKernel(_Compiled):
         v1, v2 = host_view("x1", x1), host_view("x2", x2)
         w = None if weight is None else host_view("weight", weight)
         edges = v2.shape[0]
-        indices = {"senders": (self.gather, senders, (edges,)), "offsets": (self.scatter, offsets, None)}
-        views = {}
-        for name, (needed, value, shape) in indices.items():
+        for name, needed, value in (("senders", self.gather, senders), ("offsets", self.scatter, offsets)):
             if needed != (value is not None):
                 raise ValueError(f"this {self.fusion} kernel {'needs' if needed else 'takes no'} {name}")
-            if value is not None:
-                views[name] = host_view(name, value)
-                if views[name].dtype != np.int64 or views[name].ndim != 1 or \
-                        (shape is not None and views[name].shape != shape):
-                    raise ValueError(f"{name} must be a one-dimensional int64 array"
-                                     + (f" of shape {shape}" if shape else "") + f", got {views[name].dtype} "
-                                     f"{views[name].shape}")
         width = self.spec.irreps_in1.dim
         if v1.ndim != 2 or v1.shape[1] != width or (not self.gather and v1.shape[0] != edges):
             rows_of_x1 = "nodes" if self.gather else edges
@@ -355,12 +346,20 @@ class ConvolutionKernel(_Compiled):
         self._check_dtypes({"x1": v1, "x2": v2, "weight": w})
         # x2 and the weights are checked like a product's over the edges.
         _, v2, w = self.spec.check_inputs(np.broadcast_to(np.zeros((1, width), v2.dtype), (edges, width)), v2, w)
-        rows = views["offsets"].shape[0] - 1 if self.scatter else edges
-        longest = self._check_indices(views, v1.shape[0], edges)
-        result = self._host_result((rows, self.spec.irreps_out.dim), out)
-        args = [v1] + ([views["senders"]] if self.gather else []) + [v2] + ([w] if w is not None else [])
+        args = [v1] + ([_edge_index("senders", senders, edges, v1.shape[0], "x1")] if self.gather else []) + [v2] \
+            + ([w] if w is not None else [])
+        rows = edges
         if self.scatter:
-            args += [views["offsets"], result, longest]
+            view = host_view("offsets", offsets)
+            lengths = np.diff(view) if view.ndim == 1 else np.zeros(0)
+            if view.dtype != np.int64 or view.ndim != 1 or view.size == 0 or view[0] != 0 or view[-1] != edges \
+                    or (lengths.size and lengths.min() < 0):
+                raise ValueError(f"offsets must be a one-dimensional int64 array rising from 0 to the edge count "
+                                 f"({edges}) without decreasing, got {view.dtype} {view.shape}")
+            rows = view.shape[0] - 1
+        result = self._host_result((rows, self.spec.irreps_out.dim), out)
+        if self.scatter:
+            args += [view, result, int(lengths.max()) if lengths.size else 0]
         else:
             args.append(result)
         if not edges:
@@ -369,23 +368,65 @@ class ConvolutionKernel(_Compiled):
             self._module["main"](*args)
         return result
 
-    @staticmethod
-    def _check_indices(views: dict[str, np.ndarray], nodes: int, edges: int) -> int:
-        """Reject indices that would read outside the arrays; the longest run (0 without offsets)."""
-        senders = views.get("senders")
-        if senders is not None and senders.size and (senders.min() < 0 or senders.max() >= nodes):
-            raise ValueError(f"senders has values outside [0, {nodes}) (the rows of x1): min {senders.min()}, "
-                             f"max {senders.max()}")
-        offsets = views.get("offsets")
-        if offsets is None:
-            return 0
-        lengths = np.diff(offsets)
-        if offsets.size == 0 or offsets[0] != 0 or offsets[-1] != edges or (lengths.size and lengths.min() < 0):
-            raise ValueError(f"offsets must rise from 0 to the edge count ({edges}) without decreasing")
-        return int(lengths.max()) if lengths.size else 0
+
+class ConvolutionGradientKernel(_Compiled):
+    """The per-edge gradients of a convolution (:class:`tpc.ConvolutionGradient`), for host arrays.
+
+    ``kernel(x1, x2, weight, grad, senders=, receivers=, out=)``: x1 and grad hold one row per
+    node, x2 and the weights one per edge, ``senders`` and ``receivers`` (int64, one per edge,
+    any order) address rows of x1 and of grad. Returns (x1's term per edge, x2's gradient, the
+    weights'), without the weights' when the product has none; ``out`` is such a tuple too.
+    """
+
+    def __init__(self, module: Any, tp: TensorProduct, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
+                 executable: Any = None, library: bytes | None = None) -> None:
+        super().__init__(module, tp, target, dtype, schedule, executable, library)
+        self.op = ConvolutionGradient(tp)
+
+    def __repr__(self) -> str:
+        return (f"ConvolutionGradientKernel({self.spec!r}, target={self.target.name}, dtype={self.dtype}, "
+                f"schedule from {self.schedule.source})")
+
+    def __call__(self, x1: Any, x2: Any, weight: Any, grad: Any, *, senders: Any, receivers: Any,
+                 out: Any = None) -> tuple:
+        """The gradients of one graph; see the class docstring."""
+        runs, why = self._runs_here
+        if not runs:
+            raise RuntimeError(f"cannot run this kernel here: {why}")
+        v1, v2, g = host_view("x1", x1), host_view("x2", x2), host_view("grad", grad)
+        w = None if weight is None else host_view("weight", weight)
+        edges = v2.shape[0]
+        for name, view, width in (("x1", v1, self.spec.irreps_in1.dim), ("grad", g, self.spec.irreps_out.dim)):
+            if view.ndim != 2 or view.shape[1] != width:
+                raise ValueError(f"{name} must have shape (nodes, {width}), got {view.shape}")
+        self._check_dtypes({"x1": v1, "x2": v2, "weight": w, "grad": g})
+        width = self.spec.irreps_in1.dim
+        _, v2, w = self.spec.check_inputs(np.broadcast_to(np.zeros((1, width), v2.dtype), (edges, width)), v2, w)
+        indices = [_edge_index(name, value, edges, rows, of)
+                   for name, value, rows, of in (("senders", senders, v1.shape[0], "x1"),
+                                                 ("receivers", receivers, g.shape[0], "grad"))]
+        outs = out or (None,) * len(self.op.arguments)
+        if len(outs) != len(self.op.arguments):
+            raise ValueError(f"out must be a tuple of {len(self.op.arguments)} arrays, one per argument")
+        results = [self._host_result((edges, columns), given) for columns, given in zip(self.op.output_widths, outs)]
+        if edges:
+            self._module["main"](v1, indices[0], v2, *([] if w is None else [w]), g, indices[1], *results)
+        return tuple(results)
 
 
-CompiledKernel = Union["Kernel", "GradientKernel", "ConvolutionKernel"]
+def _edge_index(name: str, value: Any, edges: int, rows: int, of: str) -> np.ndarray:
+    """A checked int64 index of one entry per edge, each addressing one of ``rows`` rows of ``of``."""
+    view = host_view(name, value)
+    if view.dtype != np.int64 or view.shape != (edges,):
+        raise ValueError(f"{name} must be a one-dimensional int64 array of shape ({edges},), got {view.dtype} "
+                         f"{view.shape}")
+    if edges and (view.min() < 0 or view.max() >= rows):
+        raise ValueError(f"{name} has values outside [0, {rows}) (the rows of {of}): min {view.min()}, "
+                         f"max {view.max()}")
+    return view
+
+
+CompiledKernel = Union["Kernel", "GradientKernel", "ConvolutionKernel", "ConvolutionGradientKernel"]
 
 
 def kernel_for(op: Op, module: Any, target: TargetSpec, dtype: str, schedule: ScheduleChoice, executable: Any = None,
@@ -393,6 +434,8 @@ def kernel_for(op: Op, module: Any, target: TargetSpec, dtype: str, schedule: Sc
     """The kernel class that calls a compiled ``op``, around its module."""
     if isinstance(op, Fused):
         return ConvolutionKernel(module, op.tp, op.fusion, target, dtype, schedule, executable, library)
+    if isinstance(op, ConvolutionGradient):
+        return ConvolutionGradientKernel(module, op.tp, target, dtype, schedule, executable, library)
     if isinstance(op, Gradient):
         return GradientKernel(module, op.tp, op.wrt, target, dtype, schedule, executable, library)
     return Kernel(module, op.tp, target, dtype, schedule, executable, library, tables)

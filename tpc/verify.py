@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tpc.dtypes import check_dtype
-from tpc.ops import Fused, Gradient, Op, TensorProduct
+from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, TensorProduct
 
 DIRECTIONS = ("forward", "gradient", "second derivative")
 TOLERANCES: dict[tuple[str, str], float] = {
@@ -44,7 +44,7 @@ def tolerance(dtype: str, direction: str = "forward") -> float:
 
 def direction_of(op: Op) -> str:
     """The direction an op's result is computed in: "gradient" for gradients, else "forward"."""
-    return "gradient" if isinstance(op, Gradient) else "forward"
+    return "gradient" if isinstance(op, (Gradient, ConvolutionGradient)) else "forward"
 
 
 def relative_error(actual: Any, expected: Any) -> float:
@@ -88,12 +88,18 @@ def random_arguments(op: Op, batch: int, rng: np.random.Generator, dtype: str = 
     Returns:
         ``x1``, ``x2``, ``weight`` (None without weights), then ``grad`` for a gradient, or
         ``senders`` (with the gather) and ``offsets`` (with the scatter-sum, receivers sorted)
-        for a fused op.
+        for a fused op; a convolution's gradients take ``grad`` per node, ``senders`` and ``receivers``.
     """
     x1, x2, weight = random_inputs(op.tp, batch, rng, dtype)
     arguments: dict[str, Any] = {"x1": x1, "x2": x2, "weight": weight}
     if isinstance(op, Gradient):
         arguments["grad"] = rng.standard_normal((batch, op.tp.irreps_out.dim)).astype(dtype)
+    if isinstance(op, ConvolutionGradient):
+        nodes = nodes or max(1, batch // MEAN_DEGREE)
+        arguments["x1"] = rng.standard_normal((nodes, op.tp.irreps_in1.dim)).astype(dtype)
+        arguments["grad"] = rng.standard_normal((nodes, op.tp.irreps_out.dim)).astype(dtype)
+        arguments["senders"] = rng.integers(0, nodes, batch).astype(np.int64)
+        arguments["receivers"] = rng.integers(0, nodes, batch).astype(np.int64)
     if isinstance(op, Fused):
         nodes = nodes or max(1, batch // MEAN_DEGREE)
         senders = rng.integers(0, nodes, batch)

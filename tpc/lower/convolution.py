@@ -22,11 +22,13 @@ from dataclasses import replace
 
 from tvm import te, tirx
 
+from tpc.lower.gradients import lower_joint
 from tpc.lower.lowered import Inputs, Lowered, Runs
 from tpc.lower.paths import check_lowering_arguments, forward_plans, lower_plans
-from tpc.ops import Fused, TensorProduct
+from tpc.ops import ConvolutionGradient, Fused, Gradient, TensorProduct
 
 GATHER_STAGE = "edge_x1"
+GRAD_GATHER_STAGE = "edge_grad"
 
 
 X1_LAYOUTS = ("mul_ir", "ir_mul")
@@ -95,3 +97,31 @@ def _component_major(x1: te.Tensor, tp: TensorProduct) -> te.Tensor:
         return value
 
     return te.compute(x1.shape, lambda n, col: x1[n, source_column(col)], name=TRANSPOSED_STAGE)
+
+
+def lower_convolution_gradient(tp: TensorProduct, dtype: str = "float32", coupling: str = "direct") -> Lowered:
+    """Lower :class:`~tpc.ops.ConvolutionGradient`: every edge's gradients in one pass, x1 read
+    through ``senders`` (stage ``edge_x1``) and the output gradient through ``receivers``
+    (stage ``edge_grad``), the stages of :func:`tpc.lower.gradients.lower_joint` over the edges.
+
+    Parameters, in order: ``x1`` (nodes), ``senders`` (int64), ``x2``, ``weight`` (per edge,
+    when the product has weights), ``grad`` (one row per node), ``receivers`` (int64), then one
+    output per argument (x1's term per edge, x2's, the weights'). Edge and node counts are symbolic.
+    """
+    op = ConvolutionGradient(tp)
+    check_lowering_arguments(dtype, coupling)
+    edges, nodes = te.var("edges"), te.var("nodes")
+    x1 = te.placeholder((nodes, tp.irreps_in1.dim), dtype, name="x1")
+    grad = te.placeholder((nodes, tp.irreps_out.dim), dtype, name="grad")
+    senders = te.placeholder((edges,), "int64", name="senders")
+    receivers = te.placeholder((edges,), "int64", name="receivers")
+    edge_x1 = te.compute((edges, tp.irreps_in1.dim), lambda e, c: x1[senders[e].astype("int32"), c],
+                         name=GATHER_STAGE)
+    edge_grad = te.compute((edges, tp.irreps_out.dim), lambda e, c: grad[receivers[e].astype("int32"), c],
+                           name=GRAD_GATHER_STAGE)
+    plain = Inputs.of(tp, dtype, edges)
+    inputs = Inputs(edge_x1, plain.x2, plain.weight, False)
+    params = [x1, senders] + plain.params()[1:] + [grad, receivers]
+    lowered = lower_joint(Gradient(tp, "+".join(op.arguments)), inputs, edge_grad, params, forward_plans(tp, inputs),
+                          edges, coupling)
+    return replace(lowered, op=op)

@@ -44,7 +44,7 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     (``coupling`` and ``in_place`` as in :func:`tpc.lower.cg.lower_cg`). For the weights it is
     per sample, ``(batch, weight_numel)``, also when the product shares its weights (the caller sums).
     Several arguments ("x1+x2+weight") make one function with one output each, in that order
-    (see :func:`_lower_joint`).
+    (see :func:`lower_joint`).
     """
     op = Gradient(tp, wrt)
     check_lowering_arguments(dtype, coupling)
@@ -56,7 +56,7 @@ def lower_gradient(tp: TensorProduct, wrt: str, dtype: str = "float32", batch: i
     if len(op.arguments) > 1:
         if in_place:
             raise ValueError("in_place applies to gradients with respect to one argument, x1 or x2")
-        return _lower_joint(op, inputs, grad, params, plans, batch, coupling)
+        return lower_joint(op, inputs, grad, params, plans, batch, coupling)
     if wrt == "weight":
         if in_place:
             raise ValueError("in_place applies to the x1 and x2 gradients, whose stages are a product's")
@@ -81,7 +81,7 @@ def _transposed(tp: TensorProduct, plans: list[PathPlan], grad, wrt: str) -> lis
                     out_letters=plan.b.letters, out_block=tp.instructions[plan.index].i_in2) for plan in plans]
 
 
-def _lower_joint(op: Gradient, inputs: Inputs, grad, params: list, plans: list[PathPlan], batch,
+def lower_joint(op: Gradient, inputs: Inputs, grad, params: list, plans: list[PathPlan], batch,
                  coupling: str) -> Lowered:
     """Several gradients in one pass over the samples: one output per argument (``out_x1``,
     ``out_x2``, then the weights', each path's ``gw{p}`` writing its columns), every stage per sample.

@@ -13,6 +13,7 @@ from tpc.ops.op import (
     FUSIONS,
     GRID_FROM_DEGREE,
     JOINT_GRADIENTS,
+    ConvolutionGradient,
     Fused,
     Gradient,
     Op,
@@ -28,6 +29,7 @@ from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct
 
 __all__ = [
     "ALGORITHMS",
+    "ConvolutionGradient",
     "FUSIONS",
     "JOINT_GRADIENTS",
     "GRID_FROM_DEGREE",

@@ -37,6 +37,8 @@ class Op(ABC):
     """What one kernel computes: see the module docstring. Subclasses are frozen dataclasses."""
 
     kind: ClassVar[str] = ""
+    indexed: ClassVar[bool] = False
+    """Whether the op's kernels take index arrays (senders, receivers, offsets) and a node count."""
 
     @property
     @abstractmethod
@@ -265,6 +267,7 @@ class Fused(ProductOp):
 
     fusion: str = "gather+scatter"
     kind: ClassVar[str] = "fused"
+    indexed: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -307,9 +310,7 @@ class Fused(ProductOp):
         return (self._nodes(nodes) if self.scatter else batch, self.output_width)
 
     def _nodes(self, nodes: int | None) -> int:
-        if nodes is None:
-            raise ValueError(f"{self.description} needs the node count for its shapes")
-        return nodes
+        return _node_count(self, nodes)
 
     @property
     def description(self) -> str:
@@ -335,8 +336,82 @@ class Fused(ProductOp):
         return {"fusion": self.fusion}
 
 
+@dataclass(frozen=True)
+class ConvolutionGradient(ProductOp):
+    """The gradients of a message-passing convolution, per edge.
+
+    For ``out[n] = sum over edges e with receivers[e] = n of tp(x1[senders[e]], x2[e], weight[e])``
+    and an output gradient ``grad`` (one row per node), each edge's gradients of
+    ``<grad, out>``: with respect to x2 and its weights, and its term of the gradient with
+    respect to x1 (summed onto the senders afterwards). One kernel computes all three, reading
+    x1 through ``senders`` and grad through ``receivers`` (any edge order).
+
+    >>> import tpc
+    >>> ConvolutionGradient(tpc.presets.get("mace-l2").tp).output_widths
+    (1152, 16, 1664)
+    """
+
+    kind: ClassVar[str] = "convolution-gradient"
+    indexed: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tp.weight_numel and self.tp.shared_weights:
+            raise ValueError("convolution gradients are compiled for per-edge weights (shared_weights=False) "
+                             "or products without weights")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the product's fingerprint plus "/convolution-gradient"."""
+        return hashlib.sha256(f"{self.tp.fingerprint}/{self.kind}".encode()).hexdigest()
+
+    @property
+    def schedule_key(self) -> str:
+        return self.kind
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """The arguments of the per-edge gradients, in output order."""
+        return ("x1", "x2", "weight") if self.tp.weight_numel else ("x1", "x2")
+
+    @property
+    def output_widths(self) -> tuple[int, ...]:
+        """Columns per edge of each output: x1's term, x2's, the weights'."""
+        return Gradient(self.tp, "+".join(self.arguments)).output_widths
+
+    @property
+    def output_width(self) -> int:
+        return sum(self.output_widths)
+
+    def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
+        shapes = super().argument_shapes(batch)
+        nodes = _node_count(self, nodes)
+        return {"x1": (nodes, self.tp.irreps_in1.dim), "senders": (batch,),
+                **{name: shape for name, shape in shapes.items() if name != "x1"},
+                "grad": (nodes, self.tp.irreps_out.dim), "receivers": (batch,)}
+
+    @property
+    def description(self) -> str:
+        return "the per-edge gradients of the convolution"
+
+    def reference(self, x1: Any, x2: Any, weight: Any, grad: Any, *, senders: Any,
+                  receivers: Any) -> tuple[np.ndarray, ...]:
+        """Each edge's gradients in float64, one array per argument (x1's before its sum onto the senders)."""
+        edge_x1 = np.asarray(x1, dtype=np.float64)[np.asarray(senders)]
+        edge_grad = np.asarray(grad, dtype=np.float64)[np.asarray(receivers)]
+        weight = None if weight is None else np.asarray(weight, dtype=np.float64)
+        return tuple(self.tp.reference_gradient(edge_x1, np.asarray(x2, dtype=np.float64), weight, edge_grad, name)
+                     for name in self.arguments)
+
+
+def _node_count(op: Op, nodes: int | None) -> int:
+    if nodes is None:
+        raise ValueError(f"{op.description} needs the node count for its shapes")
+    return nodes
+
+
 OpLike = Op | TensorProduct
-_KINDS: dict[str, type[ProductOp]] = {cls.kind: cls for cls in (Product, Gradient, Fused)}
+_KINDS: dict[str, type[ProductOp]] = {cls.kind: cls for cls in (Product, Gradient, Fused, ConvolutionGradient)}
 
 
 def as_op(value: OpLike, caller: str = "this function") -> Op:
@@ -345,7 +420,8 @@ def as_op(value: OpLike, caller: str = "this function") -> Op:
         return value
     if isinstance(value, TensorProduct):
         return Product(value)
-    raise TypeError(f"{caller} takes a TensorProduct or an op (Product, Gradient, Fused), got {type(value).__name__}")
+    raise TypeError(f"{caller} takes a TensorProduct or an op (Product, Gradient, Fused, ConvolutionGradient), "
+                    f"got {type(value).__name__}")
 
 
 def algorithms_for(op: OpLike) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ _SCHEDULES = {
     ("cpu", "cg", "x2"): (cpu.GRADIENT_SPACE, cpu.apply),
     ("cpu", "cg", "weight"): (cpu.WEIGHT_GRADIENT_SPACE, cpu.apply_per_sample),
     **{("cpu", "cg", wrt): (cpu.JOINT_GRADIENT_SPACE, cpu.apply_joint) for wrt in JOINT_GRADIENTS},
+    ("cpu", "cg", "convolution-gradient"): (cpu.JOINT_GRADIENT_SPACE, convolution.apply_gradient),
     ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
     ("cpu", "cg", "scatter"): (convolution.SCATTER_SPACE, convolution.apply_scatter),
     ("cpu", "cg", "gather+scatter"): (convolution.GATHER_SCATTER_SPACE, convolution.apply_scatter),

@@ -16,7 +16,7 @@ import tvm
 from tvm import s_tir, tirx
 
 from tpc.lower import Lowered, PathStages
-from tpc.lower.convolution import GATHER_STAGE, TRANSPOSED_STAGE
+from tpc.lower.convolution import GATHER_STAGE, GRAD_GATHER_STAGE, TRANSPOSED_STAGE
 from tpc.schedule import cpu
 from tpc.schedule.space import Knob, SearchSpace
 
@@ -160,3 +160,9 @@ def _loops_by_axis(sch: s_tir.Schedule, block, path: PathStages, reduction: bool
     if len(kept) != len(loops):
         raise RuntimeError(f"unexpected loop nest: axes {axes}, {len(loops)} loops")
     return {kind: [loop for axis, loop in zip(kept, loops) if axis == kind] for kind in ("c", "k", "s", "r")}
+
+
+def apply_gradient(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
+    """A convolution's per-edge gradients: both gathers inlined, then the schedule of a gradient
+    with respect to several arguments over the edges (:func:`tpc.schedule.cpu.apply_joint`)."""
+    return cpu.apply_joint(lowered, config, inlined=(GATHER_STAGE, GRAD_GATHER_STAGE))

@@ -112,15 +112,19 @@ def _paths_per_sample(sch: s_tir.Schedule, lowered: Lowered, config: Mapping[str
             sch.unroll(sch.get_loops(factor)[-1])
 
 
-def apply_joint(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
+def apply_joint(lowered: Lowered, config: Mapping[str, Any] | None = None,
+                inlined: tuple[str, ...] = ()) -> s_tir.Schedule:
     """Schedule a gradient with respect to several arguments (knobs of :data:`JOINT_GRADIENT_SPACE`).
 
     One parallel loop over batch tiles and one loop over a tile's samples hold every output:
     per sample, each path's stages, then the rows of every gradient. A path's ``z`` that a
     weight-gradient sum reads is kept per sample, so the sum and the path output share it.
+    The stages named in ``inlined`` (reads through an index) are inlined first.
     """
     config = JOINT_GRADIENT_SPACE.validate(config)
     sch = s_tir.Schedule(lowered.func)
+    for name in inlined:
+        sch.compute_inline(sch.get_sblock(name))
     shared = {sch.get(producer).name_hint for name in lowered.sums
               for producer in sch.get_producers(sch.get_sblock(name))}
     materialized = [path for path in lowered.paths

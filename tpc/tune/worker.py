@@ -96,7 +96,7 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     seconds per call. The benchmarks re-time finished candidates with it side by side."""
     import tvm
 
-    from tpc.ops import Fused, Gradient, op_from_dict
+    from tpc.ops import Gradient, op_from_dict
     from tpc.runtime import ScheduleChoice, kernel_for
     from tpc.targets import resolve_target
     from tpc.verify import check, random_arguments
@@ -114,13 +114,13 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
                              for name, value in arguments.items()}).numpy()
     else:
         function = kernel
-    fused = isinstance(op, Fused)
-    result = check(op, function, batch=(8 if fused else 1) * job["check_batch"], dtype=dtype,
-                   nodes=job["check_batch"] if fused else None)
+    indexed = op.indexed
+    result = check(op, function, batch=(8 if indexed else 1) * job["check_batch"], dtype=dtype,
+                   nodes=job["check_batch"] if indexed else None)
     if not result:
         raise WrongResult(f"wrong result: {result}")
     arguments = random_arguments(op, job["batch"], np.random.default_rng(1), dtype)
-    if fused:
+    if indexed:
         return _timing_of_calls(kernel, arguments, job)
     args = [tvm.runtime.tensor(value, device) for value in arguments.values() if value is not None]
     widths = op.output_widths if isinstance(op, Gradient) else (op.output_width,)
