@@ -6,6 +6,7 @@ models that call them load after ``import tpc.torch``.
 """
 
 from tpc.torch.convert import Conversion, ConversionReport, convert
+from tpc.torch.convolution import Convolution, convolution, convolution_gradients
 from tpc.torch.modules import TensorProduct
 from tpc.torch.ops import (
     TORCH_DTYPES,
@@ -21,9 +22,12 @@ __all__ = [
     "TORCH_DTYPES",
     "Conversion",
     "ConversionReport",
+    "Convolution",
     "KernelCall",
     "TensorProduct",
     "convert",
+    "convolution",
+    "convolution_gradients",
     "record_calls",
     "registered_product",
     "tensor_product",

@@ -23,8 +23,8 @@ from typing import Any, Optional
 import torch
 
 from tpc.build import compile as compile_kernel
-from tpc.build import compile_gradient
 from tpc.dtypes import DTYPES
+from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, Product
 from tpc.ops import TensorProduct as TensorProductSpec
 from tpc.targets import TargetSpec, resolve_target
 from tpc.torch.workspace import WORKSPACE
@@ -43,15 +43,27 @@ class _CompiledOp:
         self._lock = threading.Lock()
 
     def kernel(self, what: str, dtype: torch.dtype) -> Any:
-        """The kernel of ``what`` ("forward", "x1", "x2" or "weight") for a torch dtype."""
+        """The kernel of ``what`` (see :func:`op_of`) for a torch dtype."""
         if dtype not in TORCH_DTYPES:
             raise TypeError(f"tpc tensor products take {' or '.join(DTYPES)} tensors, got {dtype}")
         key = (what, TORCH_DTYPES[dtype])
         with self._lock:
             if key not in self._kernels:
-                self._kernels[key] = compile_kernel(self.tp, target=self.target, dtype=key[1]) if what == "forward" \
-                    else compile_gradient(self.tp, what, target=self.target, dtype=key[1])
+                self._kernels[key] = compile_kernel(op_of(self.tp, what), target=self.target, dtype=key[1])
             return self._kernels[key]
+
+
+def op_of(tp: TensorProductSpec, what: str) -> Op:
+    """The op of a kernel the custom ops call: "forward" (the product), "convolution" (fused with
+    its gather and scatter-sum), "convolution-gradient" (:class:`tpc.ConvolutionGradient`), else a
+    gradient's arguments ("x1", "x1+x2+weight")."""
+    if what == "forward":
+        return Product(tp)
+    if what == "convolution":
+        return Fused(tp, "gather+scatter")
+    if what == ConvolutionGradient.kind:
+        return ConvolutionGradient(tp)
+    return Gradient(tp, what)
 
 
 _OPS: dict[str, _CompiledOp] = {}
@@ -84,7 +96,7 @@ def registered_product(key: str) -> TensorProductSpec:
     return compiled_op(key).tp
 
 
-def _host(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+def host_tensor(tensor: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """A contiguous CPU tensor without autograd history, which DLPack can hand over as is."""
     if tensor is None:
         return None
@@ -103,9 +115,9 @@ def tensor_product(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Te
     """The product of a registered spec: x1 (batch, dim1), x2 (batch, dim2) -> (batch, dim_out)."""
     op = compiled_op(key)
     kernel = op.kernel("forward", x1.dtype)
-    _record(key, "forward", x1)
+    record(key, "forward", TORCH_DTYPES[x1.dtype], int(x1.shape[0]))
     out = _empty((x1.shape[0], op.tp.irreps_out.dim), x1.dtype)
-    kernel(_host(x1), _host(x2), _host(weight), out=out)
+    kernel(host_tensor(x1), host_tensor(x2), host_tensor(weight), out=out)
     return out
 
 
@@ -120,9 +132,9 @@ def tensor_product_gradient(x1: torch.Tensor, x2: torch.Tensor, weight: Optional
     """The gradient of ``<grad, tp(x1, x2, weight)>`` with respect to ``wrt`` ("x1", "x2", "weight")."""
     op = compiled_op(key)
     kernel = op.kernel(wrt, x1.dtype)
-    _record(key, wrt, x1)
+    record(key, wrt, TORCH_DTYPES[x1.dtype], int(x1.shape[0]))
     out = _empty(_gradient_shape(x1, x2, weight, wrt), x1.dtype)
-    kernel(_host(x1), _host(x2), _host(weight), _host(grad), out=out)
+    kernel(host_tensor(x1), host_tensor(x2), host_tensor(weight), host_tensor(grad), out=out)
     return out
 
 
@@ -143,10 +155,10 @@ def tensor_product_gradients(x1: torch.Tensor, x2: torch.Tensor, weight: Optiona
     such as "x1+x2+weight") in one pass: always (x1's, x2's, weight's), those not asked for empty."""
     op = compiled_op(key)
     kernel = op.kernel(wrt, x1.dtype)
-    _record(key, wrt, x1)
+    record(key, wrt, TORCH_DTYPES[x1.dtype], int(x1.shape[0]))
     names = wrt.split("+")
     outs = {name: _empty(_gradient_shape(x1, x2, weight, name), x1.dtype) for name in names}
-    kernel(_host(x1), _host(x2), _host(weight), _host(grad), out=tuple(outs.values()))
+    kernel(host_tensor(x1), host_tensor(x2), host_tensor(weight), host_tensor(grad), out=tuple(outs.values()))
     return tuple(outs[name] if name in outs else x1.new_empty(0) for name in ("x1", "x2", "weight"))
 
 
@@ -204,38 +216,53 @@ def _gradients_backward(ctx: Any, *upstreams: Optional[torch.Tensor]) -> tuple:
 
 
 def _second_derivatives(ctx: Any, upstreams: dict[str, Optional[torch.Tensor]]) -> tuple:
-    """Derivatives of ``S = sum <upstream, d/d(argument) F>`` over the arguments with an upstream:
-    each term is F with that argument replaced by its upstream, so its derivatives are the
-    gradient kernels and the product at those arguments.
-
-    Where the product also has unweighted paths, a weights' term depends on the weighted paths
-    only; the same expressions at zero weights are then subtracted.
-    """
+    """The derivatives of the product's ``S`` (see :func:`second_derivatives`)."""
     x1, x2, weight, grad = ctx.saved_tensors
     key = ctx.key
-    wanted = dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4]))
-    partial_paths = any(not ins.has_weight for ins in compiled_op(key).tp.instructions)
+    total = second_derivatives(
+        {"x1": x1, "x2": x2, "weight": weight}, upstreams,
+        dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4])),
+        lambda a1, a2, w, names: gradients(a1, a2, w, grad, key, names),
+        lambda a1, a2, w: tensor_product(a1, a2, w, key),
+        any(not ins.has_weight for ins in compiled_op(key).tp.instructions))
+    return total["x1"], total["x2"], total["weight"], total["grad"], None, None
+
+
+def second_derivatives(arguments: dict[str, Optional[torch.Tensor]], upstreams: dict[str, Optional[torch.Tensor]],
+                       wanted: dict[str, bool], gradients_at: Any, forward_at: Any,
+                       partial_paths: bool) -> dict[str, Optional[torch.Tensor]]:
+    """Derivatives of ``S = sum <upstream, d/d(argument) F>`` over the arguments with an upstream,
+    for ``F = <grad, f(x1, x2, weight)>`` with f linear in each argument (a product, a convolution).
+
+    Each term of S is F with that argument replaced by its upstream, so its derivatives are
+    ``gradients_at(x1, x2, weight, names)`` (a dict by name) and, for grad,
+    ``forward_at(x1, x2, weight)`` at those arguments. Where f also has unweighted paths
+    (``partial_paths``), a weights' term depends on the weighted paths only: the same
+    expressions at zero weights are subtracted.
+
+    Returns:
+        The derivative with respect to each of x1, x2, weight and grad that ``wanted`` asks for, else None.
+    """
     total: dict[str, Optional[torch.Tensor]] = dict.fromkeys(wanted)
     for wrt, upstream in upstreams.items():
         if upstream is None:
             continue
         names = [name for name in ("x1", "x2", "weight") if wanted[name] and name != wrt]
 
-        def at(arguments: dict) -> dict[str, torch.Tensor]:
-            a1, a2, w = arguments["x1"], arguments["x2"], arguments["weight"]
-            out = gradients(a1, a2, w, grad, key, names)
+        def at(values: dict) -> dict[str, torch.Tensor]:
+            out = gradients_at(values["x1"], values["x2"], values["weight"], names) if names else {}
             if wanted["grad"]:
-                out["grad"] = tensor_product(a1, a2, w, key)
+                out["grad"] = forward_at(values["x1"], values["x2"], values["weight"])
             return out
 
-        arguments = {"x1": x1, "x2": x2, "weight": weight, wrt: upstream}
-        terms = at(arguments)
+        substituted = {**arguments, wrt: upstream}
+        terms = at(substituted)
         if wrt == "weight" and partial_paths:
-            unweighted = at({**arguments, "weight": torch.zeros_like(upstream)})
+            unweighted = at({**substituted, "weight": torch.zeros_like(upstream)})
             terms = {name: value - unweighted[name] for name, value in terms.items()}
         for name, value in terms.items():
             total[name] = value if total[name] is None else total[name] + value
-    return total["x1"], total["x2"], total["weight"], total["grad"], None, None
+    return total
 
 
 tensor_product_gradient.register_autograd(_gradient_backward, setup_context=_setup_gradient)
@@ -286,11 +313,11 @@ def record_calls() -> Iterator[list[KernelCall]]:
             _RECORDINGS[:] = [other for other in _RECORDINGS if other is not calls]
 
 
-def _record(key: str, what: str, x1: torch.Tensor) -> None:
-    """Append the call to every open recording (a no-op without one)."""
+def record(key: str, what: str, dtype: str, rows: int) -> None:
+    """Append a kernel call to every open recording (a no-op without one)."""
     if not _RECORDINGS:
         return
-    call = KernelCall(key, what, TORCH_DTYPES[x1.dtype], int(x1.shape[0]))
+    call = KernelCall(key, what, dtype, rows)
     with _RECORDINGS_LOCK:
         for calls in _RECORDINGS:
             calls.append(call)

@@ -22,12 +22,11 @@ from typing import Any, Optional, Union
 
 import torch
 
-from tpc.ops import Gradient, Product
 from tpc.targets import TargetSpec, resolve_target
 from tpc.torch.convert import convert
 from tpc.torch.mace import read_module
 from tpc.torch.modules import TensorProduct
-from tpc.torch.ops import KernelCall, compiled_op, forget_kernels, record_calls
+from tpc.torch.ops import KernelCall, compiled_op, forget_kernels, op_of, record_calls
 from tpc.tune.graph import GraphTuneResult, Task, tune_tasks
 
 EXAMPLE_COPIES = 3
@@ -246,7 +245,7 @@ def tasks_from_calls(calls: Sequence[KernelCall], modules: dict[str, list[str]],
         if product.target.fingerprint != target.fingerprint:
             raise ValueError(f"{'+'.join(modules.get(key, ['a product']))} runs kernels for {product.target.name}, "
                              f"not {target.name}")
-        op = Product(product.tp) if what == "forward" else Gradient(product.tp, what)
+        op = op_of(product.tp, what)
         nodes = tuple(modules.get(key, [f"product {product.tp.fingerprint[:12]}"]))
         tasks.append(Task(op, rows, count, nodes, dtype))
     return tasks
