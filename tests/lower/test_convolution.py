@@ -69,7 +69,7 @@ def test_zero_edges_give_zero_sums_and_bad_arguments_are_named(rng):
     with pytest.raises(ValueError, match=r"senders has values outside \[0, 6\)"):
         kernel(**{**arguments, "senders": arguments["senders"] + 6})
     for offsets in (arguments["offsets"][::-1].copy(), arguments["offsets"] + 1, arguments["offsets"][:-1].copy()):
-        with pytest.raises(ValueError, match="offsets must be a one-dimensional int64 array rising from 0 to the edge count"):
+        with pytest.raises(ValueError, match="offsets must be a one-dimensional int64 array rising from 0"):
             kernel(**{**arguments, "offsets": offsets})
     gather_only = compile_convolution(UVU, "gather", dtype="float64")
     with pytest.raises(ValueError, match="takes no offsets"):

@@ -175,6 +175,25 @@ def test_a_converted_mace_model_gives_the_original_energy_forces_and_stress(sett
             assert error < limit, f"{setting} {dtype} {key}: {error}"
 
 
+def test_mace_convolutions_are_fused_unless_fuse_is_false():
+    model = example_model("8x0e+8x1o", correlation=2)
+    fused, apart = tpc.torch.convert(model), tpc.torch.convert(model, fuse=False)
+    for interaction in fused.interactions:
+        assert isinstance(interaction.conv_tp, tpc.torch.Convolution) and interaction.conv_fusion == "tpc"
+    for interaction in apart.interactions:
+        assert isinstance(interaction.conv_tp, tpc.torch.TensorProduct) and not hasattr(interaction, "conv_fusion")
+    assert not any(hasattr(interaction, "conv_fusion") for interaction in model.interactions)
+    assert all("fused with its gather and scatter-sum" in entry.reason for entry in fused.tpc_conversion.converted
+               if entry.path.endswith("conv_tp"))
+    batch = batch_for(model, example_atoms(1))
+    expected = evaluate(model, batch)
+    for converted in (fused, apart):
+        actual = evaluate(converted, batch)
+        assert relative_error(actual["forces"].numpy(), expected["forces"].numpy()) < 1e-10
+    fused.load_state_dict(model.state_dict())
+    model.load_state_dict(fused.state_dict())
+
+
 @pytest.fixture(scope="module")
 def saved_mace(tmp_path_factory):
     """A converted mace model saved three ways, with its batch and outputs, in one folder."""

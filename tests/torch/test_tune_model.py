@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tpc.cli import main
-from tpc.ops import Gradient, Product, TensorProduct
+from tpc.ops import ConvolutionGradient, Fused, Gradient, Product, TensorProduct
 from tpc.records import read_records
 
 SMALL = {"hidden_irreps": "16x0e+16x1o", "correlation": 2, "num_interactions": 1}
@@ -29,7 +29,8 @@ converted = tpc.torch.convert(model)
 batch = batch_for(model, ase.io.read(sys.argv[2]))
 ours, theirs = evaluate(converted, batch, stress=False), evaluate(model, batch, stress=False)
 sources = {f"{path} {what} {dtype}": kernel.schedule.source for path, module in converted.named_modules()
-           if isinstance(module, tpc.torch.TensorProduct) for (what, dtype), kernel in module.kernels().items()}
+           if isinstance(module, (tpc.torch.TensorProduct, tpc.torch.Convolution))
+           for (what, dtype), kernel in module.kernels().items()}
 print(json.dumps({"sources": sources, "forces": float((ours["forces"] - theirs["forces"]).abs().max())}))
 """
 """Run in a fresh process: convert the model, evaluate it, report each kernel's schedule source."""
@@ -50,8 +51,8 @@ def mace_files(tmp_path_factory):
     edges = batch_for(model, atoms)["edge_index"].shape[1]
     conv = TensorProduct.from_e3nn(model.interactions[0].conv_tp)
     skip = TensorProduct.from_e3nn(model.interactions[0].skip_tp)
-    expected = {(Product(skip).fingerprint, len(atoms)), (Product(conv).fingerprint, edges),
-                *((Gradient(conv, wrt).fingerprint, edges) for wrt in ("x1", "x2", "weight"))}
+    expected = {(Product(skip).fingerprint, len(atoms)), (Fused(conv, "gather+scatter").fingerprint, edges),
+                (ConvolutionGradient(conv).fingerprint, edges)}
     return folder, expected
 
 
@@ -75,24 +76,23 @@ def test_tune_model_tunes_the_kernels_the_model_runs_and_a_later_convert_uses_th
                   "--trials", "6", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "energy and forces on" in result.stderr and "9 atoms" in result.stderr
-    assert "one run calls 5 tpc kernels: 5 tasks" in result.stderr and "[   6/6] model kernels" in result.stderr
+    assert "one run calls 3 tpc kernels: 3 tasks" in result.stderr and "[   6/6] model kernels" in result.stderr
     table = result.stdout
-    for label in ("interactions.0.skip_tp (product, 9 rows, float64)", "interactions.0.conv_tp (product, ",
-                  "interactions.0.conv_tp (d/dx1, ", "interactions.0.conv_tp (d/dx2, ",
-                  "interactions.0.conv_tp (d/dweight, "):
+    for label in ("interactions.0.skip_tp (product, 9 rows, float64)", "interactions.0.conv_tp (gather+scatter, ",
+                  "interactions.0.conv_tp (convolution gradients, "):
         assert label in table
     assert "products per model call: default" in table
     cached = read_records(tmp_path / "cache" / "schedules.jsonl")
     assert {(record.op, record.batch) for record in cached} == expected  # every kernel, at its own row count
     assert {record.dtype for record in cached} == {"float64"}  # the model's dtype
-    assert len(list((tmp_path / "tuning_logs").glob("*.jsonl"))) == 5
+    assert len(list((tmp_path / "tuning_logs").glob("*.jsonl"))) == 3
 
     check = subprocess.run([sys.executable, "-c", CHECK, folder / "small.model", folder / "acetamide.xyz"],
                            capture_output=True, text=True, timeout=600, env={**os.environ, **env})
     assert check.returncode == 0, check.stderr
     report = json.loads(check.stdout.strip().splitlines()[-1])
     assert report["sources"] == {f"interactions.0.{name} float64": "user cache" for name in (
-        "skip_tp forward", "conv_tp forward", "conv_tp x1", "conv_tp x2", "conv_tp weight")}
+        "skip_tp forward", "conv_tp convolution", "conv_tp convolution-gradient")}
     assert report["forces"] < 1e-9
 
 
@@ -112,18 +112,17 @@ def test_a_generic_model_runs_on_its_saved_arguments(isolated, capsys, monkeypat
                  "--trials", "4"]) == 0
     captured = capsys.readouterr()
     assert "FullyConnectedTensorProduct called on the arguments in" in captured.err
-    for label in ("(model) (product, 50 rows, float32)", "(model) (d/dx1, 50 rows, float32)",
-                  "(model) (d/dweight, 50 rows, float32)"):
+    for label in ("(model) (product, 50 rows, float32)", "(model) (d/dx1+weight, 50 rows, float32)"):
         assert label in captured.out
     spec = TensorProduct.from_e3nn(model)
     cached = read_records(isolated / "cache" / "schedules.jsonl")
     assert {(record.op, record.batch, record.dtype) for record in cached} == {
-        (op.fingerprint, 50, "float32") for op in (Product(spec), Gradient(spec, "x1"), Gradient(spec, "weight"))}
+        (op.fingerprint, 50, "float32") for op in (Product(spec), Gradient(spec, "x1+weight"))}
 
     converted = tpc.torch.convert(model)
     converted(x1, x2).sum().backward()
     assert {key: kernel.schedule.source for key, kernel in converted.kernels().items()} == {
-        ("forward", "float32"): "user cache", ("x1", "float32"): "user cache", ("weight", "float32"): "user cache"}
+        ("forward", "float32"): "user cache", ("x1+weight", "float32"): "user cache"}
 
 
 def test_bad_models_inputs_and_structures_are_one_line_errors(mace_files, isolated, capsys, monkeypatch):
@@ -149,7 +148,7 @@ def test_bad_models_inputs_and_structures_are_one_line_errors(mace_files, isolat
         (["--model", mace_model, "--structure", "silicon.xyz"], "atomic numbers [14], the model knows [1, 6, 7, 8]"),
         (["--model", mace_model, "--inputs", "partial-batch.pt"], "the inputs do not fit the model"),
         (["--model", mace_model, "--inputs", "linear-inputs.pt"], "a mace model takes a dict of tensors"),
-        (["--model", mace_model, "--structure", xyz, "--trials", "3"], "at least the number of tasks (5), got 3"),
+        (["--model", mace_model, "--structure", xyz, "--trials", "2"], "at least the number of tasks (3), got 2"),
         (["--model", mace_model, "--preset", "mace-l2"], "--preset does not go with --model"),
         (["--inputs", "linear-inputs.pt"], "give --model too"),
     ]

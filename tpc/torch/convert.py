@@ -16,6 +16,7 @@ import torch
 
 from tpc.ops import TensorProduct as TensorProductSpec
 from tpc.targets import resolve_target
+from tpc.torch.convolution import Convolution
 from tpc.torch.modules import TensorProduct
 
 LEFT_AS_IS = {
@@ -56,7 +57,7 @@ class ConversionReport(tuple):
         return "\n".join(lines + [summary])
 
 
-def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = False,
+def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = False, fuse: bool = True,
             verbose: bool = False) -> torch.nn.Module:
     """The model with every e3nn tensor product tpc can compute replaced by a compiled module.
 
@@ -65,10 +66,16 @@ def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = Fal
     replaces (e3nn's ``weight``, ``output_mask`` and coupling buffers), so the original model's
     state_dict loads strictly. The report is ``model.tpc_conversion``.
 
+    With ``fuse``, the ``conv_tp`` of a block that offers MACE's ``conv_fusion`` call (mace's
+    interaction blocks: ``conv_tp(node_feats, edge_attrs, weights, edge_index)`` returning
+    per-node messages) becomes a :class:`tpc.torch.Convolution`: the block's gather, product
+    and scatter-sum run as one compiled op, forward and backward.
+
     Args:
         model: any ``torch.nn.Module`` (e3nn models, mace-torch models, ...).
         target: a CPU target for the kernels (``"host"`` by default).
         inplace: replace the modules in ``model`` itself instead of in a copy.
+        fuse: fuse convolutions with their gather and scatter-sum where the model allows it.
         verbose: print the report's table.
 
     Returns:
@@ -86,10 +93,17 @@ def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = Fal
     resolved = resolve_target(target)
     if resolved.family != "cpu":
         raise ValueError(f"tpc.torch runs on CPU targets (x86, arm, host) so far, not {resolved.name!r}")
-    entries, replacements = [], {}
+    entries, replacements, fused = [], {}, []
     for path, module in model.named_modules():
         if _is_e3nn_tensor_product(module):
             replacement, reason = _replacement(module, resolved)
+            parent_path, _, name = path.rpartition(".")
+            if fuse and replacement is not None and name == "conv_tp" and \
+                    _offers_fused_convolution(model.get_submodule(parent_path)) and not replacement.shared_weights:
+                replacement = Convolution(replacement.tp, resolved)
+                _keep_state_entries(replacement, module)
+                reason += "; fused with its gather and scatter-sum"
+                fused.append(parent_path)
             entries.append(Conversion(path or "(model)", type(module).__name__, replacement is not None, reason))
             if replacement is not None:
                 replacements[path] = (module, replacement)
@@ -105,11 +119,19 @@ def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = Fal
         if path:
             parent_path, _, name = path.rpartition(".")
             converted.get_submodule(parent_path)._modules[name] = replacement
+    for path in fused:
+        converted.get_submodule(path).conv_fusion = "tpc"
     report = ConversionReport(entries)
     object.__setattr__(converted, "tpc_conversion", report)
     if verbose:
         print(report.table())
     return converted
+
+
+def _offers_fused_convolution(block: torch.nn.Module) -> bool:
+    """Whether ``block.forward`` calls ``conv_tp`` fused when the block has ``conv_fusion`` (mace)."""
+    code = getattr(type(block).forward, "__code__", None)
+    return code is not None and "conv_fusion" in code.co_consts
 
 
 def _is_e3nn_tensor_product(module: torch.nn.Module) -> bool:

@@ -24,6 +24,7 @@ import torch
 
 from tpc.targets import TargetSpec, resolve_target
 from tpc.torch.convert import convert
+from tpc.torch.convolution import Convolution
 from tpc.torch.mace import read_module
 from tpc.torch.modules import TensorProduct
 from tpc.torch.ops import KernelCall, compiled_op, forget_kernels, op_of, record_calls
@@ -203,7 +204,7 @@ def model_tasks(model: torch.nn.Module, run: Run, *, target: Union[str, dict, Ta
     converted = convert(model, target=spec)
     modules: dict[str, list[str]] = {}
     for path, module in converted.named_modules():
-        if isinstance(module, TensorProduct):
+        if isinstance(module, (TensorProduct, Convolution)):
             modules.setdefault(module.key, []).append(path or "(model)")
     if not modules:
         left = converted.tpc_conversion.left

@@ -26,7 +26,7 @@ from typing import Optional, Union
 
 from tpc.graph import Graph, TensorProductOp
 from tpc.graph.compiler import FUSION_CHOICES, fuse_products, product_rows
-from tpc.ops import Fused, Gradient, Op, Product, TensorProduct
+from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.measure import LocalRunner, Runner
 from tpc.tune.tuner import STRATEGIES, TuneResult, check_runs_here, default_log_path, tune
@@ -63,9 +63,11 @@ class Task:
 
     @property
     def what(self) -> str:
-        """What the kernel computes: "product", the fusion, or "d/dx1" for a gradient."""
+        """What the kernel computes: "product", the fusion, "d/dx1" for a gradient, or "convolution gradients"."""
         if isinstance(self.op, Gradient):
             return f"d/d{self.op.wrt}"
+        if isinstance(self.op, ConvolutionGradient):
+            return "convolution gradients"
         return self.fusion or "product"
 
     @property
