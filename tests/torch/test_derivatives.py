@@ -54,3 +54,18 @@ def test_several_gradients_run_as_one_kernel():
     with tpc.torch.record_calls() as calls:
         (module(*arguments) ** 2).sum().backward()
     assert [call.what for call in calls] == ["forward", "x1+weight"]
+
+
+def test_gradients_the_pass_does_not_use_are_not_computed():
+    """Forces ask for the positions' gradient only: the weights' kernel does not run then."""
+    tp = tpc.FullyConnectedTensorProduct("4x0e+4x1o", "0e+1o", "4x0e+4x1o")
+    module = tpc.torch.TensorProduct(tp)
+    x1 = torch.randn(6, tp.irreps_in1.dim, requires_grad=True)
+    x2 = torch.randn(6, tp.irreps_in2.dim)
+    with tpc.torch.record_calls() as calls:
+        (gradient,) = torch.autograd.grad(module(x1, x2).square().sum(), x1)
+    assert [call.what for call in calls] == ["forward", "x1"] and module.weight.grad is None
+    with tpc.torch.record_calls() as calls:
+        module(x1, x2).square().sum().backward()
+    assert [call.what for call in calls] == ["forward", "x1+weight"]
+    assert torch.equal(x1.grad, gradient) and module.weight.grad is not None

@@ -27,10 +27,12 @@ from tpc.torch.ops import (
     TORCH_DTYPES,
     compiled_kernels,
     compiled_op,
+    gradient_nodes,
     host_tensor,
     record,
     register,
     second_derivatives,
+    wanted_gradients,
 )
 from tpc.torch.workspace import WORKSPACE
 
@@ -103,12 +105,15 @@ def _setup_convolution(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
     node_feats, edge_attrs, edge_weights, senders, receivers, key = inputs
     ctx.save_for_backward(node_feats, edge_attrs, edge_weights, senders, receivers)
     ctx.key = key
+    ctx.gradient_nodes = gradient_nodes(inputs[:3])
 
 
 def _convolution_backward(ctx: Any, grad: torch.Tensor) -> tuple:
     node_feats, edge_attrs, edge_weights, senders, receivers = ctx.saved_tensors
+    wanted = wanted_gradients(ctx, 3)
+    if not any(wanted):
+        return None, None, None, None, None, None
     values = convolution_gradients(node_feats, edge_attrs, edge_weights, grad, senders, receivers, ctx.key)
-    wanted = ctx.needs_input_grad
     return (*(value if wanted[position] else None for position, value in enumerate(values)), None, None, None)
 
 
@@ -119,6 +124,7 @@ def _setup_gradients(ctx: Any, inputs: tuple, output: Any) -> None:
     node_feats, edge_attrs, edge_weights, grad, senders, receivers, key = inputs
     ctx.save_for_backward(node_feats, edge_attrs, edge_weights, grad, senders, receivers)
     ctx.key = key
+    ctx.gradient_nodes = gradient_nodes(inputs[:4])
     ctx.set_materialize_grads(False)
 
 
@@ -133,7 +139,7 @@ def _gradients_backward(ctx: Any, *upstreams: Optional[torch.Tensor]) -> tuple:
 
     total = second_derivatives(
         {"x1": node_feats, "x2": edge_attrs, "weight": edge_weights}, dict(zip(("x1", "x2", "weight"), upstreams)),
-        dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4])), gradients_at,
+        dict(zip(("x1", "x2", "weight", "grad"), wanted_gradients(ctx, 4))), gradients_at,
         lambda x1, x2, weight: convolution(x1, x2, weight, senders, receivers, key),
         any(not ins.has_weight for ins in compiled_op(key).tp.instructions))
     return total["x1"], total["x2"], total["weight"], total["grad"], None, None, None

@@ -93,7 +93,9 @@ class TensorProduct(torch.nn.Module):
         if self.internal_weights:
             if weight is not None:
                 raise ValueError("this module keeps its weights internally; do not pass weight")
-            weight = self.weight
+            # A view, not the leaf itself: the backward can then ask whether the running pass
+            # uses the weights' gradient (forces do not) and skip its kernel.
+            weight = self.weight.view_as(self.weight)
         elif self.weight_numel > 0 and weight is None:
             raise ValueError("this product has {} weights: pass weight".format(self.weight_numel))
         if x1.shape[-1] != self.dim1 or x2.shape[-1] != self.dim2:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
+from torch.autograd.graph import get_gradient_edge
 
 from tpc.build import compile as compile_kernel
 from tpc.dtypes import DTYPES
@@ -182,15 +183,43 @@ def gradients(x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor]
     return {name: value for name, value in zip(("x1", "x2", "weight"), values) if name in names}
 
 
+def gradient_nodes(inputs: tuple) -> tuple:
+    """The autograd node each tensor input's gradient flows into, for :func:`wanted_gradients`
+    (None where it needs none, or where the input is a leaf, whose node autograd makes later)."""
+    return tuple(get_gradient_edge(value).node
+                 if isinstance(value, torch.Tensor) and value.requires_grad and value.grad_fn is not None else None
+                 for value in inputs)
+
+
+def wanted_gradients(ctx: Any, count: int) -> list[bool]:
+    """Which of the first ``count`` inputs this backward pass needs gradients for.
+
+    ``ctx.needs_input_grad`` says which inputs require grad; of those, the ones whose gradient
+    the running pass does not use (a weight's while ``torch.autograd.grad`` asks for forces
+    only) are left out, so their kernels do not run. A leaf input under ``torch.autograd.grad``
+    cannot be asked about and counts as needed.
+    """
+    wanted = []
+    for needed, node in zip(ctx.needs_input_grad[:count], ctx.gradient_nodes[:count]):
+        if needed and node is not None:
+            try:
+                needed = torch._C._will_engine_execute_node(node)
+            except RuntimeError:
+                needed = True
+        wanted.append(bool(needed))
+    return wanted
+
+
 def _setup_product(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
     x1, x2, weight, key = inputs
     ctx.save_for_backward(x1, x2, weight)
     ctx.key = key
+    ctx.gradient_nodes = gradient_nodes(inputs[:3])
 
 
 def _product_backward(ctx: Any, grad: torch.Tensor) -> tuple:
     x1, x2, weight = ctx.saved_tensors
-    names = [name for name, wanted in zip(("x1", "x2", "weight"), ctx.needs_input_grad) if wanted]
+    names = [name for name, wanted in zip(("x1", "x2", "weight"), wanted_gradients(ctx, 3)) if wanted]
     values = gradients(x1, x2, weight, grad, ctx.key, names)
     return values.get("x1"), values.get("x2"), values.get("weight"), None
 
@@ -202,6 +231,7 @@ def _setup_gradient(ctx: Any, inputs: tuple, output: Any) -> None:
     x1, x2, weight, grad, key, wrt = inputs
     ctx.save_for_backward(x1, x2, weight, grad)
     ctx.key, ctx.wrt = key, wrt
+    ctx.gradient_nodes = gradient_nodes(inputs[:4])
     ctx.set_materialize_grads(False)
 
 
@@ -221,7 +251,7 @@ def _second_derivatives(ctx: Any, upstreams: dict[str, Optional[torch.Tensor]]) 
     key = ctx.key
     total = second_derivatives(
         {"x1": x1, "x2": x2, "weight": weight}, upstreams,
-        dict(zip(("x1", "x2", "weight", "grad"), ctx.needs_input_grad[:4])),
+        dict(zip(("x1", "x2", "weight", "grad"), wanted_gradients(ctx, 4))),
         lambda a1, a2, w, names: gradients(a1, a2, w, grad, key, names),
         lambda a1, a2, w: tensor_product(a1, a2, w, key),
         any(not ins.has_weight for ins in compiled_op(key).tp.instructions))
