@@ -47,6 +47,13 @@ def _indices(name: str, index: torch.Tensor, edges: int, rows: int) -> torch.Ten
     return index.detach().contiguous()
 
 
+def _reordered(values: Optional[torch.Tensor], order: torch.Tensor) -> Optional[torch.Tensor]:
+    """The rows of ``values`` in ``order``, in a workspace buffer (free again once the call ends)."""
+    if values is None:
+        return None
+    return torch.index_select(values, 0, order, out=WORKSPACE.empty(tuple(values.shape), TORCH_DTYPES[values.dtype]))
+
+
 @torch.library.custom_op("tpc::convolution", mutates_args=())
 def convolution(node_feats: torch.Tensor, edge_attrs: torch.Tensor, edge_weights: Optional[torch.Tensor],
                 senders: torch.Tensor, receivers: torch.Tensor, key: str) -> torch.Tensor:
@@ -59,8 +66,8 @@ def convolution(node_feats: torch.Tensor, edge_attrs: torch.Tensor, edge_weights
     edge_attrs, edge_weights = host_tensor(edge_attrs), host_tensor(edge_weights)
     if edges and not bool((receivers[1:] >= receivers[:-1]).all()):
         order = torch.argsort(receivers, stable=True)
-        senders, receivers, edge_attrs = senders[order], receivers[order], edge_attrs[order]
-        edge_weights = None if edge_weights is None else edge_weights[order]
+        senders, receivers = senders[order], receivers[order]
+        edge_attrs, edge_weights = _reordered(edge_attrs, order), _reordered(edge_weights, order)
     offsets = torch.zeros(nodes + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(receivers, minlength=nodes), 0, out=offsets[1:])
     out = WORKSPACE.empty((nodes, op.tp.irreps_out.dim), TORCH_DTYPES[node_feats.dtype])
@@ -89,7 +96,7 @@ def convolution_gradients(node_feats: torch.Tensor, edge_attrs: torch.Tensor, ed
     outs = tuple(WORKSPACE.empty((edges, width), dtype) for width in ConvolutionGradient(op.tp).output_widths)
     kernel(host_tensor(node_feats), host_tensor(edge_attrs), host_tensor(edge_weights), host_tensor(grad),
            senders=senders, receivers=receivers, out=outs)
-    node_grad = torch.zeros((nodes, op.tp.irreps_in1.dim), dtype=node_feats.dtype).index_add_(0, senders, outs[0])
+    node_grad = WORKSPACE.empty((nodes, op.tp.irreps_in1.dim), dtype).zero_().index_add_(0, senders, outs[0])
     return node_grad, outs[1], outs[2] if len(outs) > 2 else node_feats.new_empty(0)
 
 
