@@ -10,11 +10,19 @@ contractions left to mace) evaluate energy and forces (``compute_force=True``,
 swapped every repeat; the medians, their ratio and the largest differences between the two
 sides' energies and forces are printed per dtype.
 
+PyTorch's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment
+sets it): spinning after each PyTorch op, they hold the cores that tpc's kernels, which run
+on TVM's own thread pool, need next (docs/measurements.md). Both sides run under the setting.
+
     python benchmarks/bench_mace.py [--hidden-irreps 128x0e+128x1o] [--copies 3] [--repeats 10]
                                     [--dtypes float32,float64]
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see the docstring
 
 import argparse
 
@@ -58,7 +66,7 @@ def main() -> None:
         parser.error(f"--dtypes takes float32 and/or float64, not {','.join(unknown) or repr(args.dtypes)}")
     results = {dtype: measure(args.hidden_irreps, args.copies, args.repeats, dtype) for dtype in dtypes}
     first = next(iter(results.values()))
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(f"mace-torch ScaleShiftMACE, hidden {args.hidden_irreps}, correlation 3, 2 interactions, max_ell 3, "
           f"random weights; {first['atoms']} atoms ({args.copies}^3 acetamide), {first['edges']} edges at r_max 5")
     print(f"converted: {first['converted']} products compiled, {first['left']} modules left to mace; "

@@ -9,10 +9,18 @@ calls them, with ``grad_outputs``: a loss such as ``(y * g).sum()`` would time t
 elementwise passes on both sides. Results are checked against e3nn's before timing; the
 sides are timed in turns (:func:`tpc.testing.interleaved_medians`).
 
+PyTorch's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment
+sets it): spinning after each PyTorch op, they hold the cores that tpc's kernels, which run
+on TVM's own thread pool, need next (docs/measurements.md). Both sides run under the setting.
+
     python benchmarks/bench_torch.py [--preset mace-l2] [--batch 2000] [--repeats 20]
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: see the docstring
 
 import argparse
 
@@ -64,7 +72,7 @@ def main() -> None:
             error = relative_error(a.detach().double().numpy(), b.detach().double().numpy())
             if not error < tolerance("float32", DIRECTIONS[name]):
                 raise SystemExit(f"{name}: tpc differs from e3nn by {error:.1e}")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(f"{args.preset}, batch {args.batch}, float32; median of {args.repeats} after a warm-up, sides interleaved; "
           "outputs and gradients checked against e3nn")
     print(f"\n{'workload':<28}{'tpc ms':>10}{'e3nn ms':>10}{'speed-up':>10}")
