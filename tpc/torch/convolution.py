@@ -22,10 +22,10 @@ import torch
 
 from tpc.ops import ConvolutionGradient
 from tpc.ops import TensorProduct as TensorProductSpec
-from tpc.targets import TargetSpec, resolve_target
+from tpc.targets import resolve_target
+from tpc.torch.modules import CompiledModule
 from tpc.torch.ops import (
     TORCH_DTYPES,
-    compiled_kernels,
     compiled_op,
     gradient_nodes,
     host_tensor,
@@ -155,7 +155,7 @@ def _gradients_backward(ctx: Any, *upstreams: Optional[torch.Tensor]) -> tuple:
 convolution_gradients.register_autograd(_gradients_backward, setup_context=_setup_gradients)
 
 
-class Convolution(torch.nn.Module):
+class Convolution(CompiledModule):
     """A compiled message-passing convolution: ``module(node_feats, edge_attrs, edge_weights, edge_index)``
     is ``scatter_sum(tp(node_feats[edge_index[0]], edge_attrs, edge_weights), edge_index[1])``
     with one row per node, as MACE's interaction blocks compute it (their ``conv_fusion`` call).
@@ -171,8 +171,6 @@ class Convolution(torch.nn.Module):
     torch.Size([3, 16])
     """
 
-    __jit_unused_properties__ = ["tp", "target"]
-
     def __init__(self, tp: TensorProductSpec, target: Any = "host") -> None:
         super().__init__()
         if not isinstance(tp, TensorProductSpec):
@@ -185,24 +183,6 @@ class Convolution(torch.nn.Module):
         self.dim1: int = tp.irreps_in1.dim
         self.dim2: int = tp.irreps_in2.dim
         self.weight_numel: int = tp.weight_numel
-
-    @property
-    def tp(self) -> TensorProductSpec:
-        """The product this module convolves with."""
-        return compiled_op(self.key).tp
-
-    @property
-    def target(self) -> TargetSpec:
-        """The target its kernels are compiled for."""
-        return compiled_op(self.key).target
-
-    def kernels(self) -> dict[tuple[str, str], Any]:
-        """The kernels compiled so far for this module's product (see :meth:`tpc.torch.TensorProduct.kernels`)."""
-        return compiled_kernels(self.key)
-
-    def extra_repr(self) -> str:
-        tp = self.tp
-        return f"{tp.irreps_in1} x {tp.irreps_in2} -> {tp.irreps_out}, target={self.target.name}"
 
     def forward(self, node_feats: torch.Tensor, edge_attrs: torch.Tensor, edge_weights: Optional[torch.Tensor],
                 edge_index: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,41 @@ from tpc.targets import TargetSpec, resolve_target
 from tpc.torch.ops import compiled_kernels, compiled_op, register
 
 
-class TensorProduct(torch.nn.Module):
+class CompiledModule(torch.nn.Module):
+    """What the modules on compiled kernels share: the custom ops' ``key`` (spec and target as
+    canonical JSON), and from it the spec, the target and the kernels compiled so far."""
+
+    __jit_unused_properties__ = ["tp", "target"]
+
+    @property
+    def tp(self) -> TensorProductSpec:
+        """The spec this module computes."""
+        return compiled_op(self.key).tp
+
+    @property
+    def target(self) -> TargetSpec:
+        """The target its kernels are compiled for."""
+        return compiled_op(self.key).target
+
+    def kernels(self) -> dict[tuple[str, str], Any]:
+        """The kernels compiled so far for this module's product, by (what, dtype name).
+
+        What is "forward", a gradient's arguments ("x1", "x1+x2+weight"), "convolution" or
+        "convolution-gradient"; kernels compile on first use, so a module that has not run has
+        none. ``kernel.schedule.source`` tells whether a tuned schedule is in use ("user
+        cache", "shipped") or the default.
+
+        Returns:
+            A new dict of the kernels; modules of the same product and target share them.
+        """
+        return compiled_kernels(self.key)
+
+    def extra_repr(self) -> str:
+        tp = self.tp
+        return f"{tp.irreps_in1} x {tp.irreps_in2} -> {tp.irreps_out}, target={self.target.name}"
+
+
+class TensorProduct(CompiledModule):
     """A compiled tensor product as a module: ``module(x1, x2[, weight])`` like e3nn's.
 
     ``internal_weights`` (default: True when the product has shared weights) keeps the
@@ -36,8 +70,6 @@ class TensorProduct(torch.nn.Module):
     >>> module(torch.randn(5, 6), torch.randn(5, 3)).shape
     torch.Size([5, 3])
     """
-
-    __jit_unused_properties__ = ["tp", "target"]
 
     def __init__(self, tp: TensorProductSpec, target: Any = "host", internal_weights: bool | None = None) -> None:
         super().__init__()
@@ -61,33 +93,6 @@ class TensorProduct(torch.nn.Module):
             self.weight = torch.nn.Parameter(torch.randn(tp.weight_numel))
         else:
             self.register_buffer("weight", torch.Tensor())
-
-    @property
-    def tp(self) -> TensorProductSpec:
-        """The spec this module computes."""
-        return compiled_op(self.key).tp
-
-    @property
-    def target(self) -> TargetSpec:
-        """The target its kernels are compiled for."""
-        return compiled_op(self.key).target
-
-    def kernels(self) -> dict[tuple[str, str], Any]:
-        """The kernels compiled so far for this module's product, by (what, dtype name).
-
-        What is "forward" or a gradient's argument ("x1", "x2", "weight"); kernels compile on
-        first use, so a module that has not run has none. ``kernel.schedule.source`` tells
-        whether a tuned schedule is in use ("user cache", "shipped") or the default.
-
-        Returns:
-            A new dict of the kernels (``tpc.Kernel`` forward, ``tpc.GradientKernel`` otherwise);
-            modules of the same product and target share them.
-        """
-        return compiled_kernels(self.key)
-
-    def extra_repr(self) -> str:
-        tp = self.tp
-        return f"{tp.irreps_in1} x {tp.irreps_in2} -> {tp.irreps_out}, target={self.target.name}"
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.internal_weights:
