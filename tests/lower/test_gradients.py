@@ -140,13 +140,19 @@ def test_mace_convolution_x2_gradient_sums_its_channels_first():
     assert not lower_gradient(tp, "x2+weight").channel_sums
 
 
-@pytest.mark.parametrize("name", ["mace-small-l2", "fc-small"])
-def test_every_joint_gradient_knob_setting_is_correct(name):
-    """Shared weights (fc-small) are summed chunk by chunk as for the weight gradient alone."""
-    tp = tpc.presets.get(name).tp
+JOINT_CASES = {"mace-small-l2": tpc.presets.get("mace-small-l2").tp,
+               "uvw-shared": tpc.FullyConnectedTensorProduct("3x0e+2x1o", "2x0e+1x1o", "2x0e+3x1o")}
+
+
+@pytest.mark.parametrize("name", JOINT_CASES)
+def test_every_joint_gradient_knob_setting_is_correct(name, monkeypatch):
+    """Shared weights (uvw-shared) are summed chunk by chunk (here 3 chunks) as for the weight gradient alone."""
+    tp = JOINT_CASES[name]
+    monkeypatch.setattr(tpc.runtime, "CHUNK_VALUES", 1)  # chunks of MIN_CHUNK samples
     rng = np.random.default_rng(8)
-    x1, x2, weight = random_inputs(tp, 13, rng, np.float32)
-    grad = rng.standard_normal((13, tp.irreps_out.dim)).astype(np.float32)
+    batch = 2 * tpc.runtime.MIN_CHUNK + 5
+    x1, x2, weight = random_inputs(tp, batch, rng, np.float32)
+    grad = rng.standard_normal((batch, tp.irreps_out.dim)).astype(np.float32)
     expected = [tp.reference_gradient(x1, x2, weight, grad, wrt) for wrt in ("x1", "x2", "weight")]
     space = search_space("cpu", "cg", "x1+x2+weight")
     changes = [{}, {"batch_tile": 1}, {"materialize": "all"}, {"unroll_components": False}, {"channel_unroll": 2},
