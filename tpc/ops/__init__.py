@@ -25,6 +25,7 @@ from tpc.ops.op import (
     make_op,
     op_from_dict,
 )
+from tpc.ops.symmetric_contraction import SymmetricContraction
 from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "OpLike",
     "Product",
     "ProductOp",
+    "SymmetricContraction",
     "TensorProduct",
     "algorithms_for",
     "as_op",
