@@ -39,15 +39,8 @@ from tpc.archive import (
     write_archive,
 )
 from tpc.dtypes import check_dtype
-from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct, op_from_dict
-from tpc.targets import (
-    ARM_TRIPLE,
-    TargetSpec,
-    host_triple,
-    missing_cpu_features,
-    resolve_target,
-    worker_threads,
-)
+from tpc.ops import Contraction, ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct, op_from_dict
+from tpc.targets import ARM_TRIPLE, TargetSpec, host_triple, missing_cpu_features, resolve_target, worker_threads
 
 # One TVM worker per physical core unless the user chose (read when TVM's pool first starts).
 os.environ.setdefault("TVM_NUM_THREADS", str(worker_threads()))
@@ -78,15 +71,16 @@ class _Compiled:
 
     op: Op
 
-    def __init__(self, module: Any, tp: TensorProduct, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
-                 executable: Any = None, library: bytes | None = None, tables: tuple[np.ndarray, ...] = ()) -> None:
+    def __init__(self, module: Any, tp: Any, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
+                 executable: Any = None, library: bytes | None = None, tables: tuple[np.ndarray, ...] = (),
+                 op: Op | None = None) -> None:
         self.tables = tuple(np.ascontiguousarray(table, dtype=dtype) for table in tables)
         self._device_tables: dict[Any, list[Any]] = {}
         self._module = module
         self._executable = executable
         self._library = library
         self.spec = tp
-        self.op = Product(tp)
+        self.op = Product(tp) if op is None else op
         self.target = target
         self.dtype = dtype
         self.schedule = schedule
@@ -432,6 +426,10 @@ CompiledKernel = Union["Kernel", "GradientKernel", "ConvolutionKernel", "Convolu
 def kernel_for(op: Op, module: Any, target: TargetSpec, dtype: str, schedule: ScheduleChoice, executable: Any = None,
                library: bytes | None = None, tables: tuple[np.ndarray, ...] = ()) -> CompiledKernel:
     """The kernel class that calls a compiled ``op``, around its module."""
+    if isinstance(op, Contraction):
+        from tpc.contraction_kernel import ContractionKernel
+
+        return ContractionKernel(module, op, target, dtype, schedule, executable, library)
     if isinstance(op, Fused):
         return ConvolutionKernel(module, op.tp, op.fusion, target, dtype, schedule, executable, library)
     if isinstance(op, ConvolutionGradient):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tpc.dtypes import check_dtype
-from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, TensorProduct
+from tpc.ops import Contraction, ConvolutionGradient, Fused, Gradient, Op, TensorProduct
 
 DIRECTIONS = ("forward", "gradient", "second derivative")
 TOLERANCES: dict[tuple[str, str], float] = {
@@ -44,6 +44,8 @@ def tolerance(dtype: str, direction: str = "forward") -> float:
 
 def direction_of(op: Op) -> str:
     """The direction an op's result is computed in: "gradient" for gradients, else "forward"."""
+    if isinstance(op, Contraction):
+        return "gradient" if op.wrt else "forward"
     return "gradient" if isinstance(op, (Gradient, ConvolutionGradient)) else "forward"
 
 
@@ -90,6 +92,8 @@ def random_arguments(op: Op, batch: int, rng: np.random.Generator, dtype: str = 
         ``senders`` (with the gather) and ``offsets`` (with the scatter-sum, receivers sorted)
         for a fused op; a convolution's gradients take ``grad`` per node, ``senders`` and ``receivers``.
     """
+    if isinstance(op, Contraction):
+        return _contraction_arguments(op, batch, rng, dtype)
     x1, x2, weight = random_inputs(op.tp, batch, rng, dtype)
     arguments: dict[str, Any] = {"x1": x1, "x2": x2, "weight": weight}
     if isinstance(op, Gradient):
@@ -110,6 +114,20 @@ def random_arguments(op: Op, batch: int, rng: np.random.Generator, dtype: str = 
         if op.scatter:
             arguments["offsets"] = np.concatenate([[0], np.cumsum(np.bincount(receivers, minlength=nodes))]) \
                 .astype(np.int64)
+    return arguments
+
+
+def _contraction_arguments(op: Contraction, batch: int, rng: np.random.Generator, dtype: str) -> dict[str, Any]:
+    """``x``, ``elements``, ``weights`` (a list, scaled down as mace initializes them) and, for a
+    gradient, ``grad`` of a symmetric contraction over ``batch`` nodes."""
+    spec = op.spec
+    shapes = [shape for _, _, shape in spec.weight_shapes()]
+    arguments: dict[str, Any] = {
+        "x": rng.standard_normal((batch, spec.channels, spec.coupling_irreps.dim)).astype(dtype),
+        "elements": rng.integers(0, spec.num_elements, batch).astype(np.int64),
+        "weights": [(rng.standard_normal(shape) / shape[1]).astype(dtype) for shape in shapes]}
+    if op.wrt:
+        arguments["grad"] = rng.standard_normal((batch, spec.irreps_out.dim)).astype(dtype)
     return arguments
 
 

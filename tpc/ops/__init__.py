@@ -13,6 +13,7 @@ from tpc.ops.op import (
     FUSIONS,
     GRID_FROM_DEGREE,
     JOINT_GRADIENTS,
+    Contraction,
     ConvolutionGradient,
     Fused,
     Gradient,
@@ -30,6 +31,7 @@ from tpc.ops.tensor_product import MODES, WRT, Instruction, TensorProduct
 
 __all__ = [
     "ALGORITHMS",
+    "Contraction",
     "ConvolutionGradient",
     "FUSIONS",
     "JOINT_GRADIENTS",

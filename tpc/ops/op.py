@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from tpc.ops.gaunt_form import gaunt_form_problem, require_gaunt_form
+from tpc.ops.symmetric_contraction import SymmetricContraction
 from tpc.ops.tensor_product import WRT, TensorProduct
 
 ALGORITHMS = ("cg", "fourier", "grid")
@@ -404,6 +405,85 @@ class ConvolutionGradient(ProductOp):
                      for name in self.arguments)
 
 
+@dataclass(frozen=True)
+class Contraction(Op):
+    """MACE's symmetric contraction (:class:`~tpc.ops.SymmetricContraction`), its gradient with
+    respect to the node features (``wrt="x"``), or its weights' gradient per node (``"weight"``).
+
+    Arguments: ``x`` (nodes, channels, D), ``elements`` (int64, one per node), ``weights`` (a
+    list: per output irrep, per order 1..correlation, ``(num_elements, paths, channels)``), and
+    for a gradient ``grad`` (nodes, irreps_out.dim). A batch counts nodes.
+
+    >>> import tpc
+    >>> Contraction(tpc.SymmetricContraction("4x0e+4x1o", "4x0e", 2, 3), "x").output_width
+    16
+    """
+
+    spec: SymmetricContraction
+    wrt: str = ""
+    kind: ClassVar[str] = "symmetric-contraction"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, SymmetricContraction):
+            raise TypeError(f"a contraction op takes a SymmetricContraction, got {type(self.spec).__name__}")
+        if self.wrt not in ("", "x", "weight"):
+            raise ValueError(f"a contraction's wrt is '' (the forward), 'x' or 'weight', got {self.wrt!r}")
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the spec's fingerprint plus "/d" and ``wrt`` for a gradient."""
+        suffix = f"/d{self.wrt}" if self.wrt else ""
+        return hashlib.sha256(f"{self.spec.fingerprint}{suffix}".encode()).hexdigest()
+
+    @property
+    def schedule_key(self) -> str:
+        return f"{self.kind}:{self.wrt}" if self.wrt else self.kind
+
+    @property
+    def output_width(self) -> int:
+        """Values per node: the output, x's components, or the weights' per node (paths x channels)."""
+        if self.wrt == "x":
+            return self.spec.channels * self.spec.coupling_irreps.dim
+        if self.wrt == "weight":
+            return sum(shape[1] * shape[2] for _, _, shape in self.spec.weight_shapes())
+        return self.spec.irreps_out.dim
+
+    def argument_shapes(self, batch: int, nodes: int | None = None) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {"x": (batch, self.spec.channels, self.spec.coupling_irreps.dim),
+                                              "elements": (batch,)}
+        if self.wrt:
+            shapes["grad"] = (batch, self.spec.irreps_out.dim)
+        return shapes
+
+    def flops(self, batch: int = 1) -> int:
+        """The forward's FLOPs (:meth:`SymmetricContraction.flops`); a gradient costs a few times that."""
+        return self.spec.flops(batch)
+
+    @property
+    def description(self) -> str:
+        what = {"": "the symmetric contraction", "x": "the symmetric contraction's x gradient",
+                "weight": "the symmetric contraction's weight gradient per node"}
+        return what[self.wrt]
+
+    def reference(self, x: Any, elements: Any, weights: Any, grad: Any = None) -> Any:
+        """In float64: the output ``(nodes, irreps_out.dim)``; the x gradient ``(nodes, channels, D)``;
+        per node the weights' gradients, one ``(nodes, channels, paths)`` array per irrep and order."""
+        y = np.eye(self.spec.num_elements)[np.asarray(elements)]
+        order = self.spec.correlation
+        nested = [list(weights[start:start + order]) for start in range(0, len(weights), order)]
+        if not self.wrt:
+            return self.spec.reference(x, y, nested)
+        return self.spec.reference_gradient(x, y, nested, grad, self.wrt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": OP_FORMAT, "kind": self.kind, "spec": self.spec.to_dict(), "wrt": self.wrt}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Contraction":
+        """Rebuild the op from :meth:`to_dict`."""
+        return cls(SymmetricContraction.from_dict(data["spec"]), data.get("wrt", ""))
+
+
 def _node_count(op: Op, nodes: int | None) -> int:
     if nodes is None:
         raise ValueError(f"{op.description} needs the node count for its shapes")
@@ -411,7 +491,7 @@ def _node_count(op: Op, nodes: int | None) -> int:
 
 
 OpLike = Op | TensorProduct
-_KINDS: dict[str, type[ProductOp]] = {cls.kind: cls for cls in (Product, Gradient, Fused, ConvolutionGradient)}
+_KINDS: dict[str, Any] = {cls.kind: cls for cls in (Product, Gradient, Fused, ConvolutionGradient, Contraction)}
 
 
 def as_op(value: OpLike, caller: str = "this function") -> Op:

@@ -143,9 +143,7 @@ class SymmetricContraction:
         if x.shape != (batch, self.channels, dim) or y.shape != (batch, self.num_elements):
             raise ValueError(f"x must be ({batch}, {self.channels}, {dim}) and y ({batch}, {self.num_elements}), "
                              f"got {x.shape} and {y.shape}")
-        if len(weights) != len(self.irreps_out) or any(len(per_ir) != self.correlation for per_ir in weights):
-            raise ValueError(f"weights must hold {self.correlation} arrays for each of the {len(self.irreps_out)} "
-                             "output irreps")
+        self._check_weights(weights)
         outs = []
         for (_, ir), per_order in zip(self.irreps_out, weights):
             out = np.zeros((batch, self.channels, ir.dim))
@@ -162,3 +160,48 @@ class SymmetricContraction:
                 out += np.einsum("bcn,mnk,bck->bcm", power, coupling, element_weight)
             outs.append(out.reshape(batch, -1))
         return np.concatenate(outs, axis=1)
+
+    def reference_gradient(self, x: Any, y: Any, weights: Sequence[Sequence[Any]], grad: Any,
+                           wrt: str) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The gradient of ``<grad, reference(x, y, weights)>`` in float64.
+
+        Args:
+            x, y, weights: as for :meth:`reference`.
+            grad: ``(batch, irreps_out.dim)``.
+            wrt: ``"x"``: returns ``(batch, channels, D)``; ``"weight"``: per node, not summed
+                over the nodes of an element, one ``(batch, channels, paths)`` array per output
+                irrep and order (the weights' gradient is their sum weighted by ``y``).
+        """
+        x, y, grad = (np.asarray(value, dtype=np.float64) for value in (x, y, grad))
+        self._check_weights(weights)
+        batch, dim = x.shape[0], self.coupling_irreps.dim
+        if grad.shape != (batch, self.irreps_out.dim):
+            raise ValueError(f"grad must be ({batch}, {self.irreps_out.dim}), got {grad.shape}")
+        gradient_x, gradient_weights = np.zeros_like(x), []
+        for (_, ir), block, per_order in zip(self.irreps_out, self.irreps_out.slices(), weights):
+            upstream = grad[:, block].reshape(batch, self.channels, ir.dim)
+            for nu, weight in enumerate(per_order, start=1):
+                coupling = self.coupling(ir, nu).reshape(ir.dim, *([dim] * nu), -1)
+                if wrt == "weight":
+                    summed = np.einsum("bcm,m...k->bc...k", upstream, coupling)
+                    for _ in range(nu):
+                        summed = np.einsum("bci...,bci->bc...", summed, x)
+                    gradient_weights.append(summed)
+                    continue
+                element_weight = np.einsum("be,ekc->bck", y, np.asarray(weight, dtype=np.float64))
+                summed = np.einsum("bcm,bck,m...k->bc...", upstream, element_weight, coupling)
+                for position in range(nu):
+                    term = np.moveaxis(summed, 2 + position, -1)
+                    for _ in range(nu - 1):
+                        term = np.einsum("bci...,bci->bc...", term, x)
+                    gradient_x += term
+        if wrt == "weight":
+            return tuple(gradient_weights)
+        if wrt != "x":
+            raise ValueError(f"wrt must be 'x' or 'weight', got {wrt!r}")
+        return gradient_x
+
+    def _check_weights(self, weights: Sequence[Sequence[Any]]) -> None:
+        if len(weights) != len(self.irreps_out) or any(len(per_ir) != self.correlation for per_ir in weights):
+            raise ValueError(f"weights must hold {self.correlation} arrays for each of the {len(self.irreps_out)} "
+                             "output irreps")

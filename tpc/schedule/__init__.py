@@ -12,7 +12,7 @@ from tvm import s_tir
 
 from tpc.lower import Lowered
 from tpc.ops import FUSIONS, JOINT_GRADIENTS
-from tpc.schedule import convolution, cpu, cuda, gaunt, graph
+from tpc.schedule import contraction, convolution, cpu, cuda, gaunt, graph
 from tpc.schedule.space import AlgorithmSpace, SearchSpace, with_defaults
 
 FAMILIES = ("cpu", "cuda")
@@ -35,6 +35,8 @@ _SCHEDULES = {
     ("cpu", "cg", "weight"): (cpu.WEIGHT_GRADIENT_SPACE, cpu.apply_per_sample),
     **{("cpu", "cg", wrt): (cpu.JOINT_GRADIENT_SPACE, cpu.apply_joint) for wrt in JOINT_GRADIENTS},
     ("cpu", "cg", "convolution-gradient"): (cpu.JOINT_GRADIENT_SPACE, convolution.apply_gradient),
+    **{("cpu", "cg", key): (contraction.SPACE, contraction.apply)
+       for key in ("symmetric-contraction", "symmetric-contraction:x", "symmetric-contraction:weight")},
     ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
     ("cpu", "cg", "scatter"): (convolution.SCATTER_SPACE, convolution.apply_scatter),
     ("cpu", "cg", "gather+scatter"): (convolution.GATHER_SCATTER_SPACE, convolution.apply_scatter),
