@@ -2,10 +2,12 @@
 
 from tpc import presets, so3, verify
 from tpc._version import __version__
+from tpc.contraction_kernel import ContractionKernel
 from tpc.irreps import Irrep, Irreps
 from tpc.ops import (
     ALGORITHMS,
     ChannelwiseTensorProduct,
+    Contraction,
     ConvolutionGradient,
     FullyConnectedTensorProduct,
     Fused,
@@ -66,6 +68,8 @@ __all__ = [
     "Fused",
     "ConvolutionGradient",
     "ConvolutionGradientKernel",
+    "ContractionKernel",
+    "Contraction",
     "GauntTensorProduct",
     "Gradient",
     "Graph",

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tpc.ops import Contraction
-from tpc.runtime import ScheduleChoice, _Compiled, _like, host_view
+from tpc.runtime import KERNEL_CLASSES, ScheduleChoice, _Compiled, _like, host_view
 from tpc.targets import TargetSpec
 
 
@@ -83,3 +83,6 @@ class ContractionKernel(_Compiled):
             outs = out if out is not None else (None,) * len(shapes)
             return [self._host_result(shape, given) for shape, given in zip(shapes, outs)]
         return [np.empty((nodes, spec.channels, ir.dim), dtype=self.dtype) for _, ir in spec.irreps_out]
+
+
+KERNEL_CLASSES[Contraction.kind] = ContractionKernel

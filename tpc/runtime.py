@@ -39,13 +39,15 @@ from tpc.archive import (
     write_archive,
 )
 from tpc.dtypes import check_dtype
-from tpc.ops import Contraction, ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct, op_from_dict
+from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct, op_from_dict
 from tpc.targets import ARM_TRIPLE, TargetSpec, host_triple, missing_cpu_features, resolve_target, worker_threads
 
 # One TVM worker per physical core unless the user chose (read when TVM's pool first starts).
 os.environ.setdefault("TVM_NUM_THREADS", str(worker_threads()))
 
 KERNEL_FORMAT = "tpc.Kernel/1"
+KERNEL_CLASSES: dict[str, Any] = {}
+"""Kernel classes of op kinds defined beside this module, by kind (they register themselves)."""
 LIBRARY = "kernel.so"
 TABLES = "tables.npz"
 ARM_LINKER = "aarch64-linux-gnu-gcc"
@@ -426,10 +428,8 @@ CompiledKernel = Union["Kernel", "GradientKernel", "ConvolutionKernel", "Convolu
 def kernel_for(op: Op, module: Any, target: TargetSpec, dtype: str, schedule: ScheduleChoice, executable: Any = None,
                library: bytes | None = None, tables: tuple[np.ndarray, ...] = ()) -> CompiledKernel:
     """The kernel class that calls a compiled ``op``, around its module."""
-    if isinstance(op, Contraction):
-        from tpc.contraction_kernel import ContractionKernel
-
-        return ContractionKernel(module, op, target, dtype, schedule, executable, library)
+    if op.kind in KERNEL_CLASSES:
+        return KERNEL_CLASSES[op.kind](module, op, target, dtype, schedule, executable, library)
     if isinstance(op, Fused):
         return ConvolutionKernel(module, op.tp, op.fusion, target, dtype, schedule, executable, library)
     if isinstance(op, ConvolutionGradient):
