@@ -30,7 +30,7 @@ def test_bad_arguments_are_named():
         kernel(**{**arguments, "elements": arguments["elements"] + 1})
     with pytest.raises(ValueError, match="x must have shape"):
         kernel(**{**arguments, "x": arguments["x"][:, :3].copy()})
-    with pytest.raises(ValueError, match="weights must be 3 arrays"):
+    with pytest.raises(ValueError, match="weights must be 6 arrays"):
         kernel(**{**arguments, "weights": arguments["weights"][:2]})
     with pytest.raises(ValueError, match="grad must have shape"):
         kernel(**{**arguments, "grad": arguments["grad"][:, :4]})
