@@ -33,6 +33,6 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="weights must be 6 arrays"):
         kernel(**{**arguments, "weights": arguments["weights"][:2]})
     with pytest.raises(ValueError, match="grad must have shape"):
-        kernel(**{**arguments, "grad": arguments["grad"][:, :4]})
+        kernel(**{**arguments, "grad": arguments["grad"][:, :4].copy()})
     with pytest.raises(ValueError, match="wrt is '' \\(the forward\\), 'x' or 'weight'"):
         Contraction(SPECS["l1-correlation-2-to-2e"], "y")
