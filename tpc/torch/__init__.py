@@ -5,6 +5,7 @@ Importing ``tpc.torch`` registers the ``tpc::`` custom ops, so saved, scripted a
 models that call them load after ``import tpc.torch``.
 """
 
+from tpc.torch.contraction import SymmetricContraction
 from tpc.torch.convert import Conversion, ConversionReport, convert
 from tpc.torch.convolution import Convolution, convolution, convolution_gradients
 from tpc.torch.modules import TensorProduct
@@ -24,6 +25,7 @@ __all__ = [
     "ConversionReport",
     "Convolution",
     "KernelCall",
+    "SymmetricContraction",
     "TensorProduct",
     "convert",
     "convolution",

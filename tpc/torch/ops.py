@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -199,8 +199,14 @@ def wanted_gradients(ctx: Any, count: int) -> list[bool]:
     only) are left out, so their kernels do not run. A leaf input under ``torch.autograd.grad``
     cannot be asked about and counts as needed.
     """
+    return engine_wants(ctx.needs_input_grad[:count], ctx.gradient_nodes[:count])
+
+
+def engine_wants(needs: Sequence[bool], nodes: Sequence[Any]) -> list[bool]:
+    """Of the inputs that require grad (``needs``), those whose gradient node (:func:`gradient_nodes`)
+    the running backward pass executes (see :func:`wanted_gradients`)."""
     wanted = []
-    for needed, node in zip(ctx.needs_input_grad[:count], ctx.gradient_nodes[:count]):
+    for needed, node in zip(needs, nodes):
         if needed and node is not None:
             try:
                 needed = torch._C._will_engine_execute_node(node)
