@@ -14,15 +14,16 @@ from typing import Any
 
 import torch
 
+from tpc.ops import SymmetricContraction as SymmetricContractionSpec
 from tpc.ops import TensorProduct as TensorProductSpec
 from tpc.targets import resolve_target
+from tpc.torch.contraction import SymmetricContraction
 from tpc.torch.convolution import Convolution
 from tpc.torch.modules import TensorProduct
 
-LEFT_AS_IS = {
-    "SymmetricContraction": "MACE's product basis: tpc does not compute the symmetric contraction yet",
-}
-"""Modules of known models that convert leaves, by class name, with the reason it reports."""
+PRODUCT_BASIS = "SymmetricContraction"
+"""The class name of mace-torch's product basis, which convert replaces by
+:class:`tpc.torch.SymmetricContraction` where it can."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,11 @@ def convert(model: torch.nn.Module, *, target: Any = "host", inplace: bool = Fal
             entries.append(Conversion(path or "(model)", type(module).__name__, replacement is not None, reason))
             if replacement is not None:
                 replacements[path] = (module, replacement)
-        elif type(module).__name__ in LEFT_AS_IS:
-            entries.append(Conversion(path, type(module).__name__, False, LEFT_AS_IS[type(module).__name__]))
+        elif type(module).__name__ == PRODUCT_BASIS and type(module).__module__.startswith("mace."):
+            replacement, reason = _contraction_replacement(module, resolved)
+            entries.append(Conversion(path, type(module).__name__, replacement is not None, reason))
+            if replacement is not None:
+                replacements[path] = (module, replacement)
     if "" in replacements:
         converted = replacements[""][1]
     elif inplace:
@@ -165,6 +169,46 @@ def _replacement(module: torch.nn.Module, target: Any) -> tuple[TensorProduct | 
     paths = len(spec.instructions)
     return replacement, (f"{spec.irreps_in1} x {spec.irreps_in2} -> {spec.irreps_out}, {paths} paths, "
                          f"weights {sharing}")
+
+
+def _contraction_replacement(module: torch.nn.Module, target: Any) -> tuple[torch.nn.Module | None, str]:
+    """The compiled product basis computing mace's ``module``, or None and the reason it stays."""
+    contractions = list(module.contractions)
+    correlations = {contraction.correlation for contraction in contractions}
+    if len(correlations) != 1:
+        return None, f"a correlation per output irrep ({sorted(correlations)}): tpc takes one"
+    if not getattr(module, "internal_weights", True):
+        return None, "weights passed in: tpc keeps them in the module"
+    zeroed = [name for name, buffer in module.named_buffers() if name.endswith("_zeroed") and bool(buffer)]
+    if zeroed:
+        return None, f"paths without coupling ({', '.join(zeroed)}): not supported yet"
+    try:
+        spec = SymmetricContractionSpec(str(module.irreps_in), str(module.irreps_out), correlations.pop(),
+                                        int(contractions[0].weights_max.shape[0]))
+    except ValueError as error:
+        return None, str(error)
+    for contraction, (_, ir) in zip(contractions, spec.irreps_out):
+        for nu in range(1, spec.correlation + 1):
+            theirs = getattr(contraction, f"U_matrix_{nu}").detach().cpu().double().numpy()
+            ours = spec.coupling(ir, nu)
+            if theirs.shape != ours.shape or abs(theirs - ours).max(initial=0.0) > 1e-6 * max(abs(ours).max(), 1):
+                return None, (f"its coupling tensors for {ir} at order {nu} differ from tpc's (another CG basis, "
+                              "e.g. cuequivariance's)")
+    tensors = list(module.parameters())
+    if {tensor.device.type for tensor in tensors} - {"cpu"}:
+        return None, "not on the CPU: tpc.torch runs on CPU tensors so far"
+    dtypes = {tensor.dtype for tensor in tensors}
+    if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
+        return None, f"tensors of dtypes {sorted(str(d) for d in dtypes)}: tpc.torch takes float32 or float64"
+    replacement = SymmetricContraction(spec, target).to(dtypes.pop())
+    replacement.load_state_dict({name: value for name, value in module.state_dict().items()
+                                 if name in dict(replacement.named_parameters())})
+    for (name, theirs), ours in zip(module.named_parameters(), replacement.parameters()):
+        ours.requires_grad_(theirs.requires_grad)
+    _keep_state_entries(replacement, module)
+    replacement.train(module.training)
+    return replacement, (f"{spec.irreps_in} -> {spec.irreps_out}, correlation {spec.correlation}, "
+                         f"{spec.num_elements} elements")
 
 
 def _keep_state_entries(replacement: torch.nn.Module, module: torch.nn.Module) -> None:
