@@ -167,7 +167,8 @@ def test_a_converted_mace_model_gives_the_original_energy_forces_and_stress(sett
         model = built if dtype == torch.float64 else copy.deepcopy(built).float()
         converted = tpc.torch.convert(model)
         assert [entry.path for entry in converted.tpc_conversion.converted] == [
-            "interactions.0.conv_tp", "interactions.0.skip_tp", "interactions.1.conv_tp", "interactions.1.skip_tp"]
+            "interactions.0.conv_tp", "interactions.0.skip_tp", "interactions.1.conv_tp", "interactions.1.skip_tp",
+            "products.0.symmetric_contractions", "products.1.symmetric_contractions"]
         batch = batch_for(model, example_atoms(1))
         expected, actual = evaluate(model, batch), evaluate(converted, batch)
         for key in ("energy", "forces", "stress"):
@@ -292,7 +293,7 @@ for module in modules:
     assert error < 1e-12, (type(module).__name__, error)
 model = example_model("16x0e+16x1o", correlation=2)
 converted = tpc.torch.convert(model)
-assert len(converted.tpc_conversion.converted) == 4, converted.tpc_conversion.table()
+assert len(converted.tpc_conversion.converted) == 6, converted.tpc_conversion.table()
 converted.load_state_dict(model.state_dict(), strict=True)
 batch = batch_for(model, example_atoms(1))
 expected, actual = evaluate(model, batch), evaluate(converted, batch)

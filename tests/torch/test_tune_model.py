@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tpc.cli import main
-from tpc.ops import ConvolutionGradient, Fused, Gradient, Product, TensorProduct
+from tpc.ops import Contraction, ConvolutionGradient, Fused, Gradient, Product, TensorProduct
 from tpc.records import read_records
 
 SMALL = {"hidden_irreps": "16x0e+16x1o", "correlation": 2, "num_interactions": 1}
@@ -29,7 +29,7 @@ converted = tpc.torch.convert(model)
 batch = batch_for(model, ase.io.read(sys.argv[2]))
 ours, theirs = evaluate(converted, batch, stress=False), evaluate(model, batch, stress=False)
 sources = {f"{path} {what} {dtype}": kernel.schedule.source for path, module in converted.named_modules()
-           if isinstance(module, (tpc.torch.TensorProduct, tpc.torch.Convolution))
+           if isinstance(module, (tpc.torch.TensorProduct, tpc.torch.Convolution, tpc.torch.SymmetricContraction))
            for (what, dtype), kernel in module.kernels().items()}
 print(json.dumps({"sources": sources, "forces": float((ours["forces"] - theirs["forces"]).abs().max())}))
 """
@@ -41,6 +41,7 @@ def mace_files(tmp_path_factory):
     """A small mace model saved whole, the 1-copy acetamide box as an xyz file, and what they run."""
     import ase.io
 
+    import tpc.torch
     from tpc.torch.mace import batch_for, example_atoms, example_model
 
     folder = tmp_path_factory.mktemp("mace")
@@ -51,8 +52,10 @@ def mace_files(tmp_path_factory):
     edges = batch_for(model, atoms)["edge_index"].shape[1]
     conv = TensorProduct.from_e3nn(model.interactions[0].conv_tp)
     skip = TensorProduct.from_e3nn(model.interactions[0].skip_tp)
+    basis = tpc.torch.convert(model).products[0].symmetric_contractions.spec
     expected = {(Product(skip).fingerprint, len(atoms)), (Fused(conv, "gather+scatter").fingerprint, edges),
-                (ConvolutionGradient(conv).fingerprint, edges)}
+                (ConvolutionGradient(conv).fingerprint, edges), (Contraction(basis).fingerprint, len(atoms)),
+                (Contraction(basis, "x").fingerprint, len(atoms))}
     return folder, expected
 
 
@@ -76,23 +79,27 @@ def test_tune_model_tunes_the_kernels_the_model_runs_and_a_later_convert_uses_th
                   "--trials", "6", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert "energy and forces on" in result.stderr and "9 atoms" in result.stderr
-    assert "one run calls 3 tpc kernels: 3 tasks" in result.stderr and "[   6/6] model kernels" in result.stderr
+    assert "one run calls 5 tpc kernels: 5 tasks" in result.stderr and "[   6/6] model kernels" in result.stderr
     table = result.stdout
     for label in ("interactions.0.skip_tp (product, 9 rows, float64)", "interactions.0.conv_tp (gather+scatter, ",
-                  "interactions.0.conv_tp (convolution gradients, "):
+                  "interactions.0.conv_tp (convolution gradients, ",
+                  "products.0.symmetric_contractions (symmetric contraction, 9 rows, float64)",
+                  "products.0.symmetric_contractions (symmetric contraction, d/dx, 9 rows, float64)"):
         assert label in table
     assert "products per model call: default" in table
     cached = read_records(tmp_path / "cache" / "schedules.jsonl")
     assert {(record.op, record.batch) for record in cached} == expected  # every kernel, at its own row count
     assert {record.dtype for record in cached} == {"float64"}  # the model's dtype
-    assert len(list((tmp_path / "tuning_logs").glob("*.jsonl"))) == 3
+    assert len(list((tmp_path / "tuning_logs").glob("*.jsonl"))) == 5
 
     check = subprocess.run([sys.executable, "-c", CHECK, folder / "small.model", folder / "acetamide.xyz"],
                            capture_output=True, text=True, timeout=600, env={**os.environ, **env})
     assert check.returncode == 0, check.stderr
     report = json.loads(check.stdout.strip().splitlines()[-1])
     assert report["sources"] == {f"interactions.0.{name} float64": "user cache" for name in (
-        "skip_tp forward", "conv_tp convolution", "conv_tp convolution-gradient")}
+        "skip_tp forward", "conv_tp convolution", "conv_tp convolution-gradient")} | {
+        f"products.0.symmetric_contractions {what} float64": "user cache"
+        for what in ("symmetric-contraction", "symmetric-contraction:x")}
     assert report["forces"] < 1e-9
 
 
@@ -148,7 +155,7 @@ def test_bad_models_inputs_and_structures_are_one_line_errors(mace_files, isolat
         (["--model", mace_model, "--structure", "silicon.xyz"], "atomic numbers [14], the model knows [1, 6, 7, 8]"),
         (["--model", mace_model, "--inputs", "partial-batch.pt"], "the inputs do not fit the model"),
         (["--model", mace_model, "--inputs", "linear-inputs.pt"], "a mace model takes a dict of tensors"),
-        (["--model", mace_model, "--structure", xyz, "--trials", "2"], "at least the number of tasks (3), got 2"),
+        (["--model", mace_model, "--structure", xyz, "--trials", "4"], "at least the number of tasks (5), got 4"),
         (["--model", mace_model, "--preset", "mace-l2"], "--preset does not go with --model"),
         (["--inputs", "linear-inputs.pt"], "give --model too"),
     ]

@@ -422,6 +422,7 @@ class Contraction(Op):
     spec: SymmetricContraction
     wrt: str = ""
     kind: ClassVar[str] = "symmetric-contraction"
+    indexed: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, SymmetricContraction):

@@ -22,7 +22,9 @@ from typing import Any, Optional, Union
 
 import torch
 
+from tpc.ops import Contraction
 from tpc.targets import TargetSpec, resolve_target
+from tpc.torch.contraction import SymmetricContraction, contraction_op, forget_contraction_kernels
 from tpc.torch.convert import convert
 from tpc.torch.convolution import Convolution
 from tpc.torch.mace import read_module
@@ -204,7 +206,7 @@ def model_tasks(model: torch.nn.Module, run: Run, *, target: Union[str, dict, Ta
     converted = convert(model, target=spec)
     modules: dict[str, list[str]] = {}
     for path, module in converted.named_modules():
-        if isinstance(module, (TensorProduct, Convolution)):
+        if isinstance(module, (TensorProduct, Convolution, SymmetricContraction)):
             modules.setdefault(module.key, []).append(path or "(model)")
     if not modules:
         left = converted.tpc_conversion.left
@@ -242,12 +244,15 @@ def tasks_from_calls(calls: Sequence[KernelCall], modules: dict[str, list[str]],
     counts = Counter((call.key, call.what, call.dtype, call.rows) for call in calls)
     tasks = []
     for (key, what, dtype, rows), count in counts.items():
-        product = compiled_op(key)
-        if product.target.fingerprint != target.fingerprint:
-            raise ValueError(f"{'+'.join(modules.get(key, ['a product']))} runs kernels for {product.target.name}, "
+        if what.startswith(Contraction.kind):
+            op, ran_on = contraction_op(key, what)
+        else:
+            product = compiled_op(key)
+            op, ran_on = op_of(product.tp, what), product.target
+        if ran_on.fingerprint != target.fingerprint:
+            raise ValueError(f"{'+'.join(modules.get(key, ['a product']))} runs kernels for {ran_on.name}, "
                              f"not {target.name}")
-        op = op_of(product.tp, what)
-        nodes = tuple(modules.get(key, [f"product {product.tp.fingerprint[:12]}"]))
+        nodes = tuple(modules.get(key, [f"{op.kind} {op.fingerprint[:12]}"]))
         tasks.append(Task(op, rows, count, nodes, dtype))
     return tasks
 
@@ -289,8 +294,11 @@ def tune_model(model: torch.nn.Module, run: Run, *, target: Union[str, dict, Tar
         return tune_tasks(tasks, target=target, trials=trials, strategy=strategy, log_dir=log_dir, seed=seed,
                           runner=runner, round_size=round_size, progress=progress, subject="model")
     finally:
-        for tp in {task.tp.fingerprint: task.tp for task in tasks}.values():
-            forget_kernels(tp)
+        for task in tasks:
+            if isinstance(task.op, Contraction):
+                forget_contraction_kernels(task.op.spec)
+            else:
+                forget_kernels(task.tp)
 
 
 def _message(error: BaseException) -> str:

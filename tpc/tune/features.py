@@ -22,7 +22,7 @@ from tvm.s_tir.meta_schedule.search_strategy import MeasureCandidate
 from tvm.s_tir.meta_schedule.tune_context import TuneContext
 
 from tpc.build import scheduled
-from tpc.ops import FUSIONS, WRT, Op
+from tpc.ops import FUSIONS, WRT, Contraction, Op
 from tpc.schedule.space import AlgorithmSpace, Space
 from tpc.targets import TargetSpec
 
@@ -40,7 +40,10 @@ FEATURES_VERSION = 3
 def op_descriptors(op: Op, batch: int, dtype: str) -> list[float]:
     """Shape of the work, independent of the schedule: the product's, then which gradient
     (one-hot over WRT) and which fusion (one-hot over FUSIONS)."""
-    tp, key = op.tp, op.schedule_key
+    key = op.schedule_key
+    if isinstance(op, Contraction):
+        return _contraction_descriptors(op, batch, dtype)
+    tp = op.tp
     muls = [mul for mul, _ in tp.irreps_out] or [0]
     ls = [ir.l for _, ir in tp.irreps_in1 + tp.irreps_in2 + tp.irreps_out] or [0]
     modes = [ins.connection_mode for ins in tp.instructions]
@@ -59,6 +62,19 @@ def op_descriptors(op: Op, batch: int, dtype: str) -> list[float]:
         *[float(key == name) for name in WRT],
         *[float(key == name) for name in FUSIONS],
     ]
+
+
+def _contraction_descriptors(op: Contraction, batch: int, dtype: str) -> list[float]:
+    """:func:`op_descriptors` of a symmetric contraction, in the same slots: its paths, coupling
+    nonzeros, FLOPs, weights, output width, degrees and channels."""
+    spec = op.spec
+    paths = sum(shape[1] for _, _, shape in spec.weight_shapes())
+    weights = sum(int(np.prod(shape)) for _, _, shape in spec.weight_shapes())
+    ls = [ir.l for _, ir in spec.irreps_in + spec.irreps_out]
+    return [math.log2(max(batch, 1)), math.log2(1 + paths), math.log2(1 + spec.nonzeros()),
+            math.log2(1 + spec.flops()), math.log2(1 + weights), math.log2(1 + spec.irreps_out.dim), float(max(ls)),
+            math.log2(1 + spec.channels), 1.0, float(dtype == "float64"), 0.0,
+            *[float(op.wrt == name) for name in WRT], *[0.0 for _ in FUSIONS]]
 
 
 def candidate_features(space: Space, config: Mapping[str, Any], descriptors: list[float]) -> list[float]:

@@ -26,7 +26,7 @@ from typing import Optional, Union
 
 from tpc.graph import Graph, TensorProductOp
 from tpc.graph.compiler import FUSION_CHOICES, fuse_products, product_rows
-from tpc.ops import ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct
+from tpc.ops import Contraction, ConvolutionGradient, Fused, Gradient, Op, Product, TensorProduct
 from tpc.targets import TargetSpec, resolve_target
 from tpc.tune.measure import LocalRunner, Runner
 from tpc.tune.tuner import STRATEGIES, TuneResult, check_runs_here, default_log_path, tune
@@ -68,6 +68,8 @@ class Task:
             return f"d/d{self.op.wrt}"
         if isinstance(self.op, ConvolutionGradient):
             return "convolution gradients"
+        if isinstance(self.op, Contraction):
+            return f"symmetric contraction, d/d{self.op.wrt}" if self.op.wrt else "symmetric contraction"
         return self.fusion or "product"
 
     @property
