@@ -1,0 +1,55 @@
+"""tpc.torch.SymmetricContraction against mace-torch's SymmetricContraction (float64): values,
+gradients with respect to the features and the weights, and which kernels a pass runs."""
+
+import pytest
+import torch
+
+import tpc
+import tpc.torch
+from tpc.testing import float64_torch
+from tpc.verify import relative_error
+
+
+def _pair(irreps_in: str, irreps_out: str, correlation: int, elements: int):
+    from e3nn import o3
+    from mace.modules.symmetric_contraction import SymmetricContraction
+
+    spec = tpc.SymmetricContraction(irreps_in, irreps_out, correlation, elements)
+    with float64_torch():
+        torch.manual_seed(0)
+        theirs = SymmetricContraction(o3.Irreps(irreps_in), o3.Irreps(irreps_out), correlation, num_elements=elements)
+    ours = tpc.torch.SymmetricContraction(spec).double()
+    ours.load_state_dict({name: value for name, value in theirs.state_dict().items()
+                          if name in dict(ours.named_parameters())})
+    return ours, theirs
+
+
+@pytest.mark.parametrize("irreps_out,correlation", [("3x0e+3x1o", 3), ("3x0e+3x1o+3x2e", 2)])
+def test_values_and_gradients_equal_mace(irreps_out, correlation):
+    ours, theirs = _pair("3x0e+3x1o+3x2e+3x3o", irreps_out, correlation, 4)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 16, generator=generator, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.randint(0, 4, (6,), generator=generator), 4).double()
+    upstream = torch.randn(6, ours.spec.irreps_out.dim, generator=generator, dtype=torch.float64)
+    results = []
+    for module in (ours, theirs):
+        out = module(x, y)
+        results.append([out.detach(), *torch.autograd.grad(out, [x, *module.parameters()], grad_outputs=upstream)])
+    for a, b in zip(*results):
+        assert relative_error(a.numpy(), b.numpy()) < 1e-10
+
+
+def test_forces_run_no_weight_kernel_and_bad_elements_are_named():
+    ours, _ = _pair("3x0e+3x1o", "3x0e", 2, 2)
+    x = torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0]), 2).double()
+    with tpc.torch.record_calls() as calls:
+        torch.autograd.grad(ours(x, y).sum(), x)
+    assert [call.what for call in calls] == ["symmetric-contraction", "symmetric-contraction:x"]
+    with tpc.torch.record_calls() as calls:
+        ours(x, y).sum().backward()
+    assert [call.what for call in calls][-1] == "symmetric-contraction:weight"
+    with pytest.raises(ValueError, match="y must hold one-hot elements"):
+        ours(x, y * 0.5)
+    with pytest.raises(ValueError, match=r"y must be one-hot elements of shape \(nodes, 2\)"):
+        ours(x, y[:, :1])
