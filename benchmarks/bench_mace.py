@@ -2,8 +2,8 @@
 
 For each dtype, a ``ScaleShiftMACE`` with random weights (``tpc.torch.mace.example_model``,
 default hidden 128x0e+128x1o, correlation 3, two interactions, harmonics to l = 3) and its
-conversion (``tpc.torch.convert``: the convolution and skip products compiled, the symmetric
-contractions left to mace) evaluate energy and forces (``compute_force=True``,
+conversion (``tpc.torch.convert``: the convolutions fused with their gather and scatter-sum,
+the skip products and the symmetric contractions compiled) evaluate energy and forces (``compute_force=True``,
 ``training=False``, as mace's ASE calculator calls them) on a periodic box of acetamide
 (``example_atoms``: 3 copies per side, 243 atoms, about 7500 edges). After one warm-up call each
 (the converted side compiles its kernels then), the two sides are timed in turns, the order
@@ -69,7 +69,7 @@ def main() -> None:
     print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(f"mace-torch ScaleShiftMACE, hidden {args.hidden_irreps}, correlation 3, 2 interactions, max_ell 3, "
           f"random weights; {first['atoms']} atoms ({args.copies}^3 acetamide), {first['edges']} edges at r_max 5")
-    print(f"converted: {first['converted']} products compiled, {first['left']} modules left to mace; "
+    print(f"converted: {first['converted']} modules compiled, {first['left']} left to mace; "
           f"energy + forces (compute_force=True, training=False), median of {args.repeats} after a warm-up, "
           "sides interleaved")
     print(f"\n{'dtype':<10}{'mace ms':>10}{'tpc ms':>10}{'speed-up':>10}{'max |dE| eV':>14}{'max |dF| eV/A':>15}"
