@@ -104,7 +104,7 @@ def lower_contraction(op: Contraction, dtype: str = "float32") -> Lowered:
         for _, ir in spec.irreps_out:
             blocks.append(te.compute((nodes, channels, ir.dim), forward_of(ir), name=f"out_{ir}"))
     elif op.wrt == "x":
-        per_i: list[list] = [[] for _ in range(dim)]  # (scale, count, rest factors) of each component
+        per_i: list[list] = [[] for _ in range(dim)]  # per component: (ir, nu, m, path, coefficient, other factors)
         for _, ir in spec.irreps_out:
             for nu in range(1, spec.correlation + 1):
                 for m, factors, k, value in _terms(op, ir, nu):
