@@ -26,9 +26,9 @@ def _pair(irreps_in: str, irreps_out: str, correlation: int, elements: int):
 
 @pytest.mark.parametrize("irreps_out,correlation", [("3x0e+3x1o", 3), ("3x0e+3x1o+3x2e", 2)])
 def test_values_and_gradients_equal_mace(irreps_out, correlation):
-    ours, theirs = _pair("3x0e+3x1o+3x2e+3x3o", irreps_out, correlation, 4)
+    ours, theirs = _pair("3x0e+3x1o+3x2e", irreps_out, correlation, 4)  # l <= 3: tests/ops (a 25 s build here)
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(6, 3, 16, generator=generator, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(6, 3, 9, generator=generator, dtype=torch.float64, requires_grad=True)
     y = torch.nn.functional.one_hot(torch.randint(0, 4, (6,), generator=generator), 4).double()
     upstream = torch.randn(6, ours.spec.irreps_out.dim, generator=generator, dtype=torch.float64)
     results = []
