@@ -1,9 +1,9 @@
 """A mace-torch model converted to tpc, running molecular dynamics in ASE next to the original.
 
 A ``ScaleShiftMACE`` with random weights (no download; correlation 2 rather than mace's usual 3,
-which only makes mace's construction of its coupling tensors quicker) is converted with ``tpc.torch.convert``:
-its convolution and skip products become compiled kernels, the symmetric contractions stay
-(the report says why). The converted model is saved with ``torch.save`` and loaded back, as a
+which only makes the construction and compilation of its product basis quicker) is converted
+with ``tpc.torch.convert``: its convolutions (fused with their gather and scatter-sum), skip
+products and symmetric contractions become compiled kernels. The converted model is saved with ``torch.save`` and loaded back, as a
 ``.model`` file would be, then drives a few steps of velocity Verlet on a periodic box of
 acetamide through mace's own ``MACECalculator``; at every step the original model evaluates
 the same atoms, and energies, forces and stress must agree to 1e-10 (relative, float64).
