@@ -1,5 +1,7 @@
-"""PyTorch: tensor products as ``torch.nn.Module``s on compiled kernels, with every derivative,
-and :func:`convert`, which puts them into existing e3nn and MACE models.
+"""PyTorch: tensor products (:class:`TensorProduct`), message-passing convolutions
+(:class:`Convolution`) and MACE's product basis (:class:`SymmetricContraction`) as
+``torch.nn.Module``s on compiled kernels, and :func:`convert`, which puts them into existing
+e3nn and MACE models.
 
 Importing ``tpc.torch`` registers the ``tpc::`` custom ops, so saved, scripted and exported
 models that call them load after ``import tpc.torch``.
