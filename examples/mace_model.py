@@ -3,10 +3,11 @@
 A ``ScaleShiftMACE`` with random weights (no download; correlation 2 rather than mace's usual 3,
 which only makes the construction and compilation of its product basis quicker) is converted
 with ``tpc.torch.convert``: its convolutions (fused with their gather and scatter-sum), skip
-products and symmetric contractions become compiled kernels. The converted model is saved with ``torch.save`` and loaded back, as a
-``.model`` file would be, then drives a few steps of velocity Verlet on a periodic box of
-acetamide through mace's own ``MACECalculator``; at every step the original model evaluates
-the same atoms, and energies, forces and stress must agree to 1e-10 (relative, float64).
+products and symmetric contractions become compiled kernels. The converted model is saved
+with ``torch.save`` and loaded back, as a ``.model`` file would be, then drives a few steps of
+velocity Verlet on a periodic box of acetamide through mace's own ``MACECalculator``; at every
+step the original model evaluates the same atoms, and energies, forces and stress must agree
+to 1e-10 (relative, float64).
 
 Run: python examples/mace_model.py   (needs torch, e3nn, ase and mace-torch: pip install -e ".[test]"
      and pip install --no-deps mace-torch==0.3.16)
