@@ -37,11 +37,12 @@ from tpc.torch.ops import (
 from tpc.torch.workspace import WORKSPACE
 
 
-def _indices(name: str, index: torch.Tensor, edges: int, rows: int) -> torch.Tensor:
-    """A checked int64 CPU index of one entry per edge into ``rows`` node rows."""
+def _indices(name: str, index: torch.Tensor, edges: int, rows: int | None = None) -> torch.Tensor:
+    """An int64 CPU index of one entry per edge, its values checked against ``rows`` node rows
+    when given (the kernels check the indices they read themselves)."""
     if index.dtype != torch.int64 or index.shape != (edges,):
         raise ValueError(f"{name} must be an int64 tensor of shape ({edges},), got {index.dtype} {tuple(index.shape)}")
-    if edges and (int(index.min()) < 0 or int(index.max()) >= rows):
+    if rows is not None and edges and (int(index.min()) < 0 or int(index.max()) >= rows):
         raise ValueError(f"{name} has values outside [0, {rows}) (the node rows): min {int(index.min())}, "
                          f"max {int(index.max())}")
     return index.detach().contiguous()
@@ -62,7 +63,7 @@ def convolution(node_feats: torch.Tensor, edge_attrs: torch.Tensor, edge_weights
     kernel = op.kernel("convolution", node_feats.dtype)
     edges, nodes = edge_attrs.shape[0], node_feats.shape[0]
     record(key, "convolution", TORCH_DTYPES[node_feats.dtype], edges)
-    senders, receivers = _indices("senders", senders, edges, nodes), _indices("receivers", receivers, edges, nodes)
+    senders, receivers = _indices("senders", senders, edges), _indices("receivers", receivers, edges, nodes)
     edge_attrs, edge_weights = host_tensor(edge_attrs), host_tensor(edge_weights)
     if edges and not bool((receivers[1:] >= receivers[:-1]).all()):
         order = torch.argsort(receivers, stable=True)
@@ -92,7 +93,7 @@ def convolution_gradients(node_feats: torch.Tensor, edge_attrs: torch.Tensor, ed
     edges, nodes = edge_attrs.shape[0], node_feats.shape[0]
     dtype = TORCH_DTYPES[node_feats.dtype]
     record(key, ConvolutionGradient.kind, dtype, edges)
-    senders, receivers = _indices("senders", senders, edges, nodes), _indices("receivers", receivers, edges, nodes)
+    senders, receivers = _indices("senders", senders, edges), _indices("receivers", receivers, edges)
     outs = tuple(WORKSPACE.empty((edges, width), dtype) for width in ConvolutionGradient(op.tp).output_widths)
     kernel(host_tensor(node_feats), host_tensor(edge_attrs), host_tensor(edge_weights), host_tensor(grad),
            senders=senders, receivers=receivers, out=outs)
