@@ -15,12 +15,13 @@ from tpc.targets import TargetSpec
 class ContractionKernel(_Compiled):
     """A compiled symmetric contraction, its x gradient or its weights' gradient per node.
 
-    ``kernel(x, elements, weights[, grad], out=None)``: ``x`` (nodes, channels, D), ``elements``
-    (int64, one per node, each below ``num_elements``), ``weights`` one array per output irrep
-    and order ``(num_elements, paths, channels)`` (irreps in order, orders 1..correlation), and
-    for a gradient ``grad`` (nodes, irreps_out.dim). Returns the output (nodes,
-    irreps_out.dim); the x gradient (nodes, channels, D); or per node the weights' gradients,
-    a tuple of ``(nodes, channels, paths)`` arrays in the order of the weights.
+    ``kernel(x, elements, weights[, grad][, tangent], out=None)``: ``x`` (nodes, channels, D),
+    ``elements`` (int64, one per node, each below ``num_elements``), ``weights`` one array per
+    output irrep and order ``(num_elements, paths, channels)`` (irreps in order, orders
+    1..correlation), for a gradient ``grad`` (nodes, irreps_out.dim), and for a tangent op
+    ``tangent`` (shaped as x). Returns the output (nodes, irreps_out.dim); the x gradient
+    (nodes, channels, D); or per node the weights' gradients, a tuple of ``(nodes, channels,
+    paths)`` arrays in the order of the weights; a tangent op their derivatives along ``tangent``.
     """
 
     def __init__(self, module: Any, op: Contraction, target: TargetSpec, dtype: str, schedule: ScheduleChoice,
@@ -31,7 +32,8 @@ class ContractionKernel(_Compiled):
         return (f"ContractionKernel({self.op.description} of {self.spec!r}, target={self.target.name}, "
                 f"dtype={self.dtype}, schedule from {self.schedule.source})")
 
-    def __call__(self, x: Any, elements: Any, weights: Sequence[Any], grad: Any = None, *, out: Any = None) -> Any:
+    def __call__(self, x: Any, elements: Any, weights: Sequence[Any], grad: Any = None, tangent: Any = None, *,
+                 out: Any = None) -> Any:
         """The contraction (or gradient) of one batch of nodes; see the class docstring."""
         runs, why = self._runs_here
         if not runs:
@@ -61,10 +63,15 @@ class ContractionKernel(_Compiled):
             if arguments["grad"].shape != (nodes, spec.irreps_out.dim):
                 raise ValueError(f"grad must have shape ({nodes}, {spec.irreps_out.dim}), got "
                                  f"{arguments['grad'].shape}")
+        if self.op.tangent:
+            arguments["tangent"] = host_view("tangent", tangent)
+            if arguments["tangent"].shape != view.shape:
+                raise ValueError(f"tangent must have the shape of x, {view.shape}, got {arguments['tangent'].shape}")
         self._check_dtypes(arguments)
         results = self._results(nodes, out)
         if nodes:
-            self._module["main"](view, indices, *views, *([arguments["grad"]] if wrt else []), *results)
+            extras = [arguments[name] for name in ("grad", "tangent") if name in arguments]
+            self._module["main"](view, indices, *views, *extras, *results)
         if wrt == "weight":
             return tuple(results) if out is None else out
         if wrt == "x":

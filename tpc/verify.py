@@ -118,8 +118,8 @@ def random_arguments(op: Op, batch: int, rng: np.random.Generator, dtype: str = 
 
 
 def _contraction_arguments(op: Contraction, batch: int, rng: np.random.Generator, dtype: str) -> dict[str, Any]:
-    """``x``, ``elements``, ``weights`` (a list, scaled down as mace initializes them) and, for a
-    gradient, ``grad`` of a symmetric contraction over ``batch`` nodes."""
+    """``x``, ``elements``, ``weights`` (a list, scaled down as mace initializes them), for a
+    gradient ``grad`` and for a tangent op ``tangent``, of a symmetric contraction over ``batch`` nodes."""
     spec = op.spec
     shapes = [shape for _, _, shape in spec.weight_shapes()]
     arguments: dict[str, Any] = {
@@ -128,6 +128,8 @@ def _contraction_arguments(op: Contraction, batch: int, rng: np.random.Generator
         "weights": [(rng.standard_normal(shape) / shape[1]).astype(dtype) for shape in shapes]}
     if op.wrt:
         arguments["grad"] = rng.standard_normal((batch, spec.irreps_out.dim)).astype(dtype)
+    if op.tangent:
+        arguments["tangent"] = rng.standard_normal(arguments["x"].shape).astype(dtype)
     return arguments
 
 

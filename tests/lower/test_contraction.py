@@ -1,5 +1,5 @@
-"""Compiled symmetric contractions (forward, x gradient, weights' gradient per node) against the
-spec's float64 reference, and the kernel's checks."""
+"""Compiled symmetric contractions (forward, x gradient, weights' gradient per node, and each
+along a tangent) against the op's float64 reference, and the kernel's checks."""
 
 import numpy as np
 import pytest
@@ -14,9 +14,11 @@ SPECS = {"l2-correlation-3": tpc.SymmetricContraction("3x0e+3x1o+3x2e", "3x0e+3x
 
 @pytest.mark.parametrize("name", SPECS)
 @pytest.mark.parametrize("wrt", ["", "x", "weight"])
-def test_kernels_equal_the_reference(name, wrt):
-    op = Contraction(SPECS[name], wrt)
+@pytest.mark.parametrize("tangent", [False, True])
+def test_kernels_equal_the_reference(name, wrt, tangent):
+    op = Contraction(SPECS[name], wrt, tangent)
     assert op_from_dict(op.to_dict()) == op
+    assert Contraction.from_schedule_key(op.spec, op.schedule_key) == op
     for dtype in ("float64", "float32"):
         result = check(op, tpc.compile(op, dtype=dtype), batch=11, dtype=dtype)
         assert result, (dtype, str(result))
@@ -36,3 +38,8 @@ def test_bad_arguments_are_named():
         kernel(**{**arguments, "grad": arguments["grad"][:, :4].copy()})
     with pytest.raises(ValueError, match="wrt is '' \\(the forward\\), 'x' or 'weight'"):
         Contraction(SPECS["l1-correlation-2-to-2e"], "y")
+    tangent_op = Contraction(op.spec, "x", tangent=True)
+    with pytest.raises(ValueError, match="tangent must have the shape of x"):
+        tpc.compile(tangent_op, dtype="float64")(**arguments, tangent=arguments["x"][:4])
+    with pytest.raises(ValueError, match="not the schedule key of a symmetric contraction op"):
+        Contraction.from_schedule_key(op.spec, "symmetric-contraction:x:weight")

@@ -53,3 +53,47 @@ def test_forces_run_no_weight_kernel_and_bad_elements_are_named():
         ours(x, y * 0.5)
     with pytest.raises(ValueError, match=r"y must be one-hot elements of shape \(nodes, 2\)"):
         ours(x, y[:, :1])
+
+
+def _second_derivatives(module, x, y, upstream, wrt_weights: bool):
+    """Gradients of ``<v, d<upstream, module(x, y)>/d(x or the weights)>`` with respect to x,
+    the weights and ``upstream``: what training on forces (or on weight gradients) differentiates."""
+    parameters = list(module.parameters())
+    first = torch.autograd.grad((module(x, y) * upstream).sum(), parameters if wrt_weights else [x],
+                                create_graph=True)
+    generator = torch.Generator().manual_seed(2)
+    loss = sum((part * torch.randn(part.shape, generator=generator, dtype=part.dtype)).sum() + (part ** 2).sum()
+               for part in first)
+    return torch.autograd.grad(loss, [x, upstream, *parameters], allow_unused=True)
+
+
+@pytest.mark.parametrize("wrt_weights", [False, True])
+def test_second_derivatives_equal_mace(wrt_weights):
+    ours, theirs = _pair("3x0e+3x1o", "3x0e+3x1o", 3, 3)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.randint(0, 3, (7,), generator=generator), 3).double()
+    upstream = torch.randn(7, ours.spec.irreps_out.dim, generator=generator, dtype=torch.float64,
+                           requires_grad=True)
+    with tpc.torch.record_calls() as calls:
+        ours_gradients = _second_derivatives(ours, x, y, upstream, wrt_weights)
+    theirs_gradients = _second_derivatives(theirs, x, y, upstream, wrt_weights)
+    for a, b in zip(ours_gradients, theirs_gradients):
+        if b is None or not b.abs().sum():  # mace's unused weights (the weights' own second derivative)
+            assert a is None or not a.abs().sum()
+            continue
+        assert relative_error(a.numpy(), b.numpy()) < 1e-10
+    ran = {call.what for call in calls}
+    tangents = {"symmetric-contraction:tangent", "symmetric-contraction:x:tangent",
+                "symmetric-contraction:weight:tangent"}
+    assert tangents <= ran if not wrt_weights else not ran & tangents
+
+
+def test_third_derivatives_raise():
+    ours, _ = _pair("3x0e+3x1o", "3x0e", 2, 2)
+    x = torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 0]), 2).double()
+    (gx,) = torch.autograd.grad(ours(x, y).sum(), x, create_graph=True)
+    (gxx,) = torch.autograd.grad((gx ** 2).sum(), x, create_graph=True)
+    with pytest.raises(NotImplementedError, match="third derivatives of a tpc symmetric contraction"):
+        torch.autograd.grad(gxx.sum(), x)

@@ -12,7 +12,9 @@ term is a vector operation across channels. The coefficients are constants in th
 * weight gradient per node ``gw[b, c, k] = sum_m g[b, c, m] sum_q U[m, q, k] x_q`` (the caller
   sums the nodes of each element);
 
-where ``x_q`` is a monomial of the channel's features and ``e_b`` the node's element.
+where ``x_q`` is a monomial of the channel's features and ``e_b`` the node's element. A tangent
+op (``op.tangent``) replaces each monomial by its derivative along a tangent ``v``
+(``d x_q = sum_i v_i d x_q / d x_i``); its tangent is transposed like x.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tpc.lower.tir_edits import element_aligned
 from tpc.ops import Contraction
 
 TRANSPOSED_STAGE = "xt"
+TANGENT_STAGE = "vt"
 COMPONENT_STAGE = "part"
 """The prefix of a gradient's per-component stages, ``[node, channel]`` each, that its output gathers."""
 
@@ -52,14 +55,16 @@ def _terms(op: Contraction, ir, nu: int) -> tuple:
 
 
 def lower_contraction(op: Contraction, dtype: str = "float32") -> Lowered:
-    """Lower a symmetric contraction's forward, x gradient or per-node weight gradient.
+    """Lower a symmetric contraction's forward, x gradient or per-node weight gradient, or one
+    of these along a tangent.
 
     Parameters, in order: ``x`` (nodes, channels, D), ``elements`` (int64, one per node), the
     weights ``(num_elements, paths, channels)`` of every output irrep and order (irreps in
-    order, orders 1..correlation), for a gradient ``grad`` (nodes, irreps_out.dim), then the
-    outputs: the forward one per output irrep ``(nodes, channels, ir.dim)``; the x gradient
-    one ``(nodes, channels, D)``; the weight gradient one per output irrep and order
-    ``(nodes, channels, paths)``. The node count is symbolic.
+    order, orders 1..correlation), for a gradient ``grad`` (nodes, irreps_out.dim), for a
+    tangent op ``tangent`` (nodes, channels, D), then the outputs: the forward one per output
+    irrep ``(nodes, channels, ir.dim)``; the x gradient one ``(nodes, channels, D)``; the
+    weight gradient one per output irrep and order ``(nodes, channels, paths)``. The node count
+    is symbolic.
     """
     spec = op.spec
     zero = tirx.const(0.0, dtype)
@@ -74,13 +79,30 @@ def lower_contraction(op: Contraction, dtype: str = "float32") -> Lowered:
             weights[(str(ir), nu)] = te.placeholder((spec.num_elements, _paths(op, ir, nu), channels), dtype,
                                                     name=f"w_{ir}_{nu}")
     grad = te.placeholder((nodes, spec.irreps_out.dim), dtype, name="grad") if op.wrt else None
+    tangent = te.placeholder((nodes, channels, dim), dtype, name="tangent") if op.tangent else None
+    vt = te.compute((nodes, dim, channels), lambda b, i, c: tangent[b, c, i], name=TANGENT_STAGE) \
+        if op.tangent else None
     starts = dict(zip((str(ir) for _, ir in spec.irreps_out), (block.start for block in spec.irreps_out.slices())))
 
-    def monomial(b, c, factors):
+    def product(b, c, factors):
         value = None
         for i in factors:
             value = xt[b, i, c] if value is None else value * xt[b, i, c]
         return value
+
+    def monomial(b, c, factors):
+        """The monomial of ``factors`` (sorted indices), or for a tangent op its derivative along
+        the tangent (None where that is zero: no factors)."""
+        if not op.tangent:
+            return product(b, c, factors) if factors else tirx.const(1.0, dtype)
+        terms = []
+        for position, factor in enumerate(factors):
+            if factors.index(factor) == position:
+                rest = factors[:position] + factors[position + 1:]
+                term = vt[b, factor, c] * product(b, c, rest) if rest else vt[b, factor, c]
+                count = factors.count(factor)
+                terms.append(tirx.const(float(count), dtype) * term if count > 1 else term)
+        return _sum(terms) if terms else None
 
     def weight_of(ir, nu, b, k, c):
         return weights[(str(ir), nu)][elements[b].astype("int32"), k, c]
@@ -115,9 +137,9 @@ def lower_contraction(op: Contraction, dtype: str = "float32") -> Lowered:
 
         def x_component(terms):
             def component(b, c):
-                values = [tirx.const(value, dtype) * grad_of(ir, b, c, m) * weight_of(ir, nu, b, k, c)
-                          * (monomial(b, c, rest) if rest else tirx.const(1.0, dtype))
-                          for ir, nu, m, k, value, rest in terms]
+                values = [tirx.const(value, dtype) * grad_of(ir, b, c, m) * weight_of(ir, nu, b, k, c) * factor
+                          for ir, nu, m, k, value, rest in terms
+                          if (factor := monomial(b, c, rest)) is not None]
                 return _sum(values) if values else zero
             return component
 
@@ -140,7 +162,7 @@ def lower_contraction(op: Contraction, dtype: str = "float32") -> Lowered:
                 parts = [te.compute((nodes, channels), path_of(ir, terms), name=f"{COMPONENT_STAGE}{ir}_{nu}_{k}")
                          for k, terms in enumerate(per_k)]
                 blocks.append(te.compute((nodes, channels, len(parts)), _gathered(parts, zero), name=f"gw_{ir}_{nu}"))
-    params = [x, elements, *weights.values()] + ([grad] if grad is not None else []) + blocks
+    params = [x, elements, *weights.values()] + [extra for extra in (grad, tangent) if extra is not None] + blocks
     func = element_aligned(te.create_prim_func(params), dtype)
     names = tuple(block.op.name for block in blocks)
     return Lowered(func, (), names[0], op=op, outputs=names)

@@ -10,6 +10,7 @@ from tpc.ops.constructors import (
 from tpc.ops.gaunt_form import gaunt_form_problem
 from tpc.ops.op import (
     ALGORITHMS,
+    CONTRACTION_KEYS,
     FUSIONS,
     GRID_FROM_DEGREE,
     JOINT_GRADIENTS,
@@ -35,6 +36,7 @@ __all__ = [
     "ConvolutionGradient",
     "FUSIONS",
     "JOINT_GRADIENTS",
+    "CONTRACTION_KEYS",
     "GRID_FROM_DEGREE",
     "MODES",
     "WRT",

@@ -30,6 +30,9 @@ default schedule is the faster one from there on (see docs/measurements.md)."""
 FUSIONS = ("gather", "scatter", "gather+scatter")
 """The neighbours a product can be fused with in a graph (see :mod:`tpc.lower.convolution`)."""
 JOINT_GRADIENTS = ("x1+x2", "x1+weight", "x2+weight", "x1+x2+weight")
+CONTRACTION_KEYS = tuple(":".join(["symmetric-contraction", *wrt, *tangent])
+                         for wrt in ((), ("x",), ("weight",)) for tangent in ((), ("tangent",)))
+"""The schedule keys of the symmetric contraction's ops: forward, gradients and tangent ops."""
 """The ``wrt`` of every gradient with respect to several arguments, in canonical order."""
 OP_FORMAT = "tpc.Op/1"
 
@@ -409,10 +412,13 @@ class ConvolutionGradient(ProductOp):
 class Contraction(Op):
     """MACE's symmetric contraction (:class:`~tpc.ops.SymmetricContraction`), its gradient with
     respect to the node features (``wrt="x"``), or its weights' gradient per node (``"weight"``).
+    With ``tangent=True``, the derivative of that function of x along a direction ``tangent``:
+    the three pieces of the x gradient's own gradient (second derivatives).
 
     Arguments: ``x`` (nodes, channels, D), ``elements`` (int64, one per node), ``weights`` (a
-    list: per output irrep, per order 1..correlation, ``(num_elements, paths, channels)``), and
-    for a gradient ``grad`` (nodes, irreps_out.dim). A batch counts nodes.
+    list: per output irrep, per order 1..correlation, ``(num_elements, paths, channels)``), for
+    a gradient ``grad`` (nodes, irreps_out.dim), and for a tangent op ``tangent`` (shaped as x).
+    A batch counts nodes.
 
     >>> import tpc
     >>> Contraction(tpc.SymmetricContraction("4x0e+4x1o", "4x0e", 2, 3), "x").output_width
@@ -421,6 +427,7 @@ class Contraction(Op):
 
     spec: SymmetricContraction
     wrt: str = ""
+    tangent: bool = False
     kind: ClassVar[str] = "symmetric-contraction"
     indexed: ClassVar[bool] = True
 
@@ -429,16 +436,29 @@ class Contraction(Op):
             raise TypeError(f"a contraction op takes a SymmetricContraction, got {type(self.spec).__name__}")
         if self.wrt not in ("", "x", "weight"):
             raise ValueError(f"a contraction's wrt is '' (the forward), 'x' or 'weight', got {self.wrt!r}")
+        if not isinstance(self.tangent, bool):
+            raise TypeError(f"a contraction's tangent is a bool, got {type(self.tangent).__name__}")
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the spec's fingerprint plus "/d" and ``wrt`` for a gradient."""
-        suffix = f"/d{self.wrt}" if self.wrt else ""
+        """sha256 of the spec's fingerprint plus "/d" and ``wrt`` for a gradient, and "/tangent"."""
+        suffix = (f"/d{self.wrt}" if self.wrt else "") + ("/tangent" if self.tangent else "")
         return hashlib.sha256(f"{self.spec.fingerprint}{suffix}".encode()).hexdigest()
 
     @property
     def schedule_key(self) -> str:
-        return f"{self.kind}:{self.wrt}" if self.wrt else self.kind
+        """"symmetric-contraction", then ":x" or ":weight" for a gradient and ":tangent" for a tangent op."""
+        return ":".join([self.kind] + ([self.wrt] if self.wrt else []) + (["tangent"] if self.tangent else []))
+
+    @classmethod
+    def from_schedule_key(cls, spec: SymmetricContraction, key: str) -> "Contraction":
+        """The op of ``spec`` whose :attr:`schedule_key` is ``key``."""
+        kind, *parts = key.split(":")
+        tangent = parts[-1:] == ["tangent"]
+        wrt = parts[:-1] if tangent else parts
+        if kind != cls.kind or len(wrt) > 1:
+            raise ValueError(f"{key!r} is not the schedule key of a symmetric contraction op")
+        return cls(spec, wrt[0] if wrt else "", tangent)
 
     @property
     def output_width(self) -> int:
@@ -454,6 +474,8 @@ class Contraction(Op):
                                               "elements": (batch,)}
         if self.wrt:
             shapes["grad"] = (batch, self.spec.irreps_out.dim)
+        if self.tangent:
+            shapes["tangent"] = shapes["x"]
         return shapes
 
     def flops(self, batch: int = 1) -> int:
@@ -464,25 +486,35 @@ class Contraction(Op):
     def description(self) -> str:
         what = {"": "the symmetric contraction", "x": "the symmetric contraction's x gradient",
                 "weight": "the symmetric contraction's weight gradient per node"}
-        return what[self.wrt]
+        return what[self.wrt] + (", along a tangent" if self.tangent else "")
 
-    def reference(self, x: Any, elements: Any, weights: Any, grad: Any = None) -> Any:
+    def reference(self, x: Any, elements: Any, weights: Any, grad: Any = None, tangent: Any = None) -> Any:
         """In float64: the output ``(nodes, irreps_out.dim)``; the x gradient ``(nodes, channels, D)``;
-        per node the weights' gradients, one ``(nodes, channels, paths)`` array per irrep and order."""
+        per node the weights' gradients, one ``(nodes, channels, paths)`` array per irrep and order.
+        A tangent op's is the derivative along ``tangent``, by a complex step: the function is a
+        polynomial in x, so ``Im f(x + ih tangent) / h`` is exact to rounding for a tiny ``h``."""
         y = np.eye(self.spec.num_elements)[np.asarray(elements)]
         order = self.spec.correlation
         nested = [list(weights[start:start + order]) for start in range(0, len(weights), order)]
-        if not self.wrt:
-            return self.spec.reference(x, y, nested)
-        return self.spec.reference_gradient(x, y, nested, grad, self.wrt)
+        if self.tangent:
+            step = 1e-100
+            x = np.asarray(x, dtype=np.float64) + 1j * step * np.asarray(tangent, dtype=np.float64)
+        value = self.spec.reference_gradient(x, y, nested, grad, self.wrt) if self.wrt else \
+            self.spec.reference(x, y, nested)
+        if not self.tangent:
+            return value
+        if isinstance(value, tuple):
+            return tuple(part.imag / step for part in value)
+        return value.imag / step
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": OP_FORMAT, "kind": self.kind, "spec": self.spec.to_dict(), "wrt": self.wrt}
+        data = {"format": OP_FORMAT, "kind": self.kind, "spec": self.spec.to_dict(), "wrt": self.wrt}
+        return {**data, "tangent": True} if self.tangent else data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Contraction":
         """Rebuild the op from :meth:`to_dict`."""
-        return cls(SymmetricContraction.from_dict(data["spec"]), data.get("wrt", ""))
+        return cls(SymmetricContraction.from_dict(data["spec"]), data.get("wrt", ""), data.get("tangent", False))
 
 
 def _node_count(op: Op, nodes: int | None) -> int:

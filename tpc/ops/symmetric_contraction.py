@@ -126,7 +126,7 @@ class SymmetricContraction:
         return batch * self.channels * per_channel
 
     def reference(self, x: Any, y: Any, weights: Sequence[Sequence[Any]]) -> np.ndarray:
-        """The contraction in float64.
+        """The contraction in float64 (complex128 for a complex x).
 
         Args:
             x: ``(batch, channels, coupling_irreps.dim)``, as mace reshapes node features.
@@ -136,7 +136,7 @@ class SymmetricContraction:
         Returns:
             ``(batch, irreps_out.dim)``: for each output irrep its channels' components, channel-major.
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = _float64(x)
         y = np.asarray(y, dtype=np.float64)
         batch = x.shape[0]
         dim = self.coupling_irreps.dim
@@ -146,7 +146,7 @@ class SymmetricContraction:
         self._check_weights(weights)
         outs = []
         for (_, ir), per_order in zip(self.irreps_out, weights):
-            out = np.zeros((batch, self.channels, ir.dim))
+            out = np.zeros((batch, self.channels, ir.dim), dtype=x.dtype)
             power = np.ones((batch, self.channels, 1))
             for nu, weight in enumerate(per_order, start=1):
                 power = np.einsum("bcn,bci->bcni", power, x).reshape(batch, self.channels, -1)
@@ -163,7 +163,7 @@ class SymmetricContraction:
 
     def reference_gradient(self, x: Any, y: Any, weights: Sequence[Sequence[Any]], grad: Any,
                            wrt: str) -> np.ndarray | tuple[np.ndarray, ...]:
-        """The gradient of ``<grad, reference(x, y, weights)>`` in float64.
+        """The gradient of ``<grad, reference(x, y, weights)>`` in float64 (complex128 for a complex x).
 
         Args:
             x, y, weights: as for :meth:`reference`.
@@ -172,7 +172,7 @@ class SymmetricContraction:
                 over the nodes of an element, one ``(batch, channels, paths)`` array per output
                 irrep and order (the weights' gradient is their sum weighted by ``y``).
         """
-        x, y, grad = (np.asarray(value, dtype=np.float64) for value in (x, y, grad))
+        x, y, grad = _float64(x), np.asarray(y, dtype=np.float64), np.asarray(grad, dtype=np.float64)
         self._check_weights(weights)
         batch, dim = x.shape[0], self.coupling_irreps.dim
         if grad.shape != (batch, self.irreps_out.dim):
@@ -205,3 +205,9 @@ class SymmetricContraction:
         if len(weights) != len(self.irreps_out) or any(len(per_ir) != self.correlation for per_ir in weights):
             raise ValueError(f"weights must hold {self.correlation} arrays for each of the {len(self.irreps_out)} "
                              "output irreps")
+
+
+def _float64(value: Any) -> np.ndarray:
+    """``value`` as float64, or complex128 if it is complex (the tangent ops' complex step)."""
+    array = np.asarray(value)
+    return array.astype(np.complex128 if np.iscomplexobj(array) else np.float64)

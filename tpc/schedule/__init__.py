@@ -11,7 +11,7 @@ from typing import Any
 from tvm import s_tir
 
 from tpc.lower import Lowered
-from tpc.ops import FUSIONS, JOINT_GRADIENTS
+from tpc.ops import CONTRACTION_KEYS, FUSIONS, JOINT_GRADIENTS
 from tpc.schedule import contraction, convolution, cpu, cuda, gaunt, graph
 from tpc.schedule.space import AlgorithmSpace, SearchSpace, with_defaults
 
@@ -36,7 +36,7 @@ _SCHEDULES = {
     **{("cpu", "cg", wrt): (cpu.JOINT_GRADIENT_SPACE, cpu.apply_joint) for wrt in JOINT_GRADIENTS},
     ("cpu", "cg", "convolution-gradient"): (cpu.JOINT_GRADIENT_SPACE, convolution.apply_gradient),
     **{("cpu", "cg", key): (contraction.SPACE, contraction.apply)
-       for key in ("symmetric-contraction", "symmetric-contraction:x", "symmetric-contraction:weight")},
+       for key in CONTRACTION_KEYS},
     ("cpu", "cg", "gather"): (cpu.SPACE, convolution.apply_gather),
     ("cpu", "cg", "scatter"): (convolution.SCATTER_SPACE, convolution.apply_scatter),
     ("cpu", "cg", "gather+scatter"): (convolution.GATHER_SCATTER_SPACE, convolution.apply_scatter),

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from tvm import s_tir
 
 from tpc.lower import Lowered
-from tpc.lower.contraction import COMPONENT_STAGE, TRANSPOSED_STAGE
+from tpc.lower.contraction import COMPONENT_STAGE, TANGENT_STAGE, TRANSPOSED_STAGE
 from tpc.schedule.space import Knob, SearchSpace
 
 SPACE = SearchSpace("cpu-contraction", (
@@ -19,7 +19,7 @@ SPACE = SearchSpace("cpu-contraction", (
 
 
 def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Schedule:
-    """Schedule a lowered contraction or one of its gradients (knobs of :data:`SPACE`)."""
+    """Schedule a lowered contraction, one of its gradients or a tangent op (knobs of :data:`SPACE`)."""
     config = SPACE.validate(config)
     sch = s_tir.Schedule(lowered.func)
     tiles, samples = [], []
@@ -34,12 +34,13 @@ def apply(lowered: Lowered, config: Mapping[str, Any] | None = None) -> s_tir.Sc
         samples.append(sample)
     sch.parallel(sch.merge(*tiles) if len(tiles) > 1 else tiles[0])
     anchor = sch.merge(*samples) if len(samples) > 1 else samples[0]
-    parts = [block for block in sch.get_child_blocks(sch.get_sblock("root"))
-             if sch.get(block).name_hint.startswith(COMPONENT_STAGE)]
-    for block in reversed(parts):
+    stages = {sch.get(block).name_hint: block for block in sch.get_child_blocks(sch.get_sblock("root"))}
+    for block in reversed([block for name, block in stages.items() if name.startswith(COMPONENT_STAGE)]):
         sch.compute_at(block, anchor)
         _vectorize(sch, sch.get_loops(block)[-1], config["channel_lanes"])
-    sch.compute_at(sch.get_sblock(TRANSPOSED_STAGE), anchor)
+    for name in (TANGENT_STAGE, TRANSPOSED_STAGE):
+        if name in stages:
+            sch.compute_at(stages[name], anchor)
     return sch
 
 

@@ -5,14 +5,19 @@ and ``contractions.N.weights.M``), so mace's state_dicts load into it. Its forwa
 custom op ``tpc::symmetric_contraction``; its backward computes the node features' gradient
 (``tpc::symmetric_contraction_x_gradient``) and, when the running pass uses them, the weights'
 (``tpc::symmetric_contraction_weight_gradient``: per node, then summed over the nodes of each
-element in node order). Second derivatives are not compiled yet: asking for one raises.
+element in node order). Both gradients have gradients of their own (second derivatives, e.g.
+forces in a training loss): the x gradient's are the tangent ops (the derivatives along the
+incoming gradient: ``tpc::symmetric_contraction_tangent`` for ``grad``, and the gradient ops
+with a ``tangent`` for x and the weights); the weight gradient's are the forward and the x
+gradient at the incoming gradient as weights, the function being linear in its weights.
+Third derivatives are not compiled: asking for one raises.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -34,9 +39,10 @@ def contraction_key(spec: SymmetricContractionSpec, target: TargetSpec) -> str:
 
 def contraction_op(key: str, what: str) -> tuple[Contraction, TargetSpec]:
     """The op and target of a recorded call (:class:`tpc.torch.ops.KernelCall`) of the contraction
-    ops: ``what`` is "symmetric-contraction" or it with ":x" or ":weight"."""
+    ops: ``what`` is the op's :attr:`~tpc.ops.Contraction.schedule_key`, e.g.
+    "symmetric-contraction:x" or "symmetric-contraction:x:tangent"."""
     spec, target = _spec_and_target(key)
-    return Contraction(spec, what.partition(":")[2]), target
+    return Contraction.from_schedule_key(spec, what), target
 
 
 def _spec_and_target(key: str) -> tuple[SymmetricContractionSpec, TargetSpec]:
@@ -48,15 +54,16 @@ def _spec_and_target(key: str) -> tuple[SymmetricContractionSpec, TargetSpec]:
                        f"({error})") from None
 
 
-def _kernel(key: str, wrt: str, dtype: torch.dtype) -> Any:
-    """The compiled forward (``wrt=""``) or gradient of the contraction ``key``, per dtype, on first use."""
+def _kernel(key: str, what: str, dtype: torch.dtype) -> Any:
+    """The compiled op ``what`` (a schedule key, see :func:`contraction_op`) of the contraction
+    ``key``, per dtype, on first use; the call is recorded for ``tpc tune --model``."""
     if dtype not in TORCH_DTYPES:
         raise TypeError(f"tpc symmetric contractions take float32 or float64 tensors, got {dtype}")
-    index = (key, wrt, TORCH_DTYPES[dtype])
+    index = (key, what, TORCH_DTYPES[dtype])
     with _LOCK:
         if index not in _KERNELS:
-            spec, target = _spec_and_target(key)
-            _KERNELS[index] = compile_kernel(Contraction(spec, wrt), target=target, dtype=TORCH_DTYPES[dtype])
+            op, target = contraction_op(key, what)
+            _KERNELS[index] = compile_kernel(op, target=target, dtype=TORCH_DTYPES[dtype])
         return _KERNELS[index]
 
 
@@ -76,13 +83,25 @@ def _arguments(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor]) ->
     return host_tensor(x), y.argmax(dim=1), [host_tensor(weight) for weight in weights]
 
 
+def _run(key: str, what: str, x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], **extras: Any) -> Any:
+    """Run the op ``what`` (a schedule key) of the contraction ``key`` and record the call;
+    ``extras`` are the kernel's ``grad``, ``tangent`` and ``out``, given as tensors or None."""
+    kernel = _kernel(key, what, x.dtype)
+    record(key, what, TORCH_DTYPES[x.dtype], int(x.shape[0]))
+    extras = {name: host_tensor(value) if isinstance(value, torch.Tensor) and name != "out" else value
+              for name, value in extras.items() if value is not None}
+    return kernel(*_arguments(x, y, weights), **extras)
+
+
+def _what(wrt: str, tangent: Optional[torch.Tensor]) -> str:
+    return Contraction.kind + (f":{wrt}" if wrt else "") + (":tangent" if tangent is not None else "")
+
+
 @torch.library.custom_op("tpc::symmetric_contraction", mutates_args=())
 def symmetric_contraction(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor],
                           key: str) -> torch.Tensor:
     """The contraction: x (nodes, channels, D), y one-hot elements (nodes, num_elements) -> (nodes, irreps_out.dim)."""
-    kernel = _kernel(key, "", x.dtype)
-    record(key, "symmetric-contraction", TORCH_DTYPES[x.dtype], int(x.shape[0]))
-    return kernel(*_arguments(x, y, weights))
+    return _run(key, Contraction.kind, x, y, weights)
 
 
 @symmetric_contraction.register_fake
@@ -90,32 +109,45 @@ def _contraction_fake(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tens
     return x.new_empty((x.shape[0], _spec_and_target(key)[0].irreps_out.dim))
 
 
+@torch.library.custom_op("tpc::symmetric_contraction_tangent", mutates_args=())
+def symmetric_contraction_tangent(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor],
+                                  tangent: torch.Tensor, key: str) -> torch.Tensor:
+    """The contraction's derivative along ``tangent`` (shaped as x): the x gradient's gradient
+    with respect to its ``grad``."""
+    return _run(key, _what("", tangent), x, y, weights, tangent=tangent)
+
+
+@symmetric_contraction_tangent.register_fake
+def _tangent_fake(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], tangent: torch.Tensor,
+                  key: str) -> torch.Tensor:
+    return x.new_empty((x.shape[0], _spec_and_target(key)[0].irreps_out.dim))
+
+
 @torch.library.custom_op("tpc::symmetric_contraction_x_gradient", mutates_args=())
 def symmetric_contraction_x_gradient(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor],
-                                     grad: torch.Tensor, key: str) -> torch.Tensor:
-    """The gradient of ``<grad, symmetric_contraction(x, ...)>`` with respect to x."""
-    kernel = _kernel(key, "x", x.dtype)
-    record(key, "symmetric-contraction:x", TORCH_DTYPES[x.dtype], int(x.shape[0]))
+                                     grad: torch.Tensor, tangent: Optional[torch.Tensor], key: str) -> torch.Tensor:
+    """The gradient of ``<grad, symmetric_contraction(x, ...)>`` with respect to x, or with a
+    ``tangent`` its derivative along it (the x gradient's gradient with respect to x)."""
     out = WORKSPACE.empty(tuple(x.shape), TORCH_DTYPES[x.dtype])
-    kernel(*_arguments(x, y, weights), host_tensor(grad), out=out)
+    _run(key, _what("x", tangent), x, y, weights, grad=grad, tangent=tangent, out=out)
     return out
 
 
 @symmetric_contraction_x_gradient.register_fake
 def _x_gradient_fake(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], grad: torch.Tensor,
-                     key: str) -> torch.Tensor:
+                     tangent: Optional[torch.Tensor], key: str) -> torch.Tensor:
     return torch.empty_like(x)
 
 
 @torch.library.custom_op("tpc::symmetric_contraction_weight_gradient", mutates_args=())
 def symmetric_contraction_weight_gradient(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor],
-                                          grad: torch.Tensor, key: str) -> list[torch.Tensor]:
-    """The gradients of ``<grad, symmetric_contraction(x, y, weights)>`` with respect to
-    the weights: each node's, summed over the nodes of each element in node order."""
-    kernel = _kernel(key, "weight", x.dtype)
-    record(key, "symmetric-contraction:weight", TORCH_DTYPES[x.dtype], int(x.shape[0]))
-    x, elements, weights = _arguments(x, y, weights)
-    per_node = kernel(x, elements, weights, host_tensor(grad))
+                                          grad: torch.Tensor, tangent: Optional[torch.Tensor],
+                                          key: str) -> list[torch.Tensor]:
+    """The gradients of ``<grad, symmetric_contraction(x, y, weights)>`` with respect to the
+    weights: each node's, summed over the nodes of each element in node order; with a
+    ``tangent``, their derivatives along it (the x gradient's gradient with respect to the weights)."""
+    per_node = _run(key, _what("weight", tangent), x, y, weights, grad=grad, tangent=tangent)
+    elements = _arguments(x, y, [])[1]
     return [torch.zeros(weight.shape[0], weight.shape[2], weight.shape[1], dtype=weight.dtype)
             .index_add_(0, elements, torch.from_numpy(part)).transpose(1, 2).contiguous()
             for weight, part in zip(weights, per_node)]
@@ -123,29 +155,72 @@ def symmetric_contraction_weight_gradient(x: torch.Tensor, y: torch.Tensor, weig
 
 @symmetric_contraction_weight_gradient.register_fake
 def _weight_gradient_fake(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], grad: torch.Tensor,
-                          key: str) -> list[torch.Tensor]:
+                          tangent: Optional[torch.Tensor], key: str) -> list[torch.Tensor]:
     return [torch.empty_like(weight) for weight in weights]
 
 
-def _setup(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-    x, y, weights, key = inputs
-    ctx.save_for_backward(x, y, *weights)
+def _setup(ctx: Any, inputs: tuple, output: Any) -> None:
+    """Save a contraction op's tensors: x, y, the weights, then ``grad`` and ``tangent`` where it has them."""
+    x, y, weights, *extras, key = inputs
+    ctx.save_for_backward(x, y, *weights, *extras)
     ctx.key = key
-    ctx.gradient_nodes = gradient_nodes((x, *weights))
     ctx.weight_count = len(weights)
+    ctx.gradient_nodes = gradient_nodes((x, *weights, *extras[:1]))
+
+
+def _saved(ctx: Any) -> tuple:
+    """x, y, the weights, ``grad`` and ``tangent`` (None where the op has none)."""
+    x, y, *rest = ctx.saved_tensors
+    grad, tangent = (rest[ctx.weight_count:] + [None, None])[:2]
+    return x, y, rest[:ctx.weight_count], grad, tangent
+
+
+def _wanted(ctx: Any) -> tuple[bool, bool, bool]:
+    """Whether the pass uses the gradient of x, of any weight and of ``grad`` (where the op takes one)."""
+    needs = (ctx.needs_input_grad[0],) + (ctx.needs_input_grad[2],) * ctx.weight_count + \
+        tuple(ctx.needs_input_grad[3:4])
+    wanted = engine_wants(needs, ctx.gradient_nodes)
+    return wanted[0], any(wanted[1:1 + ctx.weight_count]), any(wanted[1 + ctx.weight_count:])
 
 
 def _backward(ctx: Any, grad: torch.Tensor) -> tuple:
-    x, y, *weights = ctx.saved_tensors
-    wanted = engine_wants((ctx.needs_input_grad[0],) + (ctx.needs_input_grad[2],) * ctx.weight_count,
-                          ctx.gradient_nodes)
-    x_gradient = symmetric_contraction_x_gradient(x, y, weights, grad, ctx.key) if wanted[0] else None
-    weight_gradients = symmetric_contraction_weight_gradient(x, y, weights, grad, ctx.key) \
-        if any(wanted[1:]) else [None] * ctx.weight_count
+    x, y, weights, _, _ = _saved(ctx)
+    x_wanted, weights_wanted, _ = _wanted(ctx)
+    x_gradient = symmetric_contraction_x_gradient(x, y, weights, grad, None, ctx.key) if x_wanted else None
+    weight_gradients = symmetric_contraction_weight_gradient(x, y, weights, grad, None, ctx.key) \
+        if weights_wanted else [None] * ctx.weight_count
     return x_gradient, None, list(weight_gradients), None
 
 
+def _x_gradient_backward(ctx: Any, upstream: torch.Tensor) -> tuple:
+    """The x gradient's gradients: its derivatives along ``upstream`` (see the module docstring)."""
+    x, y, weights, grad, tangent = _saved(ctx)
+    if tangent is not None:
+        raise NotImplementedError("third derivatives of a tpc symmetric contraction are not compiled")
+    x_wanted, weights_wanted, grad_wanted = _wanted(ctx)
+    return (symmetric_contraction_x_gradient(x, y, weights, grad, upstream, ctx.key) if x_wanted else None, None,
+            list(symmetric_contraction_weight_gradient(x, y, weights, grad, upstream, ctx.key))
+            if weights_wanted else [None] * ctx.weight_count,
+            symmetric_contraction_tangent(x, y, weights, upstream, ctx.key) if grad_wanted else None, None, None)
+
+
+def _weight_gradient_backward(ctx: Any, upstream: list[Optional[torch.Tensor]]) -> tuple:
+    """The weight gradient's gradients: it is ``<grad, f(x, weights)>``'s gradient and ``f`` is
+    linear in the weights, so they are the x gradient and the forward at ``upstream`` as weights."""
+    x, y, weights, grad, tangent = _saved(ctx)
+    if tangent is not None:
+        raise NotImplementedError("third derivatives of a tpc symmetric contraction are not compiled")
+    x_wanted, _, grad_wanted = _wanted(ctx)
+    upstream = [torch.zeros_like(weight) if part is None else part.contiguous()
+                for weight, part in zip(weights, upstream)]
+    return (symmetric_contraction_x_gradient(x, y, upstream, grad, None, ctx.key) if x_wanted else None, None,
+            [None] * ctx.weight_count, symmetric_contraction(x, y, upstream, ctx.key) if grad_wanted else None,
+            None, None)
+
+
 symmetric_contraction.register_autograd(_backward, setup_context=_setup)
+symmetric_contraction_x_gradient.register_autograd(_x_gradient_backward, setup_context=_setup)
+symmetric_contraction_weight_gradient.register_autograd(_weight_gradient_backward, setup_context=_setup)
 
 
 class SymmetricContraction(torch.nn.Module):
@@ -196,11 +271,10 @@ class SymmetricContraction(torch.nn.Module):
         return _spec_and_target(self.key)[1]
 
     def kernels(self) -> dict[tuple[str, str], Any]:
-        """The kernels compiled so far for this contraction, by (what, dtype name): what is
-        "symmetric-contraction" or it with ":x" or ":weight" (see :meth:`tpc.torch.TensorProduct.kernels`)."""
+        """The kernels compiled so far for this contraction, by (what, dtype name): what is the op's
+        schedule key, e.g. "symmetric-contraction:x" (see :meth:`tpc.torch.TensorProduct.kernels`)."""
         with _LOCK:
-            return {(f"{Contraction.kind}:{wrt}" if wrt else Contraction.kind, dtype): kernel
-                    for (key, wrt, dtype), kernel in _KERNELS.items() if key == self.key}
+            return {(what, dtype): kernel for (key, what, dtype), kernel in _KERNELS.items() if key == self.key}
 
     def extra_repr(self) -> str:
         spec = self.spec

@@ -66,14 +66,15 @@ def op_descriptors(op: Op, batch: int, dtype: str) -> list[float]:
 
 def _contraction_descriptors(op: Contraction, batch: int, dtype: str) -> list[float]:
     """:func:`op_descriptors` of a symmetric contraction, in the same slots: its paths, coupling
-    nonzeros, FLOPs, weights, output width, degrees and channels."""
+    nonzeros, FLOPs, weights, output width, degrees and channels; the connection-mode slot says
+    whether it is a tangent op."""
     spec = op.spec
     paths = sum(shape[1] for _, _, shape in spec.weight_shapes())
     weights = sum(int(np.prod(shape)) for _, _, shape in spec.weight_shapes())
     ls = [ir.l for _, ir in spec.irreps_in + spec.irreps_out]
     return [math.log2(max(batch, 1)), math.log2(1 + paths), math.log2(1 + spec.nonzeros()),
             math.log2(1 + spec.flops()), math.log2(1 + weights), math.log2(1 + spec.irreps_out.dim), float(max(ls)),
-            math.log2(1 + spec.channels), 1.0, float(dtype == "float64"), 0.0,
+            math.log2(1 + spec.channels), 1.0, float(dtype == "float64"), float(op.tangent),
             *[float(op.wrt == name) for name in WRT], *[0.0 for _ in FUSIONS]]
 
 

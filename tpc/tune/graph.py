@@ -69,7 +69,8 @@ class Task:
         if isinstance(self.op, ConvolutionGradient):
             return "convolution gradients"
         if isinstance(self.op, Contraction):
-            return f"symmetric contraction, d/d{self.op.wrt}" if self.op.wrt else "symmetric contraction"
+            return "symmetric contraction" + (f", d/d{self.op.wrt}" if self.op.wrt else "") + \
+                (", along a tangent" if self.op.tangent else "")
         return self.fusion or "product"
 
     @property
