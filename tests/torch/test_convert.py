@@ -181,6 +181,28 @@ def test_a_converted_mace_model_gives_the_original_energy_forces_and_stress(sett
             assert error < limit, f"{setting} {dtype} {key}: {error}"
 
 
+def test_a_training_step_on_forces_gives_the_original_weight_gradients():
+    """A loss on energy and forces differentiates the forces: every converted op's second derivatives."""
+    model = example_model("8x0e+8x1o", correlation=2)
+    converted = tpc.torch.convert(model)
+    batch = batch_for(model, example_atoms(1))
+    gradients = []
+    for candidate in (model, converted):
+        data = dict(batch)
+        data["positions"] = batch["positions"].detach().clone()
+        out = candidate(data, training=True, compute_force=True)
+        loss = out["energy"].square().sum() + out["forces"].square().sum()
+        named = {name: value for name, value in candidate.named_parameters() if value.requires_grad}
+        gradients.append(dict(zip(named, torch.autograd.grad(loss, list(named.values()), allow_unused=True))))
+    assert gradients[0].keys() == gradients[1].keys()
+    for name, expected in gradients[0].items():
+        actual = gradients[1][name]
+        if expected is None:
+            assert actual is None or not actual.abs().sum(), name
+            continue
+        assert relative_error(actual.numpy(), expected.numpy()) < 1e-10, name
+
+
 def test_mace_convolutions_are_fused_unless_fuse_is_false():
     model = example_model("8x0e+8x1o", correlation=2)
     fused, apart = tpc.torch.convert(model), tpc.torch.convert(model, fuse=False)
