@@ -1,5 +1,6 @@
 """tpc.SymmetricContraction against mace-torch's SymmetricContraction (float64): its coupling
-tensors equal mace's buffers, and its reference equals mace's module with the same weights."""
+tensors equal mace's buffers in both of mace's bases (cuequivariance installed, as the test
+extra installs it), and its reference equals mace's module with the same weights."""
 
 import itertools
 
@@ -19,8 +20,7 @@ def _with_channels(irreps: str) -> str:
 
 
 def _mace_module(spec: tpc.SymmetricContraction, use_reduced_cg: bool):
-    """mace's module in float64 (without cuequivariance installed, both CG conventions take
-    mace's Wigner 3j route)."""
+    """mace's module in float64."""
     import torch
     from e3nn import o3
     from mace.modules.symmetric_contraction import SymmetricContraction
@@ -43,8 +43,8 @@ def _weights(module, spec: tpc.SymmetricContraction) -> list[list[np.ndarray]]:
     return weights
 
 
-# Each case with 1 or 10 elements and either CG convention, in turn.
-CASES = [(*case, *((1, False), (10, True))[index % 2]) for index, case in enumerate(
+# Every case in both of mace's bases, with 1 or 10 elements in turn.
+CASES = [(*case, (1, 10)[index % 2], use_reduced_cg) for use_reduced_cg in (False, True) for index, case in enumerate(
     list(itertools.product(IRREPS_IN[:1], IRREPS_OUT, (1, 2, 3))) + [(IRREPS_IN[1], "0e+1o", 3)])]
 
 
@@ -52,7 +52,8 @@ CASES = [(*case, *((1, False), (10, True))[index % 2]) for index, case in enumer
 def test_equals_mace_symmetric_contraction(irreps_in, irreps_out, correlation, elements, use_reduced_cg):
     import torch
 
-    spec = tpc.SymmetricContraction(_with_channels(irreps_in), _with_channels(irreps_out), correlation, elements)
+    spec = tpc.SymmetricContraction(_with_channels(irreps_in), _with_channels(irreps_out), correlation, elements,
+                                    "reduced" if use_reduced_cg else "wigner")
     module = _mace_module(spec, use_reduced_cg)
     for contraction, (_, ir) in zip(module.contractions, spec.irreps_out):
         for nu in range(1, correlation + 1):
@@ -78,6 +79,12 @@ def test_the_spec_is_a_value_and_bad_arguments_are_named():
         tpc.SymmetricContraction("4x0e", "4x0e", 0, 3)
     with pytest.raises(ValueError, match="has an irrep twice"):
         tpc.SymmetricContraction("4x0e+4x0e", "4x0e", 1, 3)
+    with pytest.raises(ValueError, match="basis must be one of"):
+        tpc.SymmetricContraction("4x0e", "4x0e", 1, 3, "cueq")
+    reduced = tpc.SymmetricContraction("4x0e+4x1o", "4x0e+4x1o", 2, 3, "reduced")
+    assert tpc.SymmetricContraction.from_dict(reduced.to_dict()) == reduced
+    assert reduced.fingerprint != spec.fingerprint and "basis" not in spec.to_dict()
+    assert [shape for _, _, shape in reduced.weight_shapes()] != [shape for _, _, shape in spec.weight_shapes()]
     with pytest.raises(ValueError, match="not a tpc.SymmetricContraction"):
         tpc.SymmetricContraction.from_dict({"format": "x"})
     with pytest.raises(ValueError, match="x must be"):

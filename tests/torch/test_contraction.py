@@ -1,6 +1,8 @@
 """tpc.torch.SymmetricContraction against mace-torch's SymmetricContraction (float64): values,
 gradients with respect to the features and the weights, and which kernels a pass runs."""
 
+import sys
+
 import pytest
 import torch
 
@@ -10,23 +12,25 @@ from tpc.testing import float64_torch
 from tpc.verify import relative_error
 
 
-def _pair(irreps_in: str, irreps_out: str, correlation: int, elements: int):
+def _pair(irreps_in: str, irreps_out: str, correlation: int, elements: int, basis: str = "wigner"):
     from e3nn import o3
     from mace.modules.symmetric_contraction import SymmetricContraction
 
-    spec = tpc.SymmetricContraction(irreps_in, irreps_out, correlation, elements)
+    spec = tpc.SymmetricContraction(irreps_in, irreps_out, correlation, elements, basis)
     with float64_torch():
         torch.manual_seed(0)
-        theirs = SymmetricContraction(o3.Irreps(irreps_in), o3.Irreps(irreps_out), correlation, num_elements=elements)
+        theirs = SymmetricContraction(o3.Irreps(irreps_in), o3.Irreps(irreps_out), correlation, num_elements=elements,
+                                      use_reduced_cg=basis == "reduced")
     ours = tpc.torch.SymmetricContraction(spec).double()
     ours.load_state_dict({name: value for name, value in theirs.state_dict().items()
                           if name in dict(ours.named_parameters())})
     return ours, theirs
 
 
-@pytest.mark.parametrize("irreps_out,correlation", [("3x0e+3x1o", 3), ("3x0e+3x1o+3x2e", 2)])
-def test_values_and_gradients_equal_mace(irreps_out, correlation):
-    ours, theirs = _pair("3x0e+3x1o+3x2e", irreps_out, correlation, 4)  # l <= 3: tests/ops (a 25 s build here)
+@pytest.mark.parametrize("irreps_out,correlation,basis", [("3x0e+3x1o", 3, "wigner"), ("3x0e+3x1o+3x2e", 2, "wigner"),
+                                                         ("3x0e+3x1o", 3, "reduced")])
+def test_values_and_gradients_equal_mace(irreps_out, correlation, basis):
+    ours, theirs = _pair("3x0e+3x1o+3x2e", irreps_out, correlation, 4, basis)  # l <= 3: tests/ops (a 25 s build here)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(6, 3, 9, generator=generator, dtype=torch.float64, requires_grad=True)
     y = torch.nn.functional.one_hot(torch.randint(0, 4, (6,), generator=generator), 4).double()
@@ -67,9 +71,9 @@ def _second_derivatives(module, x, y, upstream, wrt_weights: bool):
     return torch.autograd.grad(loss, [x, upstream, *parameters], allow_unused=True)
 
 
-@pytest.mark.parametrize("wrt_weights", [False, True])
-def test_second_derivatives_equal_mace(wrt_weights):
-    ours, theirs = _pair("3x0e+3x1o", "3x0e+3x1o", 3, 3)
+@pytest.mark.parametrize("wrt_weights,basis", [(False, "wigner"), (True, "wigner"), (False, "reduced")])
+def test_second_derivatives_equal_mace(wrt_weights, basis):
+    ours, theirs = _pair("3x0e+3x1o", "3x0e+3x1o", 3, 3, basis)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(7, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
     y = torch.nn.functional.one_hot(torch.randint(0, 3, (7,), generator=generator), 3).double()
@@ -97,3 +101,17 @@ def test_third_derivatives_raise():
     (gxx,) = torch.autograd.grad((gx ** 2).sum(), x, create_graph=True)
     with pytest.raises(NotImplementedError, match="third derivatives of a tpc symmetric contraction"):
         torch.autograd.grad(gxx.sum(), x)
+
+
+def test_a_reduced_basis_without_cuequivariance_is_left_with_the_reason(monkeypatch):
+    from tpc.ops import symmetric_contraction
+    from tpc.so3 import reduced
+
+    _, theirs = _pair("3x0e+3x1o", "3x0e+3x1o", 2, 2, "reduced")
+    for cached in (reduced._cuequivariance, symmetric_contraction._coupling):
+        cached.cache_clear()
+    monkeypatch.setitem(sys.modules, "cuequivariance", None)  # as if it were not installed
+    (entry,) = tpc.torch.convert(torch.nn.Sequential(theirs)).tpc_conversion
+    assert not entry.converted and "reduced basis needs cuequivariance" in entry.reason
+    with pytest.raises(ImportError, match="pip install cuequivariance"):
+        tpc.SymmetricContraction("3x0e+3x1o", "3x0e+3x1o", 2, 2, "reduced").weight_shapes()

@@ -154,9 +154,12 @@ def test_convert_in_place_and_a_model_that_is_one_product():
 
 MACE_SETTINGS = {
     "0e1o-correlation-2": ({"hidden_irreps": "16x0e+16x1o", "correlation": 2}, (torch.float64,)),
+    "0e1o-correlation-2-wigner-basis": ({"hidden_irreps": "16x0e+16x1o", "correlation": 2, "use_reduced_cg": False},
+                                        (torch.float64,)),
     "0e1o2e-correlation-2": ({"hidden_irreps": "8x0e+8x1o+8x2e", "correlation": 2}, (torch.float64, torch.float32)),
 }
-"""Model settings and the dtypes each runs in. Correlation 2 only: the x gradient of a
+"""Model settings and the dtypes each runs in; mace's product basis is its default (cuequivariance's
+reduced basis: the test extra installs cuequivariance) unless named. Correlation 2 only: the x gradient of a
 correlation-3 product basis on l <= 3 features takes about 25 s to compile per dtype; its
 kernels are checked against mace's module in tests/ops and tests/lower."""
 
@@ -174,6 +177,10 @@ def test_a_converted_mace_model_gives_the_original_energy_forces_and_stress(sett
         assert [entry.path for entry in converted.tpc_conversion.converted] == [
             "interactions.0.conv_tp", "interactions.0.skip_tp", "interactions.1.conv_tp", "interactions.1.skip_tp",
             "products.0.symmetric_contractions", "products.1.symmetric_contractions"]
+        bases = {module.spec.basis for module in converted.modules()
+                 if isinstance(module, tpc.torch.SymmetricContraction)}
+        # Where both bases are the same tensors (0e at correlation 2), the Wigner one is taken.
+        assert ("reduced" in bases) if arguments.get("use_reduced_cg", True) else bases == {"wigner"}
         batch = batch_for(model, example_atoms(1))
         expected, actual = evaluate(model, batch), evaluate(converted, batch)
         for key in ("energy", "forces", "stress"):

@@ -7,8 +7,13 @@ For node ``b``, channel ``c`` and output irrep ``ir`` (components ``m``)::
 
 ``x[b, c, :]`` holds the channel's components of every input irrep (``coupling_irreps``, e.g.
 0e+1o+2e+3o: 16 numbers), ``y`` the node's element (one-hot in MACE), ``U_nu`` the coupling
-tensors (:func:`tpc.so3.coupling.coupling_basis`, equal to mace-torch's ``U_matrix_{nu}``
-buffers) and ``W_nu`` one weight per element, path and channel. Channels are independent.
+tensors and ``W_nu`` one weight per element, path and channel. Channels are independent.
+
+mace-torch has two bases of coupling tensors, and weights mean something only in theirs:
+``basis="wigner"`` (:func:`tpc.so3.coupling.coupling_basis`, mace's Wigner 3j route, taken
+without cuequivariance or with ``use_reduced_cg=False``) and ``basis="reduced"``
+(:func:`tpc.so3.reduced.reduced_coupling_basis`, cuequivariance's reduced basis, taken with
+cuequivariance installed and ``use_reduced_cg=True``). Both equal mace's ``U_matrix_{nu}`` buffers.
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ import numpy as np
 
 from tpc.irreps import Irrep, Irreps
 from tpc.so3.coupling import coupling_basis
+from tpc.so3.reduced import reduced_coupling_basis
 
 SYMMETRIC_CONTRACTION_FORMAT = "tpc.SymmetricContraction/1"
+BASES = {"wigner": coupling_basis, "reduced": reduced_coupling_basis}
+"""The coupling bases of mace-torch, by name (see the module docstring)."""
 
 
 @functools.lru_cache(maxsize=None)
-def _coupling(irreps: str, ir_out: str, correlation: int) -> np.ndarray:
-    tensor = coupling_basis(Irreps(irreps), Irrep(ir_out), correlation)
+def _coupling(irreps: str, ir_out: str, correlation: int, basis: str) -> np.ndarray:
+    tensor = BASES[basis](Irreps(irreps), Irrep(ir_out), correlation)
     tensor.setflags(write=False)
     return tensor
 
@@ -44,6 +52,8 @@ class SymmetricContraction:
         irreps_out: the output irreps, each at most once, with the same multiplicity.
         correlation: the polynomial's degree (MACE's ``correlation``), at least 1.
         num_elements: the elements the weights are chosen by.
+        basis: the coupling tensors, "wigner" or "reduced" (needs cuequivariance), as mace's
+            module was built (see the module docstring).
 
     >>> spec = SymmetricContraction("8x0e+8x1o", "8x0e", 2, 3)
     >>> [(str(ir), nu, shape) for ir, nu, shape in spec.weight_shapes()]
@@ -54,8 +64,11 @@ class SymmetricContraction:
     irreps_out: Irreps
     correlation: int
     num_elements: int
+    basis: str = "wigner"
 
     def __post_init__(self) -> None:
+        if self.basis not in BASES:
+            raise ValueError(f"basis must be one of {sorted(BASES)}, got {self.basis!r}")
         object.__setattr__(self, "irreps_in", Irreps(self.irreps_in))
         object.__setattr__(self, "irreps_out", Irreps(self.irreps_out))
         for name, value in (("correlation", self.correlation), ("num_elements", self.num_elements)):
@@ -84,7 +97,7 @@ class SymmetricContraction:
     def coupling(self, ir_out: Irrep | str, nu: int) -> np.ndarray:
         """The read-only coupling tensor ``U_nu`` of an output irrep (mace's ``U_matrix_{nu}``):
         ``(ir.dim, D, ..., D, paths)``, the first axis absent for a scalar."""
-        return _coupling(str(self.coupling_irreps), str(Irrep(ir_out)), nu)
+        return _coupling(str(self.coupling_irreps), str(Irrep(ir_out)), nu, self.basis)
 
     def weight_shapes(self) -> list[tuple[Irrep, int, tuple[int, int, int]]]:
         """``(ir_out, nu, (num_elements, paths, channels))`` for every output irrep and order."""
@@ -92,10 +105,11 @@ class SymmetricContraction:
                 for _, ir in self.irreps_out for nu in range(1, self.correlation + 1)]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable description (see :meth:`from_dict`)."""
-        return {"format": SYMMETRIC_CONTRACTION_FORMAT, "irreps_in": str(self.irreps_in),
+        """A JSON-serializable description (see :meth:`from_dict`); the basis only when it is not "wigner"."""
+        data = {"format": SYMMETRIC_CONTRACTION_FORMAT, "irreps_in": str(self.irreps_in),
                 "irreps_out": str(self.irreps_out), "correlation": int(self.correlation),
                 "num_elements": int(self.num_elements)}
+        return {**data, "basis": self.basis} if self.basis != "wigner" else data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SymmetricContraction":
@@ -103,7 +117,8 @@ class SymmetricContraction:
         if not isinstance(data, Mapping) or data.get("format") != SYMMETRIC_CONTRACTION_FORMAT:
             raise ValueError(f"not a {SYMMETRIC_CONTRACTION_FORMAT} description")
         try:
-            return cls(data["irreps_in"], data["irreps_out"], data["correlation"], data["num_elements"])
+            return cls(data["irreps_in"], data["irreps_out"], data["correlation"], data["num_elements"],
+                       data.get("basis", "wigner"))
         except (KeyError, TypeError) as error:
             raise ValueError(f"malformed symmetric contraction description: {error}") from None
 

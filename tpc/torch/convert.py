@@ -9,13 +9,16 @@ one and back. Modules it cannot compute stay, and the report says why.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from tpc.ops import SymmetricContraction as SymmetricContractionSpec
 from tpc.ops import TensorProduct as TensorProductSpec
+from tpc.ops.symmetric_contraction import BASES
 from tpc.targets import resolve_target
 from tpc.torch.contraction import SymmetricContraction
 from tpc.torch.convolution import Convolution
@@ -187,13 +190,9 @@ def _contraction_replacement(module: torch.nn.Module, target: Any) -> tuple[torc
                                         int(contractions[0].weights_max.shape[0]))
     except ValueError as error:
         return None, str(error)
-    for contraction, (_, ir) in zip(contractions, spec.irreps_out):
-        for nu in range(1, spec.correlation + 1):
-            theirs = getattr(contraction, f"U_matrix_{nu}").detach().cpu().double().numpy()
-            ours = spec.coupling(ir, nu)
-            if theirs.shape != ours.shape or abs(theirs - ours).max(initial=0.0) > 1e-6 * max(abs(ours).max(), 1):
-                return None, (f"its coupling tensors for {ir} at order {nu} differ from tpc's (another CG basis, "
-                              "e.g. cuequivariance's)")
+    spec, why = _matching_basis(spec, contractions)
+    if spec is None:
+        return None, why
     tensors = list(module.parameters())
     if {tensor.device.type for tensor in tensors} - {"cpu"}:
         return None, "not on the CPU: tpc.torch runs on CPU tensors so far"
@@ -209,6 +208,29 @@ def _contraction_replacement(module: torch.nn.Module, target: Any) -> tuple[torc
     replacement.train(module.training)
     return replacement, (f"{spec.irreps_in} -> {spec.irreps_out}, correlation {spec.correlation}, "
                          f"{spec.num_elements} elements")
+
+
+def _matching_basis(spec: SymmetricContractionSpec, contractions: list) -> tuple[Any, str]:
+    """``spec`` in the coupling basis equal to mace's ``U_matrix`` buffers, or None and why none is."""
+    for basis in BASES:
+        candidate = dataclasses.replace(spec, basis=basis)
+        try:
+            differs = [f"{ir} at order {nu}" for contraction, (_, ir) in zip(contractions, spec.irreps_out)
+                       for nu in range(1, spec.correlation + 1)
+                       if not _equal(getattr(contraction, f"U_matrix_{nu}"), candidate.coupling(ir, nu))]
+        except ImportError:
+            return None, ("its coupling tensors differ from tpc's Wigner basis; mace's reduced basis needs "
+                          "cuequivariance to compare with: pip install cuequivariance")
+        if not differs:
+            return candidate, ""
+    return None, (f"its coupling tensors ({differs[0]}) equal neither of mace's bases as tpc computes them "
+                  "(wigner, reduced)")
+
+
+def _equal(theirs: torch.Tensor, ours: np.ndarray) -> bool:
+    """Whether a module's coupling buffer is ``ours``, to the rounding of its dtype."""
+    theirs = theirs.detach().cpu().double().numpy()
+    return theirs.shape == ours.shape and abs(theirs - ours).max(initial=0.0) <= 1e-6 * max(abs(ours).max(), 1)
 
 
 def _keep_state_entries(replacement: torch.nn.Module, module: torch.nn.Module) -> None:

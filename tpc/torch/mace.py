@@ -60,7 +60,7 @@ def model_dtype(model: torch.nn.Module) -> torch.dtype:
 
 def example_model(hidden_irreps: str = "128x0e+128x1o", *, correlation: int = 3, num_interactions: int = 2,
                   atomic_numbers: Sequence[int] = (1, 6, 7, 8), max_ell: int = 3, r_max: float = 5.0,
-                  dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.nn.Module:
+                  dtype: torch.dtype = torch.float64, seed: int = 0, use_reduced_cg: bool = True) -> torch.nn.Module:
     """A ``mace.modules.ScaleShiftMACE`` with random weights, built as mace's own tests build it.
 
     Residual interaction blocks (``RealAgnosticResidualInteractionBlock``), 8 Bessel functions
@@ -79,6 +79,8 @@ def example_model(hidden_irreps: str = "128x0e+128x1o", *, correlation: int = 3,
         r_max: the cutoff in Angstrom.
         dtype: torch.float64 or torch.float32.
         seed: the seed of the random weights and atomic energies.
+        use_reduced_cg: mace's choice of product basis (its default): with cuequivariance
+            installed, cuequivariance's reduced basis; otherwise, or when False, the Wigner 3j one.
 
     Returns:
         The model in eval mode, every parameter and buffer in ``dtype``.
@@ -100,7 +102,8 @@ def example_model(hidden_irreps: str = "128x0e+128x1o", *, correlation: int = 3,
             num_interactions=num_interactions, num_elements=len(atomic_numbers),
             hidden_irreps=o3.Irreps(hidden_irreps), MLP_irreps=o3.Irreps("16x0e"), gate=F.silu,
             atomic_energies=atomic_energies, avg_num_neighbors=30.0, atomic_numbers=atomic_numbers,
-            correlation=correlation, radial_type="bessel", atomic_inter_scale=1.0, atomic_inter_shift=0.0)
+            correlation=correlation, radial_type="bessel", atomic_inter_scale=1.0, atomic_inter_shift=0.0,
+            use_reduced_cg=use_reduced_cg)
     return model.to(dtype).eval()
 
 
