@@ -1,17 +1,18 @@
-"""Tune the presets and graph presets on this machine and write their records to ``tpc/schedules/``.
+"""Tune the presets, product-basis presets and graph presets here; write their records to ``tpc/schedules/``.
 
 The package ships these records (``tpc/schedules/*.jsonl``, package data) so that
 ``tpc.compile`` (and ``tpc.compile_graph``) starts from a tuned schedule before its user has
 tuned anything: on a machine of the same kind, and on kindred CPUs (same vector instruction
 set, then same architecture; see ``tpc/cache.py``). A graph preset is tuned both unfused and
-with its gathers and scatter-sums fused, as ``tpc tune --graph-preset`` can cut it. The records
+with its gathers and scatter-sums fused, as ``tpc tune --graph-preset`` can cut it; a product
+basis in its forward, x gradient and weight gradient (CPU targets only). The records
 of ops it did not tune that the file already holds are kept, so a subset can be tuned again on
 its own. Run from a checkout (``pip install -e .``): the file it writes,
 ``tpc/schedules/x86-<cpu>.jsonl`` (``aarch64-<cpu>.jsonl``, ``cuda-<arch>.jsonl``), is used by
 that checkout at once and is the file to share (a pull request adding it).
 Usage: ``python scripts/tune_shipped_schedules.py [--target host|cuda] [--trials 12]
-[--presets NAME ...] [--graph-presets NAME ...] [--output FILE]``; a CUDA target is tuned on
-this machine's GPU.
+[--presets NAME ...] [--contraction-presets NAME ...] [--graph-presets NAME ...] [--output FILE]``;
+a CUDA target is tuned on this machine's GPU.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ from tpc.tune.graph import UNFUSED_AND_FUSED
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "tpc" / "schedules"
 GRAPH_PRESETS = ["mace-interaction-l2"]
+CONTRACTION_GRADIENTS = ("", "x", "weight")
+"""What is tuned of a product basis: its forward, x gradient (forces) and weight gradient (training)."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12, help="trials per product (per graph and cut)")
     parser.add_argument("--presets", nargs="*", default=tpc.presets.names(), choices=tpc.presets.names())
+    parser.add_argument("--contraction-presets", nargs="*", default=None, choices=tpc.presets.contraction_names(),
+                        help="product-basis presets (default: all for a CPU target, none for CUDA)")
     parser.add_argument("--graph-presets", nargs="*", default=GRAPH_PRESETS, choices=tpc.presets.graph_names())
     parser.add_argument("--target", default="host", choices=("host", "cuda"))
     parser.add_argument("--output", type=Path,
@@ -53,6 +58,18 @@ def main() -> None:
                               progress=False)
             print(f"{name}: best {result.best.seconds * 1e3:.3f} ms, speed-up {result.speedup:.2f}x", flush=True)
             records += [record for record in read_records(log) if record.ok]
+        contractions = args.contraction_presets
+        if contractions is None:
+            contractions = tpc.presets.contraction_names() if target.family == "cpu" else []
+        for name in contractions:
+            preset = tpc.presets.get_contraction(name)
+            for wrt in CONTRACTION_GRADIENTS:
+                log = Path(folder) / f"{name}-{wrt or 'forward'}.jsonl"
+                result = tpc.tune(tpc.Contraction(preset.spec, wrt), batch=preset.nodes, target=target,
+                                  trials=args.trials, log=log, progress=False)
+                print(f"{name} {wrt or 'forward'}: best {result.best.seconds * 1e3:.3f} ms, "
+                      f"speed-up {result.speedup:.2f}x", flush=True)
+                records += [record for record in read_records(log) if record.ok]
         for name in args.graph_presets:
             graph = tpc.presets.get_graph(name)
             for cut in UNFUSED_AND_FUSED:

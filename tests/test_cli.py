@@ -56,7 +56,8 @@ def test_corrupt_spec_file(tmp_path, capsys):
 
 def test_presets_listing(capsys):
     assert main(["presets"]) == 0
-    assert "gaunt-L10" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gaunt-L10" in out and "mace-product-0e1o2e nodes    243" in out
 
 
 def test_console_script_is_installed():
@@ -92,6 +93,19 @@ def test_tune_and_list(tmp_path, monkeypatch, capsys):
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     assert "fc-small" in listing and "user cache" in listing
+
+
+def test_tune_and_list_a_product_basis(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
+    assert main(["tune", "--preset", "mace-product-0e", "--batch", "8", "--trials", "1", "--log",
+                 str(tmp_path / "log.jsonl")]) == 0
+    assert "1 trials (0 errors)" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    assert "mace-product-0e forward" in capsys.readouterr().out
+    assert main(["tune", "--preset", "mace-product-0e", "--gradient", "x1"]) == 2
+    assert "its gradients are x and weight, not x1" in capsys.readouterr().err
+    assert main(["tune", "--preset", "fc-small", "--gradient", "x"]) == 2
+    assert "--gradient x is a product basis's" in capsys.readouterr().err
 
 
 def _tpc(*argv, env=None):

@@ -133,3 +133,25 @@ def test_nequip_default_structure():
         [(1, 1, 0), (0, 0, 1), (2, 1, 2), (0, 1, 3), (1, 1, 4), (2, 0, 5), (1, 0, 6), (2, 1, 7)]
     assert not tp.shared_weights and tp.weight_numel == 8 * 32
     assert all(ins.connection_mode == "uvu" and ins.has_weight for ins in tp.instructions)
+
+
+# (hidden irreps, layer) -> the preset of its product basis
+MACE_PRODUCT_BASES = {
+    ("128x0e", 0): "mace-product-0e",
+    ("128x0e+128x1o", 0): "mace-product-0e1o",
+    ("128x0e+128x1o", 1): "mace-product-0e",
+    ("128x0e+128x1o+128x2e", 0): "mace-product-0e1o2e",
+}
+
+
+@pytest.mark.parametrize(("hidden", "layer"), list(MACE_PRODUCT_BASES),
+                         ids=[f"{h}-layer{n}" for h, n in MACE_PRODUCT_BASES])
+def test_product_basis_presets_are_those_of_mace_torch(hidden, layer):
+    """Irreps and elements against the model (built at correlation 1, see ``_mace_model``); the
+    coupling tensors against mace's module are tests/ops' business."""
+    theirs = _mace_model(hidden).products[layer].symmetric_contractions
+    spec = presets.get_contraction(MACE_PRODUCT_BASES[hidden, layer]).spec
+    assert (str(spec.irreps_in), str(spec.irreps_out)) == (str(theirs.irreps_in), str(theirs.irreps_out))
+    assert spec.num_elements == theirs.contractions[0].weights_max.shape[0] and spec.correlation == 3
+    with pytest.raises(ValueError, match="unknown product-basis preset 'mace-product-1o'; valid ones: mace-product-0e"):
+        presets.get_contraction("mace-product-1o")

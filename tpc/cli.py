@@ -17,7 +17,18 @@ from tpc import presets, report
 from tpc.build import compile as compile_kernel
 from tpc.cache import CachedRecord, cached_entries, warn_skipped
 from tpc.dtypes import DTYPES
-from tpc.ops import ALGORITHMS, FUSIONS, JOINT_GRADIENTS, WRT, Fused, Gradient, Product, TensorProduct
+from tpc.ops import (
+    ALGORITHMS,
+    CONTRACTION_KEYS,
+    FUSIONS,
+    JOINT_GRADIENTS,
+    WRT,
+    Contraction,
+    Fused,
+    Gradient,
+    Product,
+    TensorProduct,
+)
 from tpc.targets import (
     EXACT,
     SAME_ARCH,
@@ -218,12 +229,20 @@ def _tune(args: argparse.Namespace) -> int:
             raise ValueError(f"--{option} gives the inputs of --model FILE; give --model too")
     if args.graph is not None or args.graph_preset is not None:
         return _tune_graph(args)
-    title, tp, batch = _load_spec(args)
+    if args.preset in presets.contraction_names():
+        preset = presets.get_contraction(args.preset)
+        if args.gradient not in (None, "x", "weight"):
+            raise ValueError(f"{preset.name} is a product basis: its gradients are x and weight, not {args.gradient}")
+        title, batch, wrt = f"{preset.name}: {preset.description}", args.batch or preset.nodes, None
+        problem = Contraction(preset.spec, args.gradient or "")
+    else:
+        if args.gradient == "x":
+            raise ValueError("--gradient x is a product basis's; a product's gradients are x1, x2 and weight")
+        (title, problem, batch), wrt = _load_spec(args), args.gradient
     print(title, file=sys.stderr)
-    result = tpc.tune.tune(tp, batch=batch, target=args.target, dtype=args.dtype, trials=args.trials,
-                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed,
-                           wrt=args.gradient)
-    print(tpc.tune.summary(result, tp.flops(batch)))
+    result = tpc.tune.tune(problem, batch=batch, target=args.target, dtype=args.dtype, trials=args.trials,
+                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed, wrt=wrt)
+    print(tpc.tune.summary(result, problem.flops(batch)))
     return _tune_status(result)
 
 
@@ -243,6 +262,12 @@ def _list(args: argparse.Namespace) -> int:
         ops = {Product(tp): name,
                **{Gradient(tp, wrt): f"{name} d/d{wrt}" for wrt in WRT if wrt != "weight" or tp.weight_numel},
                **{Fused(tp, fusion): f"{name} fused {fusion}" for fusion in FUSIONS}}
+        names.update({op.fingerprint: label for op, label in ops.items()})
+        keys.update({op.fingerprint: op.schedule_key for op in ops})
+    for name in presets.contraction_names():
+        spec = presets.get_contraction(name).spec
+        ops = {Contraction.from_schedule_key(spec, key): f"{name} {key.partition(':')[2] or 'forward'}"
+               for key in CONTRACTION_KEYS}
         names.update({op.fingerprint: label for op, label in ops.items()})
         keys.update({op.fingerprint: op.schedule_key for op in ops})
     for name in presets.graph_names():
@@ -312,7 +337,7 @@ def _knob_problem(entry: CachedRecord, keys: dict[str, str | None]) -> str | Non
     family = {"llvm": "cpu", "cuda": "cuda"}.get(record.target.get("kind"))
     if family is None:
         return None
-    candidates = [keys[record.op]] if record.op in keys else [None, *WRT, *FUSIONS]
+    candidates = [keys[record.op]] if record.op in keys else [None, *WRT, *FUSIONS, *CONTRACTION_KEYS]
     problems = []
     for key in candidates:
         if record.algorithm not in scheduled_algorithms(family, key):
@@ -341,6 +366,9 @@ def _presets(args: argparse.Namespace) -> int:
     for name in presets.names():
         preset = presets.get(name)
         print(f"{name:<14} batch {preset.batch:>6}  {preset.description}")
+    for name in presets.contraction_names():
+        contraction = presets.get_contraction(name)
+        print(f"{name:<14} nodes {contraction.nodes:>6}  {contraction.description}")
     return 0
 
 
@@ -388,9 +416,10 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--log", help="tuning log (JSON lines); default tuning_logs/<op>-<target>-<dtype>-b<batch>.jsonl")
     tune.add_argument("--resume", action="store_true", help="continue from the log without re-measuring")
     tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--gradient", choices=WRT + JOINT_GRADIENTS,
+    tune.add_argument("--gradient", choices=WRT + JOINT_GRADIENTS + ("x",),
                       help="tune the gradient with respect to this argument (or these, computed in one pass) instead "
-                           "of the product (CPU targets; tpc.compile_gradient uses the result)")
+                           "of the product (CPU targets; tpc.compile_gradient uses the result); x or weight for a "
+                           "product-basis preset")
     tune.add_argument("--graph", metavar="FILE", help="tune the kernels of a graph (JSON, as Graph.to_json writes) "
                                                       "instead of one product; they share --trials")
     tune.add_argument("--graph-preset", metavar="NAME", help=f"a named graph: {', '.join(presets.graph_names())}")

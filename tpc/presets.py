@@ -1,5 +1,6 @@
 """Named problem sets shared by the CLI, the tests and the benchmarks: tensor products
-(:func:`get`) and whole message-passing blocks as graphs (:func:`get_graph`)."""
+(:func:`get`), MACE product bases (:func:`get_contraction`) and whole message-passing blocks
+as graphs (:func:`get_graph`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tpc.ops import (
     ChannelwiseTensorProduct,
     FullyConnectedTensorProduct,
     GauntTensorProduct,
+    SymmetricContraction,
     TensorProduct,
     mace_convolution,
     mace_product,
@@ -39,6 +41,9 @@ REFERENCE_EDGES = 7598
 """Edges of the MACE reference system (``tpc.torch.mace.example_atoms()``: 27 acetamide molecules,
 243 atoms) at mace's r_max of 5 Angstrom, counted by mace's own ``AtomicData.from_config`` (and
 by ``ase.neighborlist.neighbor_list``): the batch of the ``mace-conv-*`` presets."""
+
+REFERENCE_NODES = 243
+"""Atoms of the MACE reference system: the node count of the ``mace-product-*`` presets."""
 
 _MACE_MODEL = "mace-torch 0.3.16 ScaleShiftMACE, residual interactions, max_ell 3"
 
@@ -138,6 +143,52 @@ def get(name: str) -> Preset:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(_BUILDERS)}")
     build, batch, description = _BUILDERS[name]
     return Preset(name, build(), batch, description)
+
+
+@dataclass(frozen=True)
+class ContractionPreset:
+    """A MACE product basis with the node count it is usually run at."""
+
+    name: str
+    spec: SymmetricContraction
+    nodes: int
+    description: str
+
+
+def _mace_product_basis(irreps_out: str) -> SymmetricContraction:
+    """The product basis of a 128-channel mace model with max_ell 3 and 4 elements (the reference
+    system's H, C, N, O), in mace's basis without cuequivariance."""
+    return SymmetricContraction("128x0e+128x1o+128x2e+128x3o", irreps_out, 3, 4)
+
+
+_CONTRACTION_BUILDERS: dict[str, tuple[Callable[[], SymmetricContraction], int, str]] = {
+    "mace-product-0e": (lambda: _mace_product_basis("128x0e"), REFERENCE_NODES,
+                        f"MACE product basis ({_MACE_MODEL}, correlation 3, 4 elements): 128x(0e+1o+2e+3o) -> "
+                        "128x0e, the last layer of every model and both layers of hidden 128x0e"),
+    "mace-product-0e1o": (lambda: _mace_product_basis("128x0e+128x1o"), REFERENCE_NODES,
+                          f"MACE product basis ({_MACE_MODEL}, correlation 3, 4 elements): 128x(0e+1o+2e+3o) -> "
+                          "128x0e+128x1o, layer 0 of hidden 128x0e+128x1o"),
+    "mace-product-0e1o2e": (lambda: _mace_product_basis("128x0e+128x1o+128x2e"), REFERENCE_NODES,
+                            f"MACE product basis ({_MACE_MODEL}, correlation 3, 4 elements): 128x(0e+1o+2e+3o) "
+                            "-> 128x0e+128x1o+128x2e, layer 0 of hidden 128x0e+128x1o+128x2e"),
+}
+
+
+def contraction_names() -> list[str]:
+    """Names of all product-basis presets."""
+    return list(_CONTRACTION_BUILDERS)
+
+
+def get_contraction(name: str) -> ContractionPreset:
+    """The product-basis preset called ``name``; unknown names raise ValueError listing the valid ones.
+
+    >>> get_contraction("mace-product-0e1o").spec.correlation
+    3
+    """
+    if name not in _CONTRACTION_BUILDERS:
+        raise ValueError(f"unknown product-basis preset {name!r}; valid ones: {', '.join(_CONTRACTION_BUILDERS)}")
+    build, nodes, description = _CONTRACTION_BUILDERS[name]
+    return ContractionPreset(name, build(), nodes, description)
 
 
 @dataclass(frozen=True)
