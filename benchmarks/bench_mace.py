@@ -10,12 +10,15 @@ the skip products and the symmetric contractions compiled) evaluate energy and f
 swapped every repeat; the medians, their ratio and the largest differences between the two
 sides' energies and forces are printed per dtype.
 
+``--basis`` picks mace's product basis (``use_reduced_cg``): "reduced" is cuequivariance's (mace's
+default where cuequivariance is installed), "wigner" mace's Wigner 3j route; the header names it.
+
 PyTorch's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE`` unless the environment
 sets it): spinning after each PyTorch op, they hold the cores that tpc's kernels, which run
 on TVM's own thread pool, need next (docs/measurements.md). Both sides run under the setting.
 
     python benchmarks/bench_mace.py [--hidden-irreps 128x0e+128x1o] [--copies 3] [--repeats 10]
-                                    [--dtypes float32,float64]
+                                    [--dtypes float32,float64] [--basis reduced|wigner]
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from tpc.torch.mace import batch_for, evaluate, example_atoms, example_model
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def measure(hidden_irreps: str, copies: int, repeats: int, dtype: str) -> dict:
+def measure(hidden_irreps: str, copies: int, repeats: int, dtype: str, basis: str) -> dict:
     """Medians and differences for one dtype: the original model and its conversion on one batch."""
-    original = example_model(hidden_irreps, dtype=DTYPES[dtype])
+    original = example_model(hidden_irreps, dtype=DTYPES[dtype], use_reduced_cg=basis == "reduced")
     converted = tpc.torch.convert(original)
     batch = batch_for(original, example_atoms(copies))
     sides = {"mace": lambda: evaluate(original, batch, stress=False),
@@ -50,7 +53,9 @@ def measure(hidden_irreps: str, copies: int, repeats: int, dtype: str) -> dict:
             "forces": (ours["forces"] - reference["forces"]).abs().max().item(),
             "force scale": reference["forces"].abs().max().item(),
             "atoms": batch["positions"].shape[0], "edges": batch["edge_index"].shape[1],
-            "converted": len(report.converted), "left": len(report.left)}
+            "converted": len(report.converted), "left": len(report.left),
+            "bases": sorted({module.spec.basis for module in converted.modules()
+                             if isinstance(module, tpc.torch.SymmetricContraction)})}
 
 
 def main() -> None:
@@ -59,16 +64,24 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=3, help="acetamide molecules along each side of the box")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated: float32, float64")
+    parser.add_argument("--basis", choices=("reduced", "wigner"), default="reduced",
+                        help="mace's product basis (use_reduced_cg); reduced needs cuequivariance")
     args = parser.parse_args()
     dtypes = [name.strip() for name in args.dtypes.split(",") if name.strip()]
     unknown = sorted(set(dtypes) - set(DTYPES))
     if unknown or not dtypes:
         parser.error(f"--dtypes takes float32 and/or float64, not {','.join(unknown) or repr(args.dtypes)}")
-    results = {dtype: measure(args.hidden_irreps, args.copies, args.repeats, dtype) for dtype in dtypes}
+    from mace.modules.wrapper_ops import CUET_AVAILABLE  # mace builds its reduced basis only with both packages
+
+    if args.basis == "reduced" and not CUET_AVAILABLE:
+        parser.error("--basis reduced needs cuequivariance (pip install cuequivariance cuequivariance-torch); "
+                     "or give --basis wigner")
+    results = {dtype: measure(args.hidden_irreps, args.copies, args.repeats, dtype, args.basis) for dtype in dtypes}
     first = next(iter(results.values()))
     print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(f"mace-torch ScaleShiftMACE, hidden {args.hidden_irreps}, correlation 3, 2 interactions, max_ell 3, "
-          f"random weights; {first['atoms']} atoms ({args.copies}^3 acetamide), {first['edges']} edges at r_max 5")
+          f"random weights; {first['atoms']} atoms ({args.copies}^3 acetamide), {first['edges']} edges at r_max 5; "
+          f"product basis {args.basis} (as converted: {', '.join(first['bases'])})")
     print(f"converted: {first['converted']} modules compiled, {first['left']} left to mace; "
           f"energy + forces (compute_force=True, training=False), median of {args.repeats} after a warm-up, "
           "sides interleaved")
