@@ -141,18 +141,21 @@ def _avx512_host():
 
 # x86-64-v4 (AVX-512 F, BW, CD, DQ, VL and nothing newer) runs on every AVX-512 host, where a named
 # CPU such as sapphirerapids asks for features (AMX, ENQCMD...) that other AVX-512 CPUs lack.
-@pytest.mark.parametrize("mcpu,tuned_on", [("x86-64-v4", "znver4"), ("haswell", "znver1")])
-def test_a_cpu_absent_from_the_shipped_files_builds_runs_and_reports_its_kin(monkeypatch, mcpu, tuned_on):
+@pytest.mark.parametrize("mcpu", ["x86-64-v4", "haswell"])
+def test_a_cpu_absent_from_the_shipped_files_builds_runs_and_reports_its_kin(monkeypatch, mcpu):
     """Acceptance: another mcpu and another core count than any shipped file, of the same vector ISA
-    as one of them: the kernel reports that file's schedule, builds, and runs where the CPU can."""
+    as some of them: the kernel reports the fastest of their schedules, builds, and runs where the
+    CPU can."""
     monkeypatch.setattr(cache, "SHIPPED_DIR", cache.PACKAGED_SCHEDULES)
     preset = tpc.presets.get("mace-l2")
     target = cpu(mcpu, 7)
-    records = [r for r in read_records(cache.PACKAGED_SCHEDULES / f"x86-{tuned_on}.jsonl")
-               if r.ok and r.op == preset.tp.fingerprint and r.dtype == "float32"]
+    records = [r for path in cache.PACKAGED_SCHEDULES.glob("x86-*.jsonl") for r in read_records(path)
+               if r.ok and r.op == preset.tp.fingerprint and r.dtype == "float32" and r.batch == preset.batch
+               and kinship(target, r.target) == SAME_ISA]
+    assert records, f"no shipped file is kin to {mcpu}"
     best = min(records, key=lambda r: r.seconds)
     kernel = tpc.compile(preset.tp, batch=preset.batch, target=target)
-    assert kernel.schedule.source == f"shipped, tuned on {tuned_on}"
+    assert kernel.schedule.source == f"shipped, tuned on {best.target['mcpu']}"
     assert (kernel.schedule.algorithm, kernel.schedule.config) == (best.algorithm, best.config)
     if vector_isa(target).isa == "avx512" and not _avx512_host():
         assert not kernel.target.runs_here()[0]
