@@ -30,10 +30,10 @@ default schedule is the faster one from there on (see docs/measurements.md)."""
 FUSIONS = ("gather", "scatter", "gather+scatter")
 """The neighbours a product can be fused with in a graph (see :mod:`tpc.lower.convolution`)."""
 JOINT_GRADIENTS = ("x1+x2", "x1+weight", "x2+weight", "x1+x2+weight")
+"""The ``wrt`` of every gradient with respect to several arguments, in canonical order."""
 CONTRACTION_KEYS = tuple(":".join(["symmetric-contraction", *wrt, *tangent])
                          for wrt in ((), ("x",), ("weight",)) for tangent in ((), ("tangent",)))
 """The schedule keys of the symmetric contraction's ops: forward, gradients and tangent ops."""
-"""The ``wrt`` of every gradient with respect to several arguments, in canonical order."""
 OP_FORMAT = "tpc.Op/1"
 
 
