@@ -72,7 +72,7 @@ def reduced_coupling_basis(irreps: Irreps, ir_out: Irrep, correlation: int) -> n
     Raises:
         ImportError: cuequivariance is not installed.
 
-    >>> reduced_coupling_basis(Irreps("0e+1o"), Irrep("0e"), 2).shape  # doctest: +SKIP
+    >>> reduced_coupling_basis(Irreps("0e+1o"), Irrep("0e"), 2).shape
     (4, 4, 2)
     """
     irreps, ir_out = Irreps(irreps), Irrep(ir_out)
