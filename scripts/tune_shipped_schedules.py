@@ -56,7 +56,7 @@ def main() -> None:
             log = Path(folder) / f"{name}.jsonl"
             result = tpc.tune(preset.tp, batch=preset.batch, target=target, trials=args.trials, log=log,
                               progress=False)
-            print(f"{name}: best {result.best.seconds * 1e3:.3f} ms, speed-up {result.speedup:.2f}x", flush=True)
+            print(f"{name}: {_outcome(result)}", flush=True)
             records += [record for record in read_records(log) if record.ok]
         contractions = args.contraction_presets
         if contractions is None:
@@ -67,8 +67,7 @@ def main() -> None:
                 log = Path(folder) / f"{name}-{wrt or 'forward'}.jsonl"
                 result = tpc.tune(tpc.Contraction(preset.spec, wrt), batch=preset.nodes, target=target,
                                   trials=args.trials, log=log, progress=False)
-                print(f"{name} {wrt or 'forward'}: best {result.best.seconds * 1e3:.3f} ms, "
-                      f"speed-up {result.speedup:.2f}x", flush=True)
+                print(f"{name} {wrt or 'forward'}: {_outcome(result)}", flush=True)
                 records += [record for record in read_records(log) if record.ok]
         for name in args.graph_presets:
             graph = tpc.presets.get_graph(name)
@@ -86,6 +85,15 @@ def main() -> None:
         append_records(partial, kept + records)
         partial.replace(output)
     print(f"wrote {len(records)} new records and kept {len(kept)} to {output}")
+
+
+def _outcome(result: tpc.tune.TuneResult) -> str:
+    """The best latency and speed-up of a tuning run, or that no candidate succeeded (the run's
+    records are then error records only, and none is shipped)."""
+    if result.best is None:
+        errors = sorted({record.error.splitlines()[0][:120] for record in result.records if record.error})
+        return f"no candidate built and ran ({'; '.join(errors) or 'no trials'})"
+    return f"best {result.best.seconds * 1e3:.3f} ms, speed-up {result.speedup:.2f}x"
 
 
 def shipped_file_name(target: TargetSpec) -> str:
