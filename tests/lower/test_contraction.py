@@ -43,3 +43,19 @@ def test_bad_arguments_are_named():
         tpc.compile(tangent_op, dtype="float64")(**arguments, tangent=arguments["x"][:4])
     with pytest.raises(ValueError, match="not the schedule key of a symmetric contraction op"):
         Contraction.from_schedule_key(op.spec, "symmetric-contraction:x:weight")
+
+
+def test_sums_are_balanced_trees():
+    """An x gradient at l <= 3, correlation 3 sums thousands of terms; as a chain of additions it
+    crashed TVM's recursive passes (a segmentation fault building mace-product-0e1o2e's)."""
+    from tvm import tirx
+
+    from tpc.lower.contraction import _sum
+
+    def depth(expr) -> int:
+        return 1 + max(depth(expr.a), depth(expr.b)) if isinstance(expr, tirx.Add) else 0
+
+    terms = [tirx.Var(f"v{i}", "float32") for i in range(5000)]
+    total = _sum(terms)
+    assert depth(total) == 13  # ceil(log2(5000))
+    assert str(total).count("v") == 5000

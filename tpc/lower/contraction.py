@@ -178,4 +178,8 @@ def _paths(op: Contraction, ir, nu: int) -> int:
 
 
 def _sum(terms: list):
-    return sum(terms[1:], terms[0])
+    """The sum of ``terms`` as a balanced tree: a chain of thousands of additions (an x gradient
+    at l <= 3, correlation 3) is deeper than TVM's and LLVM's recursive passes can take."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
