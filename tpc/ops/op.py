@@ -31,9 +31,6 @@ FUSIONS = ("gather", "scatter", "gather+scatter")
 """The neighbours a product can be fused with in a graph (see :mod:`tpc.lower.convolution`)."""
 JOINT_GRADIENTS = ("x1+x2", "x1+weight", "x2+weight", "x1+x2+weight")
 """The ``wrt`` of every gradient with respect to several arguments, in canonical order."""
-CONTRACTION_KEYS = tuple(":".join(["symmetric-contraction", *wrt, *tangent])
-                         for wrt in ((), ("x",), ("weight",)) for tangent in ((), ("tangent",)))
-"""The schedule keys of the symmetric contraction's ops: forward, gradients and tangent ops."""
 OP_FORMAT = "tpc.Op/1"
 
 
@@ -448,7 +445,12 @@ class Contraction(Op):
     @property
     def schedule_key(self) -> str:
         """"symmetric-contraction", then ":x" or ":weight" for a gradient and ":tangent" for a tangent op."""
-        return ":".join([self.kind] + ([self.wrt] if self.wrt else []) + (["tangent"] if self.tangent else []))
+        return self.key_of(self.wrt, self.tangent)
+
+    @classmethod
+    def key_of(cls, wrt: str, tangent: bool) -> str:
+        """The :attr:`schedule_key` of the op with ``wrt`` and ``tangent``, without a spec."""
+        return ":".join([cls.kind] + ([wrt] if wrt else []) + (["tangent"] if tangent else []))
 
     @classmethod
     def from_schedule_key(cls, spec: SymmetricContraction, key: str) -> "Contraction":
@@ -515,6 +517,10 @@ class Contraction(Op):
     def from_dict(cls, data: Mapping[str, Any]) -> "Contraction":
         """Rebuild the op from :meth:`to_dict`."""
         return cls(SymmetricContraction.from_dict(data["spec"]), data.get("wrt", ""), data.get("tangent", False))
+
+
+CONTRACTION_KEYS = tuple(Contraction.key_of(wrt, tangent) for wrt in ("", "x", "weight") for tangent in (False, True))
+"""The schedule keys of the symmetric contraction's ops: forward, gradients and tangent ops."""
 
 
 def _node_count(op: Op, nodes: int | None) -> int:

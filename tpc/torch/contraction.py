@@ -83,25 +83,27 @@ def _arguments(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor]) ->
     return host_tensor(x), y.argmax(dim=1), [host_tensor(weight) for weight in weights]
 
 
-def _run(key: str, what: str, x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor], **extras: Any) -> Any:
-    """Run the op ``what`` (a schedule key) of the contraction ``key`` and record the call;
-    ``extras`` are the kernel's ``grad``, ``tangent`` and ``out``, given as tensors or None."""
+def _run(key: str, what: str, arguments: tuple, **extras: Any) -> Any:
+    """Run the op ``what`` (a schedule key) of the contraction ``key`` on ``arguments`` (from
+    :func:`_arguments`) and record the call; ``extras`` are the kernel's ``grad``, ``tangent``
+    and ``out``, given as tensors or None."""
+    x = arguments[0]
     kernel = _kernel(key, what, x.dtype)
     record(key, what, TORCH_DTYPES[x.dtype], int(x.shape[0]))
     extras = {name: host_tensor(value) if isinstance(value, torch.Tensor) and name != "out" else value
               for name, value in extras.items() if value is not None}
-    return kernel(*_arguments(x, y, weights), **extras)
+    return kernel(*arguments, **extras)
 
 
 def _what(wrt: str, tangent: Optional[torch.Tensor]) -> str:
-    return Contraction.kind + (f":{wrt}" if wrt else "") + (":tangent" if tangent is not None else "")
+    return Contraction.key_of(wrt, tangent is not None)
 
 
 @torch.library.custom_op("tpc::symmetric_contraction", mutates_args=())
 def symmetric_contraction(x: torch.Tensor, y: torch.Tensor, weights: list[torch.Tensor],
                           key: str) -> torch.Tensor:
     """The contraction: x (nodes, channels, D), y one-hot elements (nodes, num_elements) -> (nodes, irreps_out.dim)."""
-    return _run(key, Contraction.kind, x, y, weights)
+    return _run(key, Contraction.kind, _arguments(x, y, weights))
 
 
 @symmetric_contraction.register_fake
@@ -114,7 +116,7 @@ def symmetric_contraction_tangent(x: torch.Tensor, y: torch.Tensor, weights: lis
                                   tangent: torch.Tensor, key: str) -> torch.Tensor:
     """The contraction's derivative along ``tangent`` (shaped as x): the x gradient's gradient
     with respect to its ``grad``."""
-    return _run(key, _what("", tangent), x, y, weights, tangent=tangent)
+    return _run(key, _what("", tangent), _arguments(x, y, weights), tangent=tangent)
 
 
 @symmetric_contraction_tangent.register_fake
@@ -129,7 +131,7 @@ def symmetric_contraction_x_gradient(x: torch.Tensor, y: torch.Tensor, weights: 
     """The gradient of ``<grad, symmetric_contraction(x, ...)>`` with respect to x, or with a
     ``tangent`` its derivative along it (the x gradient's gradient with respect to x)."""
     out = WORKSPACE.empty(tuple(x.shape), TORCH_DTYPES[x.dtype])
-    _run(key, _what("x", tangent), x, y, weights, grad=grad, tangent=tangent, out=out)
+    _run(key, _what("x", tangent), _arguments(x, y, weights), grad=grad, tangent=tangent, out=out)
     return out
 
 
@@ -146,10 +148,10 @@ def symmetric_contraction_weight_gradient(x: torch.Tensor, y: torch.Tensor, weig
     """The gradients of ``<grad, symmetric_contraction(x, y, weights)>`` with respect to the
     weights: each node's, summed over the nodes of each element in node order; with a
     ``tangent``, their derivatives along it (the x gradient's gradient with respect to the weights)."""
-    per_node = _run(key, _what("weight", tangent), x, y, weights, grad=grad, tangent=tangent)
-    elements = _arguments(x, y, [])[1]
+    arguments = _arguments(x, y, weights)
+    per_node = _run(key, _what("weight", tangent), arguments, grad=grad, tangent=tangent)
     return [torch.zeros(weight.shape[0], weight.shape[2], weight.shape[1], dtype=weight.dtype)
-            .index_add_(0, elements, torch.from_numpy(part)).transpose(1, 2).contiguous()
+            .index_add_(0, arguments[1], torch.from_numpy(part)).transpose(1, 2).contiguous()
             for weight, part in zip(weights, per_node)]
 
 

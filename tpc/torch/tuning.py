@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import torch
 
 from tpc.ops import Contraction
+from tpc.ops import SymmetricContraction as SymmetricContractionSpec
 from tpc.targets import TargetSpec, resolve_target
 from tpc.torch.contraction import SymmetricContraction, contraction_op, forget_contraction_kernels
 from tpc.torch.convert import convert
@@ -294,11 +295,12 @@ def tune_model(model: torch.nn.Module, run: Run, *, target: Union[str, dict, Tar
         return tune_tasks(tasks, target=target, trials=trials, strategy=strategy, log_dir=log_dir, seed=seed,
                           runner=runner, round_size=round_size, progress=progress, subject="model")
     finally:
-        for task in tasks:
-            if isinstance(task.op, Contraction):
-                forget_contraction_kernels(task.op.spec)
+        specs = [task.op.spec if isinstance(task.op, Contraction) else task.tp for task in tasks]
+        for spec in {spec.fingerprint: spec for spec in specs}.values():
+            if isinstance(spec, SymmetricContractionSpec):
+                forget_contraction_kernels(spec)
             else:
-                forget_kernels(task.tp)
+                forget_kernels(spec)
 
 
 def _message(error: BaseException) -> str:

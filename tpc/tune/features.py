@@ -40,10 +40,9 @@ FEATURES_VERSION = 3
 def op_descriptors(op: Op, batch: int, dtype: str) -> list[float]:
     """Shape of the work, independent of the schedule: the product's, then which gradient
     (one-hot over WRT) and which fusion (one-hot over FUSIONS)."""
-    key = op.schedule_key
     if isinstance(op, Contraction):
         return _contraction_descriptors(op, batch, dtype)
-    tp = op.tp
+    tp, key = op.tp, op.schedule_key
     muls = [mul for mul, _ in tp.irreps_out] or [0]
     ls = [ir.l for _, ir in tp.irreps_in1 + tp.irreps_in2 + tp.irreps_out] or [0]
     modes = [ins.connection_mode for ins in tp.instructions]
