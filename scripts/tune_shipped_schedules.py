@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import tpc
-from tpc.records import append_records, read_records
+from tpc.records import Record, append_records, read_records
 from tpc.targets import TargetSpec
 from tpc.tune.graph import UNFUSED_AND_FUSED
 
@@ -50,14 +50,14 @@ def main() -> None:
     output = args.output or SHIPPED / shipped_file_name(target)
     with tempfile.TemporaryDirectory() as folder:
         os.environ["TPC_CACHE"] = folder
-        records = []
+        written = 0
         for name in args.presets:
             preset = tpc.presets.get(name)
             log = Path(folder) / f"{name}.jsonl"
             result = tpc.tune(preset.tp, batch=preset.batch, target=target, trials=args.trials, log=log,
                               progress=False)
             print(f"{name}: {_outcome(result)}", flush=True)
-            records += [record for record in read_records(log) if record.ok]
+            written += merge_records(output, read_records(log))
         contractions = args.contraction_presets
         if contractions is None:
             contractions = tpc.presets.contraction_names() if target.family == "cpu" else []
@@ -68,7 +68,7 @@ def main() -> None:
                 result = tpc.tune(tpc.Contraction(preset.spec, wrt), batch=preset.nodes, target=target,
                                   trials=args.trials, log=log, progress=False)
                 print(f"{name} {wrt or 'forward'}: {_outcome(result)}", flush=True)
-                records += [record for record in read_records(log) if record.ok]
+                written += merge_records(output, read_records(log))
         for name in args.graph_presets:
             graph = tpc.presets.get_graph(name)
             for cut in UNFUSED_AND_FUSED:
@@ -76,15 +76,25 @@ def main() -> None:
                 result = tpc.tune.tune_graph(graph.graph, graph.sizes, target=target, trials=args.trials,
                                              fusion=cut, log_dir=log_dir, progress=False)
                 print(tpc.tune.graph_summary(result), flush=True)
-                records += [record for log in sorted(log_dir.glob("*.jsonl")) for record in read_records(log)
-                            if record.ok]
-        tuned = {record.op for record in records}
-        kept = [record for record in read_records(output) if record.op not in tuned] if output.exists() else []
-        partial = output.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        append_records(partial, kept + records)
-        partial.replace(output)
-    print(f"wrote {len(records)} new records and kept {len(kept)} to {output}")
+                written += merge_records(output, [record for log in sorted(log_dir.glob("*.jsonl"))
+                                                  for record in read_records(log)])
+    print(f"wrote {written} new records to {output}")
+
+
+def merge_records(output: Path, tuned: list[Record]) -> int:
+    """Replace the records of the ops in ``tuned`` in ``output`` by the successful ones among
+    ``tuned``, atomically; every other op's records stay. Called after each tuning run, so an
+    interrupted run of the script keeps what it finished. Returns how many records were added."""
+    successes = [record for record in tuned if record.ok]
+    ops = {record.op for record in successes}
+    if not ops:
+        return 0
+    kept = [record for record in read_records(output) if record.op not in ops] if output.exists() else []
+    partial = output.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    append_records(partial, kept + successes)
+    partial.replace(output)
+    return len(successes)
 
 
 def _outcome(result: tpc.tune.TuneResult) -> str:
