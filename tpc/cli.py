@@ -194,7 +194,7 @@ def _tune_graph(args: argparse.Namespace) -> int:
     title, graph, sizes = _load_graph(args)
     print(title, file=sys.stderr)
     result = tpc.tune.tune_graph(graph, sizes, target=args.target, dtype=args.dtype, trials=args.trials,
-                                 fusion=args.fusion, strategy=args.strategy, seed=args.seed)
+                                 fusion=args.fusion, strategy=args.strategy, seed=args.seed, runner=_runner(args))
     print(tpc.tune.graph_summary(result))
     return _tune_status(result)
 
@@ -214,7 +214,7 @@ def _tune_model(args: argparse.Namespace) -> int:
     title, run = tuning.model_runner(model, inputs=args.inputs, structure=args.structure)
     print(f"{args.model}: {title}", file=sys.stderr)
     result = tuning.tune_model(model, run, target=args.target, trials=args.trials, strategy=args.strategy,
-                               seed=args.seed)
+                               seed=args.seed, runner=_runner(args))
     print(graph_summary(result))
     return _tune_status(result)
 
@@ -241,9 +241,17 @@ def _tune(args: argparse.Namespace) -> int:
         (title, problem, batch), wrt = _load_spec(args), args.gradient
     print(title, file=sys.stderr)
     result = tpc.tune.tune(problem, batch=batch, target=args.target, dtype=args.dtype, trials=args.trials,
-                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed, wrt=wrt)
+                           strategy=args.strategy, log=args.log, resume=args.resume, seed=args.seed, wrt=wrt,
+                           runner=_runner(args))
     print(tpc.tune.summary(result, problem.flops(batch)))
     return _tune_status(result)
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    """The RPC runner ``--rpc`` and ``--rpc-key`` ask for, its devices found; None: measure here."""
+    from tpc.tune.rpc import as_runner
+
+    return as_runner(args.rpc, args.rpc_key, args.rpc_wait)
 
 
 def _tune_status(result: Any) -> int:
@@ -436,6 +444,13 @@ def _parser() -> argparse.ArgumentParser:
                            "positional arguments (tensors saved requiring grad get gradients, as forces)")
     tune.add_argument("--structure", metavar="FILE",
                       help="for a mace model: a structure file ase reads (default: a built-in acetamide box)")
+    tune.add_argument("--rpc", metavar="HOST:PORT",
+                      help="measure on the devices behind this TVM RPC tracker (python -m tvm.exec.rpc_tracker) "
+                           "instead of here; kernels are built here for --target. A TVM RPC server runs the code "
+                           "it is sent: keep trackers and servers on a trusted network")
+    tune.add_argument("--rpc-key", metavar="KEY", help="the key the devices registered under (rpc_server --key)")
+    tune.add_argument("--rpc-wait", type=float, default=60.0, metavar="SECONDS",
+                      help="how long to wait for a device under the key before failing (default 60)")
     tune.set_defaults(run=_tune)
     listing_cache = commands.add_parser("list", help="show the cached schedules")
     listing_cache.add_argument("--target", default="host",

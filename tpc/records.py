@@ -37,7 +37,8 @@ RECORD_FORMAT = "tpc.Record/1"
 
 @dataclass(frozen=True)
 class Record:
-    """One measurement of one schedule."""
+    """One measurement of one schedule; ``device`` says what ran it: "local" (the tuning
+    machine), or "rpc:KEY", a device behind a TVM RPC tracker."""
 
     op: str
     batch: int
@@ -51,6 +52,7 @@ class Record:
     error: Optional[str] = None
     strategy: str = ""
     trial: int = 0
+    device: str = "local"
     tpc_version: str = __version__
     tvm_version: str = tvm.__version__
     timestamp: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

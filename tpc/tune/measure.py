@@ -1,8 +1,8 @@
 """Measurement: build candidates in parallel, run each in a worker process with a time-out.
 
 A :class:`Runner` turns measure inputs into results. :class:`LocalRunner` measures on this
-machine; a remote runner (TVM's RPC tracker and servers) implements the same method. A
-candidate that fails to build, crashes, hangs or computes a wrong result gets an error
+machine; :class:`tpc.tune.rpc.RPCRunner` builds here like it and runs on the devices behind a
+TVM RPC tracker. A candidate that fails to build, crashes, hangs or computes a wrong result gets an error
 result; it never stops the measurement of the others.
 
 Given an :class:`Anchor` (the tuner passes the run's reference record, see
@@ -25,7 +25,7 @@ import time
 import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -49,12 +49,14 @@ class MeasureInput:
 @dataclass(frozen=True)
 class MeasureResult:
     """Median seconds per call, or the error that prevented a measurement; ``ratio``: the
-    candidate's seconds over its anchor's, where it was timed against one."""
+    candidate's seconds over its anchor's, where it was timed against one; ``device``: what ran
+    it ("local", or "rpc:KEY" for a device behind a tracker)."""
 
     seconds: Optional[float]
     error: Optional[str] = None
     build_seconds: Optional[float] = None
     ratio: Optional[float] = None
+    device: str = "local"
 
 
 @dataclass(frozen=True)
@@ -110,52 +112,59 @@ class LocalRunner:
     _kept: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
     _store: Optional[tempfile.TemporaryDirectory] = field(default=None, init=False, repr=False)
     _builders: list["_Worker"] = field(default_factory=list, init=False, repr=False)
-    _runner: Optional["_Worker"] = field(default=None, init=False, repr=False)
+    _runners: list["_Worker"] = field(default_factory=list, init=False, repr=False)
     _build_seconds: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def device(self) -> str:
+        """What runs the candidates, as records name it."""
+        return "local"
 
     def measure(self, inputs: Sequence[MeasureInput], anchor: Optional[Anchor] = None) -> list[MeasureResult]:
         anchor_library = self._anchor_library(anchor)
         with tempfile.TemporaryDirectory(prefix="tpc-measure-") as folder:
             libraries = [Path(folder) / f"candidate{i}.so" for i in range(len(inputs))]
             builds = self.build(inputs, libraries)
+            jobs = {}
+            for index, (candidate, library, built) in enumerate(zip(inputs, libraries, builds)):
+                if "error" not in built:
+                    jobs[index] = self.run_job(library, candidate)
+                    if anchor_library is not None:
+                        jobs[index]["anchor"] = {"library": str(anchor_library),
+                                                 "algorithm": anchor.candidate.algorithm,
+                                                 "config": anchor.candidate.config}
+            answers = self.run_jobs(jobs)
             results = []
-            for candidate, library, built in zip(inputs, libraries, builds):
+            for index, built in enumerate(builds):
                 if "error" in built:
                     results.append(MeasureResult(None, f"build failed: {built['error']}"))
                     continue
-                job = self.run_job(library, candidate)
-                if anchor_library is not None:
-                    job["anchor"] = {"library": str(anchor_library), "algorithm": anchor.candidate.algorithm,
-                                     "config": anchor.candidate.config}
-                answer = self._run(job)
+                answer = answers[index]
                 ratio = answer.get("ratio")
                 seconds = ratio * anchor.seconds if ratio is not None and anchor is not None \
                     else answer.get("seconds")
-                results.append(MeasureResult(seconds, answer.get("error"), built.get("build_seconds"), ratio))
+                results.append(MeasureResult(seconds, answer.get("error"), built.get("build_seconds"), ratio,
+                                             self.device))
             self._keep_fastest(inputs, libraries, results)
             return results
 
     def run_library(self, library: Path, candidate: MeasureInput) -> MeasureResult:
         """Check and time one built library in the run worker."""
-        answer = self._run(self.run_job(library, candidate))
-        return MeasureResult(answer.get("seconds"), answer.get("error"))
+        (answer,) = self.run_jobs({0: self.run_job(library, candidate)}).values()
+        return MeasureResult(answer.get("seconds"), answer.get("error"), device=self.device)
 
-    def _run(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The worker's answer to a run job."""
-        if self._runner is None:
-            self._runner = _Worker(self._folder() / "run-worker.txt")
-        self._runner.submit("run", job, Path(job["library"] + ".run"))
-        try:
-            return self._runner.answer(self.run_timeout, "run")
-        finally:
-            self._runner.stop_if_busy()
+    def run_jobs(self, jobs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """The run workers' answers to run jobs: here one at a time, in one worker, so that no
+        two candidates share the machine while they are timed."""
+        if not self._runners:
+            self._runners.append(_Worker(self._folder() / "run-worker0.txt"))
+        return _dispatch(self._runners[:1], jobs, "run", lambda index: (self.run_timeout, ""))
 
     def close(self) -> None:
         """Stop the worker processes; later calls start new ones."""
-        for worker in self._builders + [self._runner]:
-            if worker is not None:
-                worker.stop()
-        self._builders, self._runner = [], None
+        for worker in self._builders + self._runners:
+            worker.stop()
+        self._builders, self._runners = [], []
 
     def run_job(self, library: Path, candidate: MeasureInput) -> dict[str, Any]:
         """The worker's job that checks and times ``library``, built for ``candidate``."""
@@ -208,29 +217,16 @@ class LocalRunner:
         width = self.parallel_builds or host_cores()
         while len(self._builders) < width:
             self._builders.append(_Worker(self._folder() / f"build-worker{len(self._builders)}.txt"))
-        answers: list[Optional[dict[str, Any]]] = [None] * len(inputs)
-        pending = list(range(len(inputs)))
-        running: dict[_Worker, int] = {}
-        limits: dict[_Worker, tuple[float, str]] = {}
-        try:
-            while pending or running:
-                for worker in self._builders[:width]:
-                    if pending and worker not in running:
-                        index = pending.pop(0)
-                        job = {**asdict(inputs[index]), "library": str(libraries[index])}
-                        worker.submit("build", job, Path(str(libraries[index]) + ".build"))
-                        running[worker], limits[worker] = index, self._build_limit(inputs[index])
-                for worker in _answering(list(running), {w: limit for w, (limit, _) in limits.items()}):
-                    index = running.pop(worker)
-                    limit, why_limit = limits.pop(worker)
-                    answers[index] = worker.answer(limit, "build", why_limit)
-                    if "build_seconds" in answers[index]:
-                        self._build_seconds.setdefault(_op_key(inputs[index]), []).append(
-                            answers[index]["build_seconds"])
-        finally:  # on Ctrl-C, no build is left running
-            for worker in running:
-                worker.stop_if_busy()
-        return [answer or {"error": "not built"} for answer in answers]
+        jobs = {index: {**asdict(candidate), "library": str(library)}
+                for index, (candidate, library) in enumerate(zip(inputs, libraries))}
+
+        def finished(index: int, answer: dict[str, Any]) -> None:
+            if "build_seconds" in answer:
+                self._build_seconds.setdefault(_op_key(inputs[index]), []).append(answer["build_seconds"])
+
+        answers = _dispatch(self._builders[:width], jobs, "build", lambda index: self._build_limit(inputs[index]),
+                            finished)
+        return [answers.get(index) or {"error": "not built"} for index in range(len(inputs))]
 
     def _build_limit(self, candidate: MeasureInput) -> tuple[float, str]:
         """The seconds the candidate's build may take, and why, when that is not ``build_timeout``."""
@@ -336,6 +332,35 @@ class _Worker:
         if self.process is not None:
             self._finalizer()
         self.process, self.jobs, self.handed_over = None, 0, None
+
+
+def _dispatch(workers: list[_Worker], jobs: dict[int, dict[str, Any]], command: str,
+              limit_of: Callable[[int], tuple[float, str]],
+              finished: Optional[Callable[[int, dict[str, Any]], None]] = None) -> dict[int, dict[str, Any]]:
+    """Do ``jobs`` (by index) on ``workers``, one job per worker at a time, each within the
+    limit ``limit_of(index)`` gives when it is handed over (the seconds, and why, for the error);
+    ``finished`` sees each answer as it comes. On Ctrl-C no job is left running."""
+    answers: dict[int, dict[str, Any]] = {}
+    pending = list(jobs)
+    running: dict[_Worker, int] = {}
+    limits: dict[_Worker, tuple[float, str]] = {}
+    try:
+        while pending or running:
+            for worker in workers:
+                if pending and worker not in running:
+                    index = pending.pop(0)
+                    worker.submit(command, jobs[index], Path(jobs[index]["library"] + f".{command}"))
+                    running[worker], limits[worker] = index, limit_of(index)
+            for worker in _answering(list(running), {w: limit for w, (limit, _) in limits.items()}):
+                index = running.pop(worker)
+                limit, why_limit = limits.pop(worker)
+                answers[index] = worker.answer(limit, command, why_limit)
+                if finished is not None:
+                    finished(index, answers[index])
+    finally:
+        for worker in running:
+            worker.stop_if_busy()
+    return answers
 
 
 def _last_line(output: Path, start: int, limit: int = 300) -> str:

@@ -164,7 +164,8 @@ def tune(
                                      _anchor(records, measure_input))
             fresh = [Record(op.fingerprint, batch, dtype, spec.tvm_dict, spec.fingerprint, space.version_of(algorithm),
                             algorithm, knobs, result.seconds, result.error,
-                            "default" if space.key(c) in defaults else searcher.name, len(records) + i)
+                            "default" if space.key(c) in defaults else searcher.name, len(records) + i,
+                            device=result.device)
                      for i, (c, (algorithm, knobs), result) in enumerate(zip(configs, split, results))]
             measured |= {space.key(c) for c in configs}
             error = _keep(fresh, log, records)

@@ -56,12 +56,24 @@ ANCHOR_ROUNDS = 3
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Check the library's output on a small batch against the float64 reference of the
     product (or of its gradient), then time it: alone, or in turns with ``job["anchor"]``
-    (the ``library``, ``algorithm`` and ``config`` of an earlier candidate of the same op)."""
+    (the ``library``, ``algorithm`` and ``config`` of an earlier candidate of the same op).
+    With ``job["rpc"]`` (tracker, key, time-outs) both run on one device behind the tracker."""
+    session = None
+    if job.get("rpc"):
+        from tpc.tune.rpc import request_session
+
+        rpc = job["rpc"]
+        session, address = request_session(rpc["tracker"], rpc["key"], rpc["timeout"], rpc["session_timeout"])
     try:
-        timing = prepare_timing(job)
-        anchor = prepare_timing({**job, **job["anchor"]}) if job.get("anchor") else None
+        timing = prepare_timing(job, session)
+        anchor = prepare_timing({**job, **job["anchor"], "name": "anchor.so"}, session) \
+            if job.get("anchor") else None
     except WrongResult as error:
         return {"error": str(error)}
+    except Exception as error:
+        if session is None:
+            raise
+        raise RuntimeError(f"on the device {address}: {error}") from error
     if anchor is None:
         samples = timing()
         return {"seconds": float(np.median(samples)), "samples": samples}
@@ -89,11 +101,12 @@ def relative_timing(candidate: Callable[[], list[float]], anchor: Callable[[], l
     return float(np.median(ratios)), float(np.median(anchor_seconds))
 
 
-def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
+def prepare_timing(job: dict[str, Any], session: Any = None) -> Callable[[], list[float]]:
     """Load the job's library and check it on ``job["check_batch"]`` samples (raising
     :class:`WrongResult` when it is wrong); return a function that times it on ``job["batch"]``
     rows (or edges), ``job["repeat"]`` samples of at least ``job["min_repeat_ms"]`` each, in
-    seconds per call. The benchmarks re-time finished candidates with it side by side."""
+    seconds per call. With an RPC ``session`` the library is uploaded (as ``job["name"]``), run
+    and timed on that device. The benchmarks re-time finished candidates with it side by side."""
     import tvm
 
     from tpc.ops import Gradient, op_from_dict
@@ -102,12 +115,21 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     from tpc.verify import check, random_arguments
 
     op, dtype = op_from_dict(job["op"]), job["dtype"]
-    module = tvm.runtime.load_module(job["library"])
     tables = _load_tables(tables_path(job["library"]))
     target = resolve_target(job["target"])
-    kernel = kernel_for(op, module, target, dtype, ScheduleChoice(job["algorithm"], job["config"], "tuning"),
-                        tables=tuple(tables))
-    device = tvm.cuda(0) if target.family == "cuda" else tvm.cpu()
+    remote = None
+    if session is None:
+        module = tvm.runtime.load_module(job["library"])
+        device = tvm.cuda(0) if target.family == "cuda" else tvm.cpu()
+    else:
+        from tpc.tune.rpc import RemoteModule, upload
+
+        if target.family != "cpu":
+            raise ValueError("measuring through RPC is for CPU targets (x86, ARM) so far")
+        module, device = upload(session, Path(job["library"]), job.get("name", "candidate.so")), session.cpu()
+        remote = RemoteModule(module, device)
+    kernel = kernel_for(op, remote or module, target, dtype,
+                        ScheduleChoice(job["algorithm"], job["config"], "tuning"), tables=tuple(tables))
     if target.family == "cuda":  # CUDA kernels take tensors that live on the GPU
         def function(**arguments: Any) -> np.ndarray:
             return kernel(**{name: None if value is None else tvm.runtime.tensor(value, device)
@@ -120,12 +142,16 @@ def prepare_timing(job: dict[str, Any]) -> Callable[[], list[float]]:
     if not result:
         raise WrongResult(f"wrong result: {result}")
     arguments = random_arguments(op, job["batch"], np.random.default_rng(1), dtype)
-    if indexed:
+    if indexed and remote is None:
         return _timing_of_calls(kernel, arguments, job)
-    args = [tvm.runtime.tensor(value, device) for value in arguments.values() if value is not None]
-    widths = op.output_widths if isinstance(op, Gradient) else (op.output_width,)
-    args += [tvm.runtime.tensor(np.zeros((job["batch"], width), dtype), device) for width in widths]
-    args += [tvm.runtime.tensor(table, device) for table in tables]
+    if indexed:  # the kernel prepares its indices per call: time its call's device function
+        kernel(**arguments)
+        args = remote.last_arguments
+    else:
+        args = [tvm.runtime.tensor(value, device) for value in arguments.values() if value is not None]
+        widths = op.output_widths if isinstance(op, Gradient) else (op.output_width,)
+        args += [tvm.runtime.tensor(np.zeros((job["batch"], width), dtype), device) for width in widths]
+        args += [tvm.runtime.tensor(table, device) for table in tables]
     evaluator = module.time_evaluator("main", device, number=1, repeat=job["repeat"],
                                       min_repeat_ms=job["min_repeat_ms"])
     return lambda: [float(r) for r in evaluator(*args).results]

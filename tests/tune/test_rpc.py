@@ -1,0 +1,125 @@
+"""Tuning through TVM's RPC tracker: a real tracker and real x86 servers on 127.0.0.1."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from rpc_cluster import (free_port, measurements_served, server_command, start, start_tracker, stop,
+                         wait_for_servers)
+
+import tpc
+from tpc.records import Record, read_records
+from tpc.tune.rpc import RPCError, RPCRunner, as_runner, servers_under, tracker_address
+from tpc.verify import check
+
+KEY = "x86-test"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A tracker and two servers under KEY; yields (tracker, {log: process})."""
+    tracker, tracker_process = start_tracker(tmp_path)
+    servers = {}
+    for index in range(2):
+        log = tmp_path / f"server{index}.log"
+        servers[log] = start(server_command(tracker, KEY), log)
+    try:
+        wait_for_servers(tracker, KEY, 2)
+        yield tracker, servers
+    finally:
+        for process in [*servers.values(), tracker_process]:
+            stop(process)
+
+
+def _tune(tracker, log, *extra, key=KEY, trials=16, wait=None):
+    """``tpc tune --preset mace-l1`` through the tracker, as a user runs it."""
+    command = [sys.executable, "-m", "tpc.cli", "tune", "--preset", "mace-l1", "--batch", "2000", "--trials",
+               str(trials), "--log", str(log), "--rpc", tracker, "--rpc-key", key, *extra]
+    if wait is not None:
+        command += ["--rpc-wait", str(wait)]
+    return command
+
+
+def _environment(tmp_path):
+    return {**os.environ, "TPC_CACHE": str(tmp_path / "cache"), "TPC_KERNEL_CACHE": str(tmp_path / "kernels")}
+
+
+def test_both_servers_measure_and_the_records_are_like_local_ones(cluster, tmp_path, monkeypatch):
+    tracker, servers = cluster
+    log = tmp_path / "mace-l1.jsonl"
+    done = subprocess.run(_tune(tracker, log), env=_environment(tmp_path), capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = [measurements_served(server_log) for server_log in servers]
+    assert all(count > 0 for count in served), served
+    records = read_records(log)
+    assert len(records) == 16 and sum(r.ok for r in records) >= 12
+    assert {r.device for r in records} == {f"rpc:{KEY}"}
+    fields = {field.name for field in dataclasses.fields(Record)} | {"format"}
+    assert all(set(json.loads(line)) == fields for line in log.read_text().splitlines())
+    # the tuned schedule is in the user cache and computes the product
+    monkeypatch.setenv("TPC_CACHE", str(tmp_path / "cache"))
+    tp = tpc.presets.get("mace-l1").tp
+    kernel = tpc.compile(tp, batch=2000)
+    assert kernel.schedule.source == "user cache"
+    assert kernel.schedule.config == min((r for r in records if r.ok), key=lambda r: r.seconds).config
+    assert check(tpc.Product(tp), kernel, dtype="float32")
+
+
+def test_a_server_killed_mid_run_leaves_the_run_to_the_other(cluster, tmp_path):
+    tracker, servers = cluster
+    log = tmp_path / "mace-l1.jsonl"
+    run = subprocess.Popen(_tune(tracker, log), env=_environment(tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (log.exists() and len(read_records(log)) >= 8) and time.monotonic() < deadline:
+            assert run.poll() is None, run.stderr.read()[-3000:]
+            time.sleep(0.5)
+        (killed_log, killed), (survivor_log, _) = servers.items()
+        stop(killed)
+        served_before = measurements_served(survivor_log)
+        assert run.wait(timeout=900) == 0, run.stderr.read()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    records = read_records(log)
+    assert len(records) == 16
+    assert sum(r.ok for r in records[8:]) >= 6  # at most the candidate in flight on the killed one failed
+    assert measurements_served(survivor_log) > served_before
+
+
+def test_no_server_under_the_key_fails_in_bounded_time_naming_key_and_tracker(cluster, tmp_path):
+    tracker, _ = cluster
+    started = time.monotonic()
+    done = subprocess.run(_tune(tracker, tmp_path / "log.jsonl", key="nobody", wait=3), env=_environment(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "'nobody'" in done.stderr and tracker in done.stderr, done.stderr
+    assert time.monotonic() - started < 120
+    assert not (tmp_path / "log.jsonl").exists()
+
+
+def test_no_tracker_is_a_clear_error():
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(RPCError, match=f"no RPC tracker at {address}"):
+        as_runner(address, KEY, wait_for_devices=1)
+    with pytest.raises(RPCError, match=f"no RPC tracker at {address}"):
+        servers_under(address, KEY)
+
+
+@pytest.mark.parametrize("bad", ["9190", "host:", ":9190", "host:port", "host:70000"])
+def test_tracker_addresses_are_checked(bad):
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        tracker_address(bad)
+
+
+def test_a_runner_needs_a_key_and_rpc_options_go_together():
+    with pytest.raises(ValueError, match="key"):
+        RPCRunner(tracker="127.0.0.1:9190")
+    with pytest.raises(ValueError, match="go together"):
+        as_runner("127.0.0.1:9190", None)
+    assert as_runner(None, None) is None
