@@ -3,13 +3,13 @@
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from rpc_cluster import (free_port, measurements_served, server_command, start, start_tracker, stop,
-                         wait_for_servers)
+from rpc_cluster import free_port, measurements_served, server_command, start, start_tracker, stop, wait_for_servers
 
 import tpc
 from tpc.records import Record, read_records
@@ -123,3 +123,17 @@ def test_a_runner_needs_a_key_and_rpc_options_go_together():
     with pytest.raises(ValueError, match="go together"):
         as_runner("127.0.0.1:9190", None)
     assert as_runner(None, None) is None
+
+
+def test_a_hanging_server_costs_one_candidate_and_the_other_measures_the_rest(cluster, tmp_path):
+    tracker, servers = cluster
+    (hanging_log, hanging), (working_log, _) = servers.items()
+    os.killpg(hanging.pid, signal.SIGSTOP)  # registered, never answering
+    runner = RPCRunner(tracker=tracker, key=KEY, run_timeout=30, repeat=2, min_repeat_ms=5)
+    result = tpc.tune(tpc.presets.get("fc-small").tp, batch=256, trials=8, log=tmp_path / "log.jsonl",
+                      runner=runner, progress=False)
+    runner.close()
+    errors = [r.error for r in result.records if not r.ok]
+    assert len(result.records) == 8 and len(errors) <= 1, errors
+    assert all("timed out after 30 s" in error for error in errors)
+    assert measurements_served(working_log) >= 7 and measurements_served(hanging_log) == 0
