@@ -154,11 +154,15 @@ class LocalRunner:
         return MeasureResult(answer.get("seconds"), answer.get("error"), device=self.device)
 
     def run_jobs(self, jobs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
-        """The run workers' answers to run jobs: here one at a time, in one worker, so that no
-        two candidates share the machine while they are timed."""
-        if not self._runners:
-            self._runners.append(_Worker(self._folder() / "run-worker0.txt"))
-        return _dispatch(self._runners[:1], jobs, "run", lambda index: (self.run_timeout, ""))
+        """The run workers' answers to run jobs, :meth:`run_width` of them at a time."""
+        width = self.run_width() if jobs else 0
+        while len(self._runners) < width:
+            self._runners.append(_Worker(self._folder() / f"run-worker{len(self._runners)}.txt"))
+        return _dispatch(self._runners[:width], jobs, "run", lambda index: (self.run_timeout, ""))
+
+    def run_width(self) -> int:
+        """How many candidates run at once: here one, so that no two share the machine while timed."""
+        return 1
 
     def close(self) -> None:
         """Stop the worker processes; later calls start new ones."""

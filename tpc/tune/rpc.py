@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from tpc.tune.measure import LocalRunner, _dispatch, _Worker
+from tpc.tune.measure import LocalRunner
 
 
 class RPCError(ConnectionError):
@@ -205,12 +205,9 @@ class RPCRunner(LocalRunner):
                 "rpc": {"tracker": self.tracker, "key": self.key, "timeout": self.run_timeout,
                         "session_timeout": self.run_timeout}}
 
-    def run_jobs(self, jobs: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
-        """Run jobs on the devices, one per device at a time, each from a local worker of its own."""
-        width = len(self.devices()) if jobs else 0
-        while len(self._runners) < width:
-            self._runners.append(_Worker(self._folder() / f"run-worker{len(self._runners)}.txt"))
-        return _dispatch(self._runners[:width], jobs, "run", lambda index: (self.run_timeout, ""))
+    def run_width(self) -> int:
+        """One candidate per device registered under the key."""
+        return len(self.devices())
 
 
 def as_runner(tracker: Optional[str], key: Optional[str], wait_for_devices: float = 60.0) -> Optional[RPCRunner]:
