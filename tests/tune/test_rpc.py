@@ -137,3 +137,18 @@ def test_a_hanging_server_costs_one_candidate_and_the_other_measures_the_rest(cl
     assert len(result.records) == 8 and len(errors) <= 1, errors
     assert all("timed out after 30 s" in error for error in errors)
     assert measurements_served(working_log) >= 7 and measurements_served(hanging_log) == 0
+
+
+def test_a_graph_with_fused_kernels_tunes_through_the_tracker(cluster, tmp_path):
+    tracker, servers = cluster
+    preset = tpc.presets.get_graph("mace-interaction-l2")
+    runner = RPCRunner(tracker=tracker, key=KEY, repeat=2, min_repeat_ms=5)
+    result = tpc.tune_graph(preset.graph, {"nodes": 40, "edges": 600}, trials=4, log_dir=tmp_path, runner=runner,
+                            round_size=2, progress=False)
+    runner.close()
+    records = [record for progress in result.tasks for record in progress.result.records]
+    indexed = [task.op.indexed for task in (progress.task for progress in result.tasks)]
+    assert any(indexed)  # a fused gather and scatter-sum kernel: its call picks and prepares its indices
+    assert records and all(record.ok and record.device == f"rpc:{KEY}" for record in records), \
+        [record.error for record in records]
+    assert sum(measurements_served(log) for log in servers) >= len(records)

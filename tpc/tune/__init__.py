@@ -9,10 +9,12 @@ import sys
 import types
 
 from tpc.tune.graph import GraphTuneResult, Task, graph_summary, graph_tasks, tune_graph, tune_tasks
+from tpc.tune.measure import LocalRunner
+from tpc.tune.rpc import RPCRunner
 from tpc.tune.tuner import STRATEGIES, TuneResult, summary, tune
 
-__all__ = ["STRATEGIES", "GraphTuneResult", "Task", "TuneResult", "graph_summary", "graph_tasks", "summary", "tune",
-           "tune_graph", "tune_tasks"]
+__all__ = ["STRATEGIES", "GraphTuneResult", "LocalRunner", "RPCRunner", "Task", "TuneResult", "graph_summary",
+           "graph_tasks", "summary", "tune", "tune_graph", "tune_tasks"]
 
 
 class _CallableModule(types.ModuleType):
