@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from tpc.tune.rpc import RPCError, servers_under
+from tpc.tune.remote import RPCError, servers_under
 
 
 def free_port() -> int:

@@ -13,7 +13,8 @@ from rpc_cluster import free_port, measurements_served, server_command, start, s
 
 import tpc
 from tpc.records import Record, read_records
-from tpc.tune.rpc import RPCError, RPCRunner, as_runner, servers_under, tracker_address
+from tpc.tune.remote import RPCError, servers_under, tracker_address
+from tpc.tune.rpc import RPCRunner, as_runner
 from tpc.verify import check
 
 KEY = "x86-test"

@@ -13,7 +13,7 @@ from rpc_cluster import free_port, measurements_served, start, start_tracker, st
 import tpc
 from tpc.records import read_records
 from tpc.runtime import kernel_for
-from tpc.tune.rpc import RemoteModule, request_session, upload
+from tpc.tune.remote import RemoteModule, request_session, upload
 from tpc.verify import check
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "aarch64_rpc_server.py"

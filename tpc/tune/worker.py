@@ -60,7 +60,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     With ``job["rpc"]`` (tracker, key, time-outs) both run on one device behind the tracker."""
     session = None
     if job.get("rpc"):
-        from tpc.tune.rpc import request_session
+        from tpc.tune.remote import request_session
 
         rpc = job["rpc"]
         session, address = request_session(rpc["tracker"], rpc["key"], rpc["timeout"], rpc["session_timeout"])
@@ -122,7 +122,7 @@ def prepare_timing(job: dict[str, Any], session: Any = None) -> Callable[[], lis
         module = tvm.runtime.load_module(job["library"])
         device = tvm.cuda(0) if target.family == "cuda" else tvm.cpu()
     else:
-        from tpc.tune.rpc import RemoteModule, upload
+        from tpc.tune.remote import RemoteModule, upload
 
         if target.family != "cpu":
             raise ValueError("measuring through RPC is for CPU targets (x86, ARM) so far")
