@@ -8,6 +8,7 @@ one degree add up), and the result is written back block by block (the ``out`` s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,16 +95,28 @@ def assemble(read: Callable, dtype: str, irreps_out: Irreps, degrees: tuple[int,
     """
     slices = irreps_out.slices()
     zero = tirx.const(0.0, dtype)
+    # Region analysis of the read below combines the divisions by each block's width into their
+    # least common multiple, a constant TVM keeps in 32 bits: past that, channels are counted
+    # by comparisons instead (one channel needs neither).
+    divide = math.lcm(*(2 * ir.l + 1 for _, ir in irreps_out)) < 2 ** 31
+
+    def split(local, mul: int, dim: int):
+        """The channel and the index within it of ``local``, an index into a block of ``mul`` x ``dim``."""
+        if mul == 1:
+            return 0, local
+        if divide:
+            return local // dim, local % dim
+        channel = sum((tirx.Select(local >= j * dim, 1, 0) for j in range(2, mul)), tirx.Select(local >= dim, 1, 0))
+        return channel, local - channel * dim
 
     def value(b, q):
         out = zero if padding is None else padding(b)
         for block in reversed(range(len(irreps_out))):
-            block_slice, l = slices[block], irreps_out[block].ir.l
+            (mul, ir), block_slice = irreps_out[block], slices[block]
             if block_slice.stop == block_slice.start:
                 continue
-            local = q - block_slice.start
-            dim = 2 * l + 1
-            value_here = read(b, local // dim, degrees.index(l), local % dim - l)
+            channel, index = split(q - block_slice.start, mul, 2 * ir.l + 1)
+            value_here = read(b, channel, degrees.index(ir.l), index - ir.l)
             out = tirx.if_then_else(tirx.likely(q < block_slice.stop), value_here, out)
         return out
 
