@@ -1,5 +1,7 @@
 """Which algorithms a spec gets, the default one, and forcing one that does not apply."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,7 @@ def test_full_products_at_the_papers_degrees_equal_the_reference(degree, channel
     widths once made TVM's region analysis overflow a 32-bit constant before anything ran."""
     signal = "+".join(f"{channels}x{l}{'eo'[l % 2]}" for l in range(degree + 1))
     tp = tpc.GauntTensorProduct(signal, signal, 2 * degree)
+    assert math.lcm(*(2 * ir.l + 1 for _, ir in tp.irreps_out)) >= 2 ** 31  # the case that failed is reached
     assert Product(tp).default_algorithm == "grid"
     kernel = tpc.compile(tp, dtype="float64", algorithm=algorithm)
     x1, x2, _ = random_inputs(tp, 23, np.random.default_rng(degree), "float64")
