@@ -1,4 +1,4 @@
-"""tpc against PriceofFreedom's JAX Gaunt products on their own problem, side by side on this CPU.
+"""tpc against PriceofFreedom's JAX Gaunt products on their own problem, and e3nn-jax on MACE's.
 
 The problem of "The Price of Freedom" (Xie et al.): the tensor product of two signals of degree
 L (irreps 0e+1o+...+L, one channel) with the full output up to degree 2L, batch 10000, float32.
@@ -12,11 +12,16 @@ accuracy only. A side that disagrees is reported and not timed. Then the sides a
 (medians), with each side's compile time (tpc: ``tpc.compile`` with an empty kernel cache; JAX:
 the first jitted call).
 
+Then MACE-style products (the ``mace-l*`` presets: uvu paths, weights per edge) against
+e3nn-jax's ``tensor_product`` with the same weights, checked against the spec's float64
+reference, timed in turns.
+
 PriceofFreedom is not a package: give a checkout of github.com/atomicarchitects/PriceofFreedom.
 JAX and e3nn-jax are benchmark-only dependencies (``pip install -e ".[peers]"``).
 
     python benchmarks/bench_peers.py --priceoffreedom DIR [--degrees 4 7 10] [--batch 10000]
         [--repeats 7] [--cg-max-degree 7] [--fourier-max-degree 4] [--fourier-resolution 300]
+        [--mace-presets mace-l1 mace-l2 mace-l3]
 """
 
 from __future__ import annotations
@@ -134,6 +139,67 @@ def run_degree(degree: int, args: argparse.Namespace) -> list[tuple[str, str, fl
     return [(name, algorithm, seconds, medians.get(name), note) for name, algorithm, seconds, _, note in rows]
 
 
+def e3nn_jax_product(tp: tpc.TensorProduct) -> Callable:
+    """The product ``tp`` (uvu paths, one harmonic channel, weights per sample: MACE's
+    convolution) in e3nn-jax: ``e3nn.tensor_product``'s path blocks in the spec's path order,
+    each scaled by its weights, jitted."""
+    import e3nn_jax as e3nn
+    import jax
+    import jax.numpy as jnp
+
+    if tp.shared_weights or any(i.connection_mode != "uvu" or tp.irreps_in2[i.i_in2].mul != 1 or i.path_weight != 1
+                                for i in tp.instructions):
+        raise ValueError(f"{tp} is not a MACE-style product (uvu paths of unit weight, one harmonic channel)")
+    irreps1, irreps2 = e3nn.Irreps(str(tp.irreps_in1)), e3nn.Irreps(str(tp.irreps_in2))
+    wanted = sorted({ir for _, ir in irreps1 for _, ir2 in irreps2 for ir in ir * ir2})
+    paths = [(i1, i2, ir) for i1, (_, ir1) in enumerate(irreps1) for i2, (_, ir2) in enumerate(irreps2)
+             for ir in ir1 * ir2]
+    paths = sorted(paths, key=lambda path: path[2])  # e3nn-jax's output order (a stable sort)
+    order, start = [], 0
+    for instruction in tp.instructions:
+        ir_out = e3nn.Irrep(str(tp.irreps_out[instruction.i_out].ir))
+        mul = tp.irreps_in1[instruction.i_in1].mul
+        order.append((paths.index((instruction.i_in1, instruction.i_in2, ir_out)), slice(start, start + mul)))
+        start += mul
+
+    def product(x1: jax.Array, x2: jax.Array, weight: jax.Array) -> jax.Array:
+        blocks = e3nn.tensor_product(e3nn.IrrepsArray(irreps1, x1), e3nn.IrrepsArray(irreps2, x2),
+                                     filter_ir_out=wanted, regroup_output=False).chunks
+        return jnp.concatenate([(blocks[index] * weight[:, columns, None]).reshape(x1.shape[0], -1)
+                                for index, columns in order], axis=1)
+
+    return jax.jit(product)
+
+
+def run_mace_preset(name: str, args: argparse.Namespace) -> tuple[float, float, float, float, float, float]:
+    """tpc's kernel and e3nn-jax on a MACE-style preset: tpc's compile seconds, e3nn-jax's first
+    call's, both relative errors, then both median seconds per call (NaN when one disagrees)."""
+    preset = tpc.presets.get(name)
+    tp, batch = preset.tp, args.batch
+    rng = np.random.default_rng(0)
+    x1, x2, weight = (rng.standard_normal((batch, width)).astype(np.float32)
+                      for width in (tp.irreps_in1.dim, tp.irreps_in2.dim, tp.weight_numel))
+    check = slice(0, 16)
+    expected = tp.reference(*(a[check].astype(np.float64) for a in (x1, x2, weight)))
+    with tempfile.TemporaryDirectory() as kernels:
+        os.environ["TPC_KERNEL_CACHE"] = kernels
+        start = time.perf_counter()
+        kernel = tpc.compile(tp, batch=batch)
+        ours_compile = time.perf_counter() - start
+    function = e3nn_jax_product(tp)
+    start = time.perf_counter()
+    function(x1, x2, weight).block_until_ready()
+    theirs_compile = time.perf_counter() - start
+    errors = (relative_error(kernel(x1[check], x2[check], weight[check]), expected),
+              relative_error(np.asarray(function(x1[check], x2[check], weight[check]), np.float64), expected))
+    if max(errors) > tolerance("float32"):
+        return ours_compile, theirs_compile, *errors, float("nan"), float("nan")
+    out = np.empty((batch, tp.irreps_out.dim), np.float32)
+    medians = interleaved_medians({"tpc": lambda: kernel(x1, x2, weight, out=out),
+                                   "e3nn-jax": lambda: function(x1, x2, weight).block_until_ready()}, args.repeats)
+    return ours_compile, theirs_compile, *errors, medians["tpc"], medians["e3nn-jax"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--priceoffreedom", type=Path, required=True, help="a checkout of PriceofFreedom")
@@ -146,6 +212,8 @@ def main() -> None:
                         help="time PriceofFreedom's 2D Fourier product up to this degree (it integrates its "
                              "change of basis entry by entry when first traced: minutes from degree 4)")
     parser.add_argument("--fourier-resolution", type=int, default=300, help="its res_theta = res_phi (theirs: 300)")
+    parser.add_argument("--mace-presets", nargs="*", default=["mace-l1", "mace-l2", "mace-l3"],
+                        help="MACE-style presets to time against e3nn-jax (none: leave that part out)")
     args = parser.parse_args()
     if not (args.priceoffreedom / "freedom" / "tensor_products" / "functional.py").exists():
         parser.error(f"{args.priceoffreedom} is not a PriceofFreedom checkout "
@@ -165,6 +233,14 @@ def main() -> None:
         peers = [seconds for name, _, _, seconds, _ in rows[1:] if seconds is not None]
         if peers and ours is not None:
             print(f"{degree:>3} tpc against PriceofFreedom's fastest: {min(peers) / ours:.2f}x", flush=True)
+    if args.mace_presets:
+        print(f"\nMACE-style products against e3nn-jax (batch {args.batch}, float32, weights per sample)")
+        print(f"{'preset':<14} {'compile s tpc/e3nn-jax':>22} {'error tpc/e3nn-jax':>20} {'tpc ms':>9} "
+              f"{'e3nn-jax ms':>11} {'tpc faster':>10}")
+        for name in args.mace_presets:
+            compiled, traced, ours_error, theirs_error, ours, theirs = run_mace_preset(name, args)
+            print(f"{name:<14} {compiled:10.1f} / {traced:9.1f} {ours_error:9.1e} / {theirs_error:8.1e} "
+                  f"{ours * 1e3:9.3f} {theirs * 1e3:11.3f} {theirs / ours:9.2f}x", flush=True)
 
 
 if __name__ == "__main__":
