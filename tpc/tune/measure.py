@@ -2,8 +2,8 @@
 
 A :class:`Runner` turns measure inputs into results. :class:`LocalRunner` measures on this
 machine; :class:`tpc.tune.rpc.RPCRunner` builds here like it and runs on the devices behind a
-TVM RPC tracker. A candidate that fails to build, crashes, hangs or computes a wrong result gets an error
-result; it never stops the measurement of the others.
+TVM RPC tracker. A candidate that fails to build, crashes, hangs or computes a wrong result
+gets an error result; it never stops the measurement of the others.
 
 Given an :class:`Anchor` (the tuner passes the run's reference record, see
 :func:`tpc.tune.tuner.reference_record`), each candidate is timed in turns with the anchor

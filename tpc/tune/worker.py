@@ -58,22 +58,27 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     product (or of its gradient), then time it: alone, or in turns with ``job["anchor"]``
     (the ``library``, ``algorithm`` and ``config`` of an earlier candidate of the same op).
     With ``job["rpc"]`` (tracker, key, time-outs) both run on one device behind the tracker."""
-    session = None
-    if job.get("rpc"):
-        from tpc.tune.remote import request_session
+    if not job.get("rpc"):
+        return _check_and_time(job, None)
+    from tpc.tune.remote import request_session
 
-        rpc = job["rpc"]
-        session, address = request_session(rpc["tracker"], rpc["key"], rpc["timeout"], rpc["session_timeout"])
+    rpc = job["rpc"]
+    session, address = request_session(rpc["tracker"], rpc["key"], rpc["timeout"], rpc["session_timeout"])
+    try:
+        return _check_and_time(job, session)
+    except Exception as error:  # a device that fails mid-run: the error names it
+        lines = str(error).strip().splitlines()
+        raise RuntimeError(f"on the device {address}: {lines[-1] if lines else type(error).__name__}") from error
+
+
+def _check_and_time(job: dict[str, Any], session: Any) -> dict[str, Any]:
+    """:func:`run_job` here (``session`` None) or on the device of an RPC session."""
     try:
         timing = prepare_timing(job, session)
         anchor = prepare_timing({**job, **job["anchor"], "name": "anchor.so"}, session) \
             if job.get("anchor") else None
     except WrongResult as error:
         return {"error": str(error)}
-    except Exception as error:
-        if session is None:
-            raise
-        raise RuntimeError(f"on the device {address}: {error}") from error
     if anchor is None:
         samples = timing()
         return {"seconds": float(np.median(samples)), "samples": samples}
