@@ -20,7 +20,7 @@ PriceofFreedom is not a package: give a checkout of github.com/atomicarchitects/
 JAX and e3nn-jax are benchmark-only dependencies (``pip install -e ".[peers]"``).
 
     python benchmarks/bench_peers.py --priceoffreedom DIR [--degrees 4 7 10] [--batch 10000]
-        [--repeats 7] [--cg-max-degree 7] [--fourier-max-degree 4] [--fourier-resolution 300]
+        [--repeats 7] [--cg-max-degree 7] [--fourier-max-degree 2] [--fourier-resolution 300]
         [--mace-presets mace-l1 mace-l2 mace-l3]
 """
 
@@ -208,9 +208,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per side, in turns")
     parser.add_argument("--cg-max-degree", type=int, default=7,
                         help="time PriceofFreedom's Clebsch-Gordan products up to this degree (their jit grows fast)")
-    parser.add_argument("--fourier-max-degree", type=int, default=4,
-                        help="time PriceofFreedom's 2D Fourier product up to this degree (it integrates its "
-                             "change of basis entry by entry when first traced: minutes from degree 4)")
+    parser.add_argument("--fourier-max-degree", type=int, default=2,
+                        help="time PriceofFreedom's 2D Fourier product up to this degree (default 2: it "
+                             "integrates its change of basis entry by entry when first traced, over a minute at "
+                             "degree 2 and growing as L^4)")
     parser.add_argument("--fourier-resolution", type=int, default=300, help="its res_theta = res_phi (theirs: 300)")
     parser.add_argument("--mace-presets", nargs="*", default=["mace-l1", "mace-l2", "mace-l3"],
                         help="MACE-style presets to time against e3nn-jax (none: leave that part out)")
