@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from tpc.tune.measure import LocalRunner
+from tpc.tune.measure import LocalRunner, MeasureInput
 from tpc.tune.remote import RPCError, servers_under, tracker_address
 
 
@@ -56,6 +56,7 @@ class RPCRunner(LocalRunner):
 
     @property
     def device(self) -> str:
+        """``rpc:KEY``, as records name what measured them."""
         return f"rpc:{self.key}"
 
     def devices(self) -> list[str]:
@@ -76,7 +77,7 @@ class RPCRunner(LocalRunner):
                            f"tvm.exec.rpc_server --tracker {self.tracker} --key {self.key}")
         return servers
 
-    def run_job(self, library: Path, candidate: Any) -> dict[str, Any]:
+    def run_job(self, library: Path, candidate: MeasureInput) -> dict[str, Any]:
         return {**super().run_job(library, candidate),
                 "rpc": {"tracker": self.tracker, "key": self.key, "timeout": self.run_timeout,
                         "session_timeout": self.run_timeout}}
