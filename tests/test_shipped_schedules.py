@@ -2,6 +2,7 @@
 writes them."""
 
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 import tpc
 from tpc import cache
-from tpc.records import read_records
+from tpc.records import Record, read_records
 from tpc.schedule import search_space
 from tpc.tune.graph import UNFUSED_AND_FUSED
 
@@ -142,3 +143,20 @@ def test_the_tuning_script_writes_a_file_this_machine_then_compiles_with(tmp_pat
     kernel = tpc.compile(preset.tp, batch=preset.batch)
     assert kernel.schedule.source == "shipped"
     assert kernel.schedule.config == min(records, key=lambda r: r.seconds).config
+
+
+def test_the_tuning_script_replaces_each_tuned_ops_records_as_it_goes(tmp_path):
+    """Each op's records are merged into the file as soon as it is tuned: a later op's crash or a
+    kill loses only the op in flight, and a rerun replaces the records of the ops it tunes again."""
+    script = runpy.run_path(str(ROOT / "scripts" / "tune_shipped_schedules.py"))
+    host = tpc.resolve_target("host")
+
+    def record(op, seconds, error=None):
+        return Record(op, 64, "float32", host.tvm_dict, host.fingerprint, 1, "cg", {}, seconds, error)
+
+    output = tmp_path / "x86-mine.jsonl"
+    assert script["merge_records"](output, [record("a", 1.0), record("b", 2.0)]) == 2
+    assert script["merge_records"](output, [record("a", 0.5), record("a", None, "build failed")]) == 1
+    assert script["merge_records"](output, [record("c", None, "build failed")]) == 0
+    assert sorted((r.op, r.seconds) for r in read_records(output)) == [("a", 0.5), ("b", 2.0)]
+    assert not output.with_suffix(".partial").exists()
