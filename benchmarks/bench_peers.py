@@ -3,14 +3,15 @@
 The problem of "The Price of Freedom" (Xie et al.): the tensor product of two signals of degree
 L (irreps 0e+1o+...+L, one channel) with the full output up to degree 2L, batch 10000, float32.
 Sides: tpc's chosen kernel (``tpc.compile``: a tuned schedule if the cache has one, else the
-default algorithm), and PriceofFreedom's spherical-grid and 2D-Fourier Gaunt products and its
-dense and sparse Clebsch-Gordan products, each jitted as its own benchmark does. Every side is
-first checked against the float64 Gaunt product (``tpc.so3.gaunt_product``); the Clebsch-Gordan
-sides return one block per path, which is summed into its output degree with the factor that
-turns Clebsch-Gordan into Gaunt coefficients, and the Fourier side is held to its quadrature's
-accuracy only. A side that disagrees is reported and not timed. Then the sides are timed in turns
-(medians), with each side's compile time (tpc: ``tpc.compile`` with an empty kernel cache; JAX:
-the first jitted call).
+default algorithm), tpc's other exact algorithms, and PriceofFreedom's spherical-grid and
+2D-Fourier Gaunt products and its dense and sparse Clebsch-Gordan products, each jitted as its
+own benchmark does. Every side is first checked against the float64 Gaunt product
+(``tpc.so3.gaunt_product``); the Clebsch-Gordan sides return one block per path, which is
+summed into its output degree with the factor that turns Clebsch-Gordan into Gaunt
+coefficients, and the Fourier side is held to its quadrature's accuracy only. A side that
+disagrees is reported and not timed. Then the sides are timed in turns (medians), with each
+side's compile time (tpc: ``tpc.compile`` with an empty kernel cache; JAX: the first jitted
+call).
 
 Then MACE-style products (the ``mace-l*`` presets: uvu paths, weights per edge) against
 e3nn-jax's ``tensor_product`` with the same weights, checked against the spec's float64
@@ -109,19 +110,27 @@ def run_degree(degree: int, args: argparse.Namespace) -> list[tuple[str, str, fl
     x1, x2 = (rng.standard_normal((args.batch, tp.irreps_in1.dim)).astype(np.float32) for _ in range(2))
     check = slice(0, 16)
     expected = gaunt_product(x1[check].astype(np.float64), x2[check].astype(np.float64), 2 * degree)
-    with tempfile.TemporaryDirectory() as kernels:
-        os.environ["TPC_KERNEL_CACHE"] = kernels
-        start = time.perf_counter()
-        kernel = tpc.compile(tp, batch=args.batch)
-        compile_seconds = time.perf_counter() - start
-    out = np.empty((args.batch, tp.irreps_out.dim), np.float32)
-    error = relative_error(kernel(x1[check], x2[check]), expected)
-    rows = [("tpc", f"{kernel.schedule.algorithm} ({kernel.schedule.source})", compile_seconds, None,
-             f"error {error:.1e}")]
-    timed: dict[str, Callable[[], object]] = {"tpc": lambda: kernel(x1, x2, out=out)}
-    if error > tolerance("float32"):
-        rows[0] = (*rows[0][:4], f"disagrees: error {error:.1e}")
-        timed.pop("tpc")
+    rows, timed = [], {}
+    algorithms: list[str | None] = [None]  # None: tpc's own choice, then its other exact algorithms
+    while algorithms:
+        algorithm = algorithms.pop(0)
+        name = "tpc" if algorithm is None else f"tpc-{algorithm}"
+        with tempfile.TemporaryDirectory() as kernels:
+            os.environ["TPC_KERNEL_CACHE"] = kernels
+            start = time.perf_counter()
+            kernel = tpc.compile(tp, batch=args.batch, algorithm=algorithm)
+            compile_seconds = time.perf_counter() - start
+        out = np.empty((args.batch, tp.irreps_out.dim), np.float32)
+        error = relative_error(kernel(x1[check], x2[check]), expected)
+        label = f"{kernel.schedule.algorithm} ({kernel.schedule.source if algorithm is None else 'forced'})"
+        agrees = error <= tolerance("float32")
+        rows.append((name, label, compile_seconds, None,
+                     f"error {error:.1e}" if agrees else f"disagrees: error {error:.1e}, not timed"))
+        if agrees:
+            timed[name] = partial(lambda k, o: k(x1, x2, out=o), kernel, out)
+        if algorithm is None:
+            algorithms = [a for a in tpc.algorithms_for(tp) if a != kernel.schedule.algorithm
+                          and (a != "cg" or degree <= args.tpc_cg_max_degree)]
     irreps = e3nn.Irreps(signal_irreps(degree))
     inputs = (e3nn.IrrepsArray(irreps, x1), e3nn.IrrepsArray(irreps, x2))
     small = (e3nn.IrrepsArray(irreps, x1[check]), e3nn.IrrepsArray(irreps, x2[check]))
@@ -213,6 +222,9 @@ def main() -> None:
                              "integrates its change of basis entry by entry when first traced, over a minute at "
                              "degree 2 and growing as L^4)")
     parser.add_argument("--fourier-resolution", type=int, default=300, help="its res_theta = res_phi (theirs: 300)")
+    parser.add_argument("--tpc-cg-max-degree", type=int, default=4,
+                        help="also time tpc's Clebsch-Gordan kernel up to this degree (its build takes a minute "
+                             "from degree 7); tpc's other exact algorithms are timed at every degree")
     parser.add_argument("--mace-presets", nargs="*", default=["mace-l1", "mace-l2", "mace-l3"],
                         help="MACE-style presets to time against e3nn-jax (none: leave that part out)")
     args = parser.parse_args()
@@ -231,7 +243,7 @@ def main() -> None:
             ms = f"{seconds * 1e3:9.3f}" if seconds is not None else f"{'-':>9}"
             ratio = f"{seconds / ours:9.2f}x" if seconds is not None and ours is not None else f"{'-':>10}"
             print(f"{degree:>3} {name:<15} {algorithm:<28} {compile_seconds:9.1f} {ms} {ratio}  {note}", flush=True)
-        peers = [seconds for name, _, _, seconds, _ in rows[1:] if seconds is not None]
+        peers = [seconds for name, _, _, seconds, _ in rows if name.startswith("pof") and seconds is not None]
         if peers and ours is not None:
             print(f"{degree:>3} tpc against PriceofFreedom's fastest: {min(peers) / ours:.2f}x", flush=True)
     if args.mace_presets:
