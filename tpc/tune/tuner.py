@@ -203,7 +203,8 @@ def check_runs_here(spec: TargetSpec, runner: Optional[Runner]) -> None:
     if not runs and runner is None:
         reason = why.replace("it was built for", "kernels for it are")
         raise ValueError(f"cannot tune for target {spec.name!r} on this machine: {reason}; "
-                         "tune on a machine of that target, or pass runner= a runner that measures there")
+                         "tune on a machine of that target, or measure there through a TVM RPC tracker "
+                         "(tpc tune --rpc HOST:PORT --rpc-key KEY; runner=tpc.tune.RPCRunner(...))")
 
 
 def check_writable(path: Path, what: str) -> None:
