@@ -198,10 +198,19 @@ class SymmetricContraction:
             for nu, weight in enumerate(per_order, start=1):
                 coupling = self.coupling(ir, nu).reshape(ir.dim, *([dim] * nu), -1)
                 if wrt == "weight":
-                    summed = np.einsum("bcm,m...k->bc...k", upstream, coupling)
-                    for _ in range(nu):
-                        summed = np.einsum("bci...,bci->bc...", summed, x)
-                    gradient_weights.append(summed)
+                    # The first product holds channels x D^nu x paths values per node: a few
+                    # nodes at a time keep it near REFERENCE_BYTES (correlation 3 at l <= 3
+                    # took gigabytes per node batch otherwise).
+                    step = max(1, REFERENCE_BYTES // (16 * self.channels * coupling[0].size))
+                    parts = []
+                    for start in range(0, batch, step):
+                        nodes = slice(start, start + step)
+                        summed = np.einsum("bcm,m...k->bc...k", upstream[nodes], coupling)
+                        for _ in range(nu):
+                            summed = np.einsum("bci...,bci->bc...", summed, x[nodes])
+                        parts.append(summed)
+                    gradient_weights.append(np.concatenate(parts) if parts else np.zeros(
+                        (0, self.channels, coupling.shape[-1]), x.dtype))
                     continue
                 element_weight = np.einsum("be,ekc->bck", y, np.asarray(weight, dtype=np.float64))
                 summed = np.einsum("bcm,bck,m...k->bc...", upstream, element_weight, coupling)
@@ -220,6 +229,10 @@ class SymmetricContraction:
         if len(weights) != len(self.irreps_out) or any(len(per_ir) != self.correlation for per_ir in weights):
             raise ValueError(f"weights must hold {self.correlation} arrays for each of the {len(self.irreps_out)} "
                              "output irreps")
+
+
+REFERENCE_BYTES = 1 << 28
+"""About the most memory one intermediate of the float64 weight-gradient reference takes."""
 
 
 def _float64(value: Any) -> np.ndarray:
