@@ -11,7 +11,8 @@ its own. Run from a checkout (``pip install -e .``): the file it writes,
 ``tpc/schedules/x86-<cpu>.jsonl`` (``aarch64-<cpu>.jsonl``, ``cuda-<arch>.jsonl``), is used by
 that checkout at once and is the file to share (a pull request adding it).
 Usage: ``python scripts/tune_shipped_schedules.py [--target host|cuda] [--trials 12]
-[--presets NAME ...] [--contraction-presets NAME ...] [--graph-presets NAME ...] [--output FILE]``;
+[--presets NAME ...] [--contraction-presets NAME ...] [--contraction-kinds forward x weight]
+[--graph-presets NAME ...] [--output FILE]``;
 a CUDA target is tuned on this machine's GPU.
 """
 
@@ -30,8 +31,9 @@ from tpc.tune.graph import UNFUSED_AND_FUSED
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "tpc" / "schedules"
 GRAPH_PRESETS = ["mace-interaction-l2"]
-CONTRACTION_GRADIENTS = ("", "x", "weight")
-"""What is tuned of a product basis: its forward, x gradient (forces) and weight gradient (training)."""
+CONTRACTION_KINDS = {"forward": "", "x": "x", "weight": "weight"}
+"""What is tuned of a product basis: its forward, x gradient (forces) and weight gradient
+(training), by name, each with the ``wrt`` of its op."""
 
 
 def main() -> None:
@@ -40,6 +42,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=tpc.presets.names(), choices=tpc.presets.names())
     parser.add_argument("--contraction-presets", nargs="*", default=None, choices=tpc.presets.contraction_names(),
                         help="product-basis presets (default: all for a CPU target, none for CUDA)")
+    parser.add_argument("--contraction-kinds", nargs="+", default=list(CONTRACTION_KINDS), choices=CONTRACTION_KINDS,
+                        help="which of a product basis's ops to tune (default: all)")
     parser.add_argument("--graph-presets", nargs="*", default=GRAPH_PRESETS, choices=tpc.presets.graph_names())
     parser.add_argument("--target", default="host", choices=("host", "cuda"))
     parser.add_argument("--output", type=Path,
@@ -63,11 +67,12 @@ def main() -> None:
             contractions = tpc.presets.contraction_names() if target.family == "cpu" else []
         for name in contractions:
             preset = tpc.presets.get_contraction(name)
-            for wrt in CONTRACTION_GRADIENTS:
-                log = Path(folder) / f"{name}-{wrt or 'forward'}.jsonl"
+            for kind in args.contraction_kinds:
+                wrt = CONTRACTION_KINDS[kind]
+                log = Path(folder) / f"{name}-{kind}.jsonl"
                 result = tpc.tune(tpc.Contraction(preset.spec, wrt), batch=preset.nodes, target=target,
                                   trials=args.trials, log=log, progress=False)
-                print(f"{name} {wrt or 'forward'}: {_outcome(result)}", flush=True)
+                print(f"{name} {kind}: {_outcome(result)}", flush=True)
                 written += merge_records(output, read_records(log))
         for name in args.graph_presets:
             graph = tpc.presets.get_graph(name)
