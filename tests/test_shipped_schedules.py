@@ -22,11 +22,10 @@ CONTRACTION_GRADIENTS = ("", "x", "weight")
 COVERAGE = {
     "x86-znver1": "presets but the real-model ones, graph",
     "x86-znver4": "presets but the real-model ones, graph",
-    "x86-rocketlake": "everything but mace-product-0e1o2e",
 }
 """What each shipped x86 file holds, where that is not everything (see tpc/schedules/README.md):
-the files tuned before the real-model and product-basis presets existed lack them, and the
-rocketlake file lacks the largest product basis. A new file holds everything."""
+the files tuned before the real-model and product-basis presets existed lack them. A new file
+holds everything ("everything but NAME, ...": all but those product bases)."""
 
 
 def _contraction_ops(names: list[str]) -> dict[str, tuple[str, str]]:
