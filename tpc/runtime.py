@@ -89,9 +89,9 @@ class _Compiled:
 
     @functools.cached_property
     def _runs_here(self) -> tuple[bool, str]:
-        """Whether this process can run the kernel (one around a module on an RPC device runs
-        there), checked once rather than on every call."""
-        return (True, "") if getattr(self._module, "remote", False) else self.target.runs_here()
+        """Whether this process can run the kernel (one around a module on an RPC device, whose
+        class says ``remote = True``, runs there), checked once rather than on every call."""
+        return (True, "") if getattr(type(self._module), "remote", False) is True else self.target.runs_here()
 
     def library_module(self) -> Any:
         """The TVM runtime module (host code, with any device module imported)."""
