@@ -56,10 +56,10 @@ def start_tracker(folder: Path, timeout: float = 120.0) -> tuple[str, subprocess
     raise RuntimeError(f"the tracker did not start: {log.read_text()[-2000:]}")
 
 
-def server_command(tracker: str, key: str, python: Sequence[str] = (sys.executable,)) -> list[str]:
-    """TVM's RPC server on 127.0.0.1 registering under ``key`` (``python``: how to run Python)."""
+def server_command(tracker: str, key: str) -> list[str]:
+    """TVM's RPC server on 127.0.0.1 registering under ``key``."""
     port = free_port()
-    return [*python, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
+    return [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(port),
             "--port-end", str(port + 100), "--tracker", tracker, "--key", key]
 
 

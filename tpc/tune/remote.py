@@ -57,17 +57,30 @@ def _tracker_socket(tracker: str, timeout: float) -> socket.socket:
     return connection
 
 
-def servers_under(tracker: str, key: str, timeout: float = 10.0) -> list[str]:
-    """The addresses (``host:port``) of the servers registered at ``tracker`` under ``key``."""
+def _ask_tracker(tracker: str, request: list[Any], timeout: float, waiting_for: str) -> Any:
+    """The tracker's answer to one request, within ``timeout`` seconds (``waiting_for`` says what
+    for, in the error when the time runs out)."""
     from tvm.rpc import base
 
     with _tracker_socket(tracker, timeout) as connection:
         try:
-            base.sendjson(connection, [base.TrackerCode.SUMMARY])
-            summary = base.recvjson(connection)
+            base.sendjson(connection, request)
+            answer = base.recvjson(connection)
+        except TimeoutError:
+            raise RPCError(f"{waiting_for} at the RPC tracker {tracker} within {timeout:g} s") from None
         except OSError as error:
-            raise RPCError(f"the RPC tracker at {tracker} did not answer ({error})") from None
-    return [":".join(map(str, server["addr"])) for server in summary[1]["server_info"]
+            raise RPCError(f"the RPC tracker at {tracker} failed ({error})") from None
+    if answer[0] != base.TrackerCode.SUCCESS:
+        raise RPCError(f"the RPC tracker at {tracker} refused {request}: {answer}")
+    return answer[1]
+
+
+def servers_under(tracker: str, key: str, timeout: float = 10.0) -> list[str]:
+    """The addresses (``host:port``) of the servers registered at ``tracker`` under ``key``."""
+    from tvm.rpc import base
+
+    summary = _ask_tracker(tracker, [base.TrackerCode.SUMMARY], timeout, "no summary")
+    return [":".join(map(str, server["addr"])) for server in summary["server_info"]
             if server["key"] == f"server:{key}"]
 
 
@@ -87,18 +100,8 @@ def request_session(tracker: str, key: str, timeout: float, session_timeout: flo
     import tvm.rpc
     from tvm.rpc import base
 
-    with _tracker_socket(tracker, timeout) as connection:
-        try:
-            base.sendjson(connection, [base.TrackerCode.REQUEST, key, "", 1])
-            answer = base.recvjson(connection)
-        except TimeoutError:
-            raise RPCError(f"no device under key {key!r} at the RPC tracker {tracker} was free within "
-                           f"{timeout:g} s") from None
-        except OSError as error:
-            raise RPCError(f"the RPC tracker at {tracker} failed ({error})") from None
-    if answer[0] != base.TrackerCode.SUCCESS:
-        raise RPCError(f"the RPC tracker at {tracker} refused the request for {key!r}: {answer}")
-    host, port, match_key = answer[1]
+    host, port, match_key = _ask_tracker(tracker, [base.TrackerCode.REQUEST, key, "", 1], timeout,
+                                         f"no device under key {key!r} was free")
     try:
         return tvm.rpc.connect(host, port, match_key, session_timeout), f"{host}:{port}"
     except Exception as error:  # TVM raises its own error kinds for a refused or dead server
@@ -136,6 +139,7 @@ class RemoteModule:
 
 
 def upload(session: Any, library: Path, name: str) -> Any:
-    """Upload a built library (and its constant tables, which stay here) and load it on the device."""
+    """Upload a built library as ``name`` and load it on the device (its constant tables go as
+    arguments of each call)."""
     session.upload(str(library), name)
     return session.load_module(name)
