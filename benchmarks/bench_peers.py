@@ -51,10 +51,6 @@ FOURIER_SCALE, GRID_SCALE = 2 * np.pi, np.sqrt(4 * np.pi)
 normalization of the harmonics on the sphere); the check divides them out."""
 
 
-def signal_irreps(degree: int) -> str:
-    return "+".join(f"1x{l}{'eo'[l % 2]}" for l in range(degree + 1))
-
-
 def cg_paths(degree: int) -> list[tuple[int, int, int]]:
     """The paths of PriceofFreedom's Clebsch-Gordan products into 0e..2L, in their output order:
     l1, l2, l3 in loop order with even l1 + l2 + l3, stably sorted by l3."""
@@ -75,10 +71,9 @@ def summed_paths(blocks: np.ndarray, degree: int) -> np.ndarray:
     return out
 
 
-def peer_sides(priceoffreedom: Path, degree: int, args: argparse.Namespace) -> dict[str, tuple[Callable, Callable]]:
+def peer_sides(degree: int, args: argparse.Namespace) -> dict[str, tuple[Callable, Callable]]:
     """PriceofFreedom's products at ``degree``: name -> (jitted function of two IrrepsArrays,
     its output as the float64 Gaunt product)."""
-    sys.path.insert(0, str(priceoffreedom))
     import e3nn_jax as e3nn
     import jax
     from freedom.tensor_products import functional
@@ -131,10 +126,10 @@ def run_degree(degree: int, args: argparse.Namespace) -> list[tuple[str, str, fl
         if algorithm is None:
             algorithms = [a for a in tpc.algorithms_for(tp) if a != kernel.schedule.algorithm
                           and (a != "cg" or degree <= args.tpc_cg_max_degree)]
-    irreps = e3nn.Irreps(signal_irreps(degree))
+    irreps = e3nn.Irreps(str(signal))
     inputs = (e3nn.IrrepsArray(irreps, x1), e3nn.IrrepsArray(irreps, x2))
     small = (e3nn.IrrepsArray(irreps, x1[check]), e3nn.IrrepsArray(irreps, x2[check]))
-    for name, (function, as_gaunt) in peer_sides(args.priceoffreedom, degree, args).items():
+    for name, (function, as_gaunt) in peer_sides(degree, args).items():
         start = time.perf_counter()
         function(*inputs).array.block_until_ready()
         first_call = time.perf_counter() - start
@@ -231,6 +226,7 @@ def main() -> None:
     if not (args.priceoffreedom / "freedom" / "tensor_products" / "functional.py").exists():
         parser.error(f"{args.priceoffreedom} is not a PriceofFreedom checkout "
                      "(it has no freedom/tensor_products/functional.py)")
+    sys.path.insert(0, str(args.priceoffreedom))  # not a package: imported from the checkout
     import jax
 
     print(machine())
