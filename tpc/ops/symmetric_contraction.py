@@ -203,14 +203,13 @@ class SymmetricContraction:
                     # took gigabytes per node batch otherwise).
                     step = max(1, REFERENCE_BYTES // (16 * self.channels * coupling[0].size))
                     parts = []
-                    for start in range(0, batch, step):
+                    for start in range(0, max(batch, 1), step):  # no nodes: one empty part
                         nodes = slice(start, start + step)
                         summed = np.einsum("bcm,m...k->bc...k", upstream[nodes], coupling)
                         for _ in range(nu):
                             summed = np.einsum("bci...,bci->bc...", summed, x[nodes])
                         parts.append(summed)
-                    gradient_weights.append(np.concatenate(parts) if parts else np.zeros(
-                        (0, self.channels, coupling.shape[-1]), x.dtype))
+                    gradient_weights.append(np.concatenate(parts))
                     continue
                 element_weight = np.einsum("be,ekc->bck", y, np.asarray(weight, dtype=np.float64))
                 summed = np.einsum("bcm,bck,m...k->bc...", upstream, element_weight, coupling)
